@@ -1,0 +1,113 @@
+# -*- test-case-name: tests.test_config -*-
+"""
+L{StackConfig}: the addressing plan and limits every layer is built from.
+
+One frozen value, passed into constructors; there is no global
+configuration.
+"""
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+
+from vpnkit.wire.ethernet import parseMAC
+
+__all__ = ["StackConfig", "ConfigError", "MIN_MTU", "MAX_MTU", "DEFAULT_SERVER_MAC"]
+
+MIN_MTU = 576
+MAX_MTU = 65520
+DEFAULT_SERVER_MAC = parseMAC("f6:16:36:bc:f9:c6")
+
+
+class ConfigError(ValueError):
+    """
+    A configuration value that cannot be used; the message names the setting.
+    """
+
+
+def _subnetFor(addresses):
+    """
+    The smallest network containing every address.
+    """
+    values = [int(a) for a in addresses]
+    for prefix in range(32, -1, -1):
+        network = IPv4Network((min(values), prefix), strict=False)
+        if all(IPv4Address(v) in network for v in values):
+            return network
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """
+    The addressing plan and link parameters.
+
+    @ivar hostIP: the address that stands for the host's 127.0.0.1, or
+        C{None} when the alias is disabled (C{--host-ip 0.0.0.0}).
+    @ivar domain: the DHCP domain name given on the command line, or
+        C{None} to use C{dhcp.json} or C{"localdomain"}.
+    """
+
+    mtu: int = 1500
+    gatewayIP: IPv4Address = IPv4Address("192.168.65.1")
+    hostIP: IPv4Address | None = IPv4Address("192.168.65.2")
+    lowestIP: IPv4Address = IPv4Address("192.168.65.3")
+    highestIP: IPv4Address = IPv4Address("192.168.65.254")
+    serverMAC: bytes = DEFAULT_SERVER_MAC
+    domain: str | None = None
+    subnet: IPv4Network = field(init=False)
+
+    def __post_init__(self):
+        if not MIN_MTU <= self.mtu <= MAX_MTU:
+            raise ConfigError(f"--mtu: {self.mtu} is outside {MIN_MTU}..{MAX_MTU}")
+        if self.lowestIP > self.highestIP:
+            raise ConfigError(
+                f"--lowest-ip {self.lowestIP} is above --highest-ip {self.highestIP}"
+            )
+        addresses = [self.gatewayIP, self.lowestIP, self.highestIP]
+        subnet = _subnetFor(addresses)
+        if subnet.prefixlen > 30 or subnet.prefixlen < 8:
+            raise ConfigError(
+                f"--gateway-ip {self.gatewayIP}, --lowest-ip {self.lowestIP} and "
+                f"--highest-ip {self.highestIP} do not form a usable subnet ({subnet})"
+            )
+        reserved = {subnet.network_address, subnet.broadcast_address}
+        for name, value in [
+            ("--gateway-ip", self.gatewayIP),
+            ("--lowest-ip", self.lowestIP),
+            ("--highest-ip", self.highestIP),
+        ]:
+            if value in reserved:
+                raise ConfigError(f"{name} {value} is the network or broadcast address of {subnet}")
+        if self.lowestIP <= self.gatewayIP <= self.highestIP:
+            raise ConfigError(
+                f"--gateway-ip {self.gatewayIP} lies inside the guest range "
+                f"{self.lowestIP}..{self.highestIP}"
+            )
+        if self.hostIP is not None:
+            if self.hostIP == self.gatewayIP:
+                raise ConfigError(f"--host-ip {self.hostIP} is the gateway address")
+            if self.lowestIP <= self.hostIP <= self.highestIP:
+                raise ConfigError(
+                    f"--host-ip {self.hostIP} lies inside the guest range "
+                    f"{self.lowestIP}..{self.highestIP}"
+                )
+        if len(self.serverMAC) != 6 or self.serverMAC[0] & 1:
+            raise ConfigError("--server-macaddr must be a unicast MAC address")
+        object.__setattr__(self, "subnet", subnet)
+
+    @property
+    def maxFrameSize(self):
+        """
+        The largest frame a guest may send: the MTU plus the Ethernet header
+        and the slack the vmnet Vif response announces (C{mtu + 50}),
+        capped by the 16-bit length fields.
+        """
+        return min(self.mtu + 50, 0xFFFF)
+
+    @property
+    def gatewayPacked(self):
+        return self.gatewayIP.packed
+
+    @property
+    def hostPacked(self):
+        return self.hostIP.packed if self.hostIP is not None else None

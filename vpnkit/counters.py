@@ -1,0 +1,129 @@
+# -*- test-case-name: tests.test_stack -*-
+"""
+Named counters for every receive, send and drop path.
+
+Each layer gets its own small mutable dataclass, all gathered in
+L{StackCounters}; every branch that drops or answers a frame increments one
+field, so a test (or C{GET /stats}) can say exactly what happened.
+"""
+
+from dataclasses import asdict, dataclass, field
+
+__all__ = [
+    "LinkCounters",
+    "EthernetCounters",
+    "ARPCounters",
+    "IPv4Counters",
+    "ICMPCounters",
+    "UDPCounters",
+    "DHCPCounters",
+    "StackCounters",
+]
+
+
+@dataclass
+class LinkCounters:
+    """
+    Frames on the guest links, summed over all links.
+    """
+
+    framesIn: int = 0
+    framesOut: int = 0
+    bytesIn: int = 0
+    bytesOut: int = 0
+    shortFrames: int = 0
+    oversizeFrames: int = 0
+    truncatedPrefix: int = 0
+    handshakeFailures: int = 0
+    txQueueFull: int = 0
+    txErrors: int = 0
+    linksOpened: int = 0
+    linksClosed: int = 0
+
+
+@dataclass
+class EthernetCounters:
+    received: int = 0
+    notForUs: int = 0
+    switched: int = 0
+    flooded: int = 0
+    unsupportedEthertype: int = 0
+    ipv6: int = 0
+    vlan: int = 0
+    noRoute: int = 0
+
+
+@dataclass
+class ARPCounters:
+    requests: int = 0
+    replies: int = 0
+    malformed: int = 0
+    unknownTarget: int = 0
+    ignored: int = 0
+
+
+@dataclass
+class IPv4Counters:
+    received: int = 0
+    sent: int = 0
+    malformed: int = 0
+    truncated: int = 0
+    badChecksum: int = 0
+    fragmentsDropped: int = 0
+    forwarded: int = 0
+    ttlExpired: int = 0
+    noRoute: int = 0
+    tooBig: int = 0
+    unsupportedProtocol: int = 0
+    martianSource: int = 0
+
+
+@dataclass
+class ICMPCounters:
+    echoRequests: int = 0
+    echoReplies: int = 0
+    malformed: int = 0
+    badChecksum: int = 0
+    unsupported: int = 0
+
+
+@dataclass
+class UDPCounters:
+    received: int = 0
+    malformed: int = 0
+    badChecksum: int = 0
+    noHandler: int = 0
+    sent: int = 0
+
+
+@dataclass
+class DHCPCounters:
+    received: int = 0
+    discover: int = 0
+    offer: int = 0
+    request: int = 0
+    ack: int = 0
+    nak: int = 0
+    release: int = 0
+    inform: int = 0
+    decline: int = 0
+    malformed: int = 0
+    unknownClient: int = 0
+    ignored: int = 0
+
+
+@dataclass
+class StackCounters:
+    link: LinkCounters = field(default_factory=LinkCounters)
+    ethernet: EthernetCounters = field(default_factory=EthernetCounters)
+    arp: ARPCounters = field(default_factory=ARPCounters)
+    ipv4: IPv4Counters = field(default_factory=IPv4Counters)
+    icmp: ICMPCounters = field(default_factory=ICMPCounters)
+    udp: UDPCounters = field(default_factory=UDPCounters)
+    dhcp: DHCPCounters = field(default_factory=DHCPCounters)
+
+    def asDict(self):
+        """
+        Every counter as a nested C{dict}, for logs and the stats API.
+        """
+        return asdict(self)

@@ -1,0 +1,4 @@
+"""
+vpnkit's seams to the operating system: tap devices in network namespaces,
+and (later) host sockets.
+"""

@@ -1,0 +1,181 @@
+# -*- test-case-name: tests.test_taplink -*-
+"""
+L{TapLink}: a tap device's file descriptor as a guest link.
+
+Each read returns one frame and each write sends one, so there is no
+framing to get wrong: a frame that is too short or too long is counted and
+dropped, and the link stays up.  Writes that find the device full wait in a
+bounded queue; beyond it frames are dropped, as a NIC with a full ring
+would.
+"""
+
+from collections import deque
+
+from twisted.internet.interfaces import IPushProducer, IReadDescriptor, IWriteDescriptor
+from twisted.python.failure import Failure
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from zope.interface import implementer
+
+from vpnkit.interfaces import ILink
+from vpnkit.log import logger
+from vpnkit.wire.ethernet import HEADER_LENGTH
+
+__all__ = ["TapLink"]
+
+log = logger("vpnkit.taplink")
+
+# Frames read per reactor wake-up before yielding to other descriptors.
+READ_BATCH = 64
+# Frames waiting for a full device.
+TX_QUEUE_FRAMES = 1024
+
+
+@implementer(ILink, IReadDescriptor, IWriteDescriptor, IPushProducer)
+class TapLink:
+    """
+    @param fd: the tap descriptor, from L{vpnkit.interfaces.ITunSystem.openTap}.
+    @param system: the L{vpnkit.interfaces.ITunSystem} that opened it.
+    @param frameReceived: called with each frame read from the device.
+    @param counters: a L{vpnkit.counters.LinkCounters}.
+    @param onClose: called with a L{Failure} once the link is closed.
+    """
+
+    def __init__(
+        self,
+        fd,
+        system,
+        frameReceived,
+        counters,
+        maxFrame,
+        description,
+        reactor=None,
+        onClose=None,
+    ):
+        if reactor is None:
+            from twisted.internet import reactor
+        self._fd = fd
+        self._system = system
+        self.frameReceived = frameReceived
+        self._counters = counters
+        self._maxFrame = maxFrame
+        self._readSize = max(maxFrame + 1, 65536 + 1)
+        self._reactor = reactor
+        self._onClose = onClose
+        self._queue = deque()
+        self._closed = False
+        self._reading = False
+        self.description = description
+
+    # -- IReadDescriptor / IWriteDescriptor ---------------------------------
+
+    def fileno(self):
+        return self._fd if not self._closed else -1
+
+    def logPrefix(self):
+        return self.description
+
+    def startReading(self):
+        if not self._closed and not self._reading:
+            self._reading = True
+            self._reactor.addReader(self)
+
+    def stopReading(self):
+        if self._reading:
+            self._reading = False
+            self._reactor.removeReader(self)
+
+    def doRead(self):
+        counters = self._counters
+        read = self._system.read
+        for _ in range(READ_BATCH):
+            if self._closed or not self._reading:
+                return None
+            try:
+                frame = read(self._fd, self._readSize)
+            except BlockingIOError:
+                return None
+            except OSError as e:
+                return ConnectionLost(f"reading {self.description}: {e}")
+            n = len(frame)
+            if n < HEADER_LENGTH:
+                if n == 0:
+                    return ConnectionDone(f"{self.description} closed")
+                counters.shortFrames += 1
+                continue
+            if n > self._maxFrame:
+                counters.oversizeFrames += 1
+                continue
+            counters.framesIn += 1
+            counters.bytesIn += n
+            self.frameReceived(frame)
+        return None
+
+    def doWrite(self):
+        queue = self._queue
+        write = self._system.write
+        while queue:
+            try:
+                write(self._fd, queue[0])
+            except BlockingIOError:
+                return None
+            except OSError as e:
+                self._counters.txErrors += 1
+                log.debug("dropping a frame on {link}: {e}", link=self.description, e=e)
+            queue.popleft()
+        self._reactor.removeWriter(self)
+        return None
+
+    def connectionLost(self, reason):
+        if self._closed:
+            return
+        self.stopReading()
+        self._reactor.removeWriter(self)
+        self._closed = True
+        self._queue.clear()
+        try:
+            self._system.close(self._fd)
+        except OSError:
+            pass
+        if self._onClose is not None:
+            self._onClose(reason)
+
+    # -- ILink ---------------------------------------------------------------
+
+    def sendFrame(self, frame):
+        if self._closed:
+            return
+        counters = self._counters
+        if self._queue:
+            if len(self._queue) >= TX_QUEUE_FRAMES:
+                counters.txQueueFull += 1
+                return
+            self._queue.append(frame)
+            counters.framesOut += 1
+            counters.bytesOut += len(frame)
+            return
+        try:
+            self._system.write(self._fd, frame)
+        except BlockingIOError:
+            self._queue.append(frame)
+            self._reactor.addWriter(self)
+        except OSError as e:
+            counters.txErrors += 1
+            log.debug("dropping a frame on {link}: {e}", link=self.description, e=e)
+            return
+        counters.framesOut += 1
+        counters.bytesOut += len(frame)
+
+    def closeLink(self, reason):
+        log.info("closing {link}: {reason}", link=self.description, reason=reason)
+        self.connectionLost(Failure(ConnectionDone(reason)))
+
+    # -- IPushProducer: paused while whoever we feed is full ------------------
+
+    def pauseProducing(self):
+        self.stopReading()
+
+    def resumeProducing(self):
+        self.startReading()
+
+    def stopProducing(self):
+        self.closeLink("consumer stopped")

@@ -1,0 +1,143 @@
+"""
+The contracts between vpnkit's layers.  Nothing else lives here.
+"""
+
+from zope.interface import Attribute, Interface
+
+__all__ = [
+    "IFrameReceiver",
+    "IFrameTransmitter",
+    "ILink",
+    "IEthernetPayloadReceiver",
+    "IIPv4Receiver",
+    "IIPv4Sender",
+    "IUDPService",
+    "ITunSystem",
+]
+
+
+class IFrameReceiver(Interface):
+    """
+    Something that accepts Ethernet frames from one guest link.
+    """
+
+    def frameReceived(frame):
+        """
+        Accept exactly one Ethernet frame (no FCS).  Never raises on
+        malformed input: bad frames are counted and dropped.
+        """
+
+
+class IFrameTransmitter(Interface):
+    """
+    Something that carries Ethernet frames towards a guest.
+    """
+
+    def sendFrame(frame):
+        """
+        Queue one complete frame.  Never blocks; a link whose queue is full
+        counts and drops, like a NIC.
+        """
+
+
+class ILink(IFrameTransmitter):
+    """
+    One guest link (a vmnet or QEMU connection, a tap device): the switch's
+    view of it.
+    """
+
+    description = Attribute("Short text naming the link, for logs.")
+
+    def closeLink(reason):
+        """
+        Close the link (after a framing error or at shutdown), logging
+        C{reason}.  The switch is told through L{IFrameReceiver} detach.
+        """
+
+
+class IEthernetPayloadReceiver(Interface):
+    """
+    A protocol layer registered with the switch for one EtherType.
+    """
+
+    def ethernetPayloadReceived(header, payload):
+        """
+        Receive the payload of a frame addressed to vpnkit (the server MAC or
+        a group address).
+
+        @param header: the frame's L{vpnkit.wire.ethernet.EthernetHeader}.
+        """
+
+
+class IIPv4Receiver(Interface):
+    """
+    A transport-protocol layer registered with the IPv4 layer.
+    """
+
+    def ipPayloadReceived(header, payload):
+        """
+        Receive an unfragmented datagram whose header checksum and lengths
+        verified.
+
+        @param header: its L{vpnkit.wire.ipv4.IPv4Header}; addresses packed.
+        """
+
+
+class IIPv4Sender(Interface):
+    """
+    The IPv4 layer, as seen by the layers above it.
+    """
+
+    def sendIPv4(src, dst, protocol, payload, ttl=64, dstMAC=None):
+        """
+        Build the IPv4 header and checksum and send the datagram to the
+        guest that owns C{dst} (or to C{dstMAC} when given, for DHCP
+        replies to a guest that has no address yet).
+
+        @return: C{True} if a frame was handed to a link.
+        """
+
+
+class IUDPService(Interface):
+    """
+    A service vpnkit itself answers on a UDP port (DHCP, later DNS).
+    """
+
+    def datagramReceived(ipHeader, udpHeader, payload):
+        """
+        Receive one datagram addressed to the service's port.
+        """
+
+
+class ITunSystem(Interface):
+    """
+    The narrow seam to the operating system for tap devices in network
+    namespaces.  The real implementation is in L{vpnkit.host.tundev}; tests
+    use a fake built on C{socketpair(AF_UNIX, SOCK_SEQPACKET)}, which has the
+    same one-frame-per-read semantics.
+    """
+
+    def openTap(netns, name, mac, mtu):
+        """
+        Create (or attach to) tap device C{name} inside network namespace
+        C{netns} (a path such as C{/var/run/netns/guest}, or C{None} for
+        ours), set its MAC and MTU, bring it up.
+
+        @return: a non-blocking file descriptor, one frame per read/write.
+        @raise OSError: the namespace or device could not be used.
+        """
+
+    def read(fd, size):
+        """
+        Read one frame; raise C{BlockingIOError} when none is waiting.
+        """
+
+    def write(fd, frame):
+        """
+        Write one frame; raise C{BlockingIOError} when the device is full.
+        """
+
+    def close(fd):
+        """
+        Close the descriptor (the non-persistent tap disappears).
+        """

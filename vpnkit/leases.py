@@ -1,0 +1,137 @@
+# -*- test-case-name: tests.test_leases -*-
+"""
+The guests' addresses: which IP and MAC each attached guest owns.
+
+A vmnet guest is known by the UUID it sends in its handshake and keeps its
+address for the life of the process (the reference's behaviour).  Guests
+without an identity (an all-zero UUID, a QEMU connection, a tap device) get
+an I{ephemeral} lease that is released when their link goes away, so
+reconnect loops cannot exhaust the range.
+"""
+
+import uuid as _uuid
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+__all__ = ["Lease", "AllocationError", "AddressPool", "guestMAC"]
+
+
+def guestMAC(n):
+    """
+    The MAC of the C{n}th guest: C{02:50} followed by C{n} as a big-endian
+    32-bit counter (locally administered, unicast).
+    """
+    return b"\x02\x50" + n.to_bytes(4, "big")
+
+
+@dataclass(frozen=True)
+class Lease:
+    """
+    An address held by one guest.
+
+    @ivar uuid: the vmnet UUID the lease is bound to (invented for an
+        all-zero UUID), or C{None} for QEMU and tap guests.
+    @ivar ephemeral: released when the guest's link closes.
+    """
+
+    ip: IPv4Address
+    mac: bytes
+    uuid: str | None
+    ephemeral: bool
+
+
+class AllocationError(Exception):
+    """
+    No address can be given; C{str()} is the reason sent to the client (the
+    reference's wording).
+    """
+
+
+class AddressPool:
+    """
+    Hands out the addresses between C{config.lowestIP} and
+    C{config.highestIP}.
+    """
+
+    def __init__(self, config):
+        self._lowest = config.lowestIP
+        self._highest = config.highestIP
+        self._byUUID = {}
+        self._byIP = {}
+        self._macCounter = 0
+
+    def _newMAC(self):
+        self._macCounter += 1
+        return guestMAC(self._macCounter)
+
+    def _firstFree(self):
+        ip = self._lowest
+        while ip <= self._highest:
+            if ip not in self._byIP:
+                return ip
+            ip += 1
+        raise AllocationError("No IP addresses available.")
+
+    def _checkPreferred(self, preferred):
+        if not self._lowest <= preferred <= self._highest:
+            raise AllocationError("Preferred IP address out of range.")
+        if preferred in self._byIP:
+            raise AllocationError(f"Preferred IP address {preferred} already used.")
+
+    def leaseForUUID(self, uuid, preferred=None):
+        """
+        The lease for a vmnet guest.
+
+        @param uuid: canonical UUID text, or C{None} for the all-zero UUID
+            (an ephemeral lease under an invented UUID).
+        @param preferred: the L{IPv4Address} asked for, if any.
+        @raise AllocationError: with the reference's reason strings.
+        """
+        if uuid is None:
+            return self.ephemeralLease(preferred, uuid=str(_uuid.uuid4()))
+        existing = self._byUUID.get(uuid)
+        if existing is not None:
+            if preferred is not None and preferred != existing.ip:
+                raise AllocationError(
+                    "UUID already assigned to a different IP than the IP "
+                    "requested by the client"
+                )
+            return existing
+        if preferred is not None:
+            self._checkPreferred(preferred)
+            ip = preferred
+        else:
+            ip = self._firstFree()
+        lease = Lease(ip, self._newMAC(), uuid, ephemeral=False)
+        self._byUUID[uuid] = lease
+        self._byIP[ip] = lease
+        return lease
+
+    def ephemeralLease(self, preferred=None, uuid=None):
+        """
+        A lease that L{release} gives back.
+
+        @raise AllocationError: the range is exhausted, or C{preferred}
+            cannot be had.
+        """
+        if preferred is not None:
+            self._checkPreferred(preferred)
+            ip = preferred
+        else:
+            ip = self._firstFree()
+        lease = Lease(ip, self._newMAC(), uuid, ephemeral=True)
+        self._byIP[ip] = lease
+        return lease
+
+    def release(self, lease):
+        """
+        Give an ephemeral lease back; permanent (UUID) leases are kept.
+        """
+        if lease.ephemeral and self._byIP.get(lease.ip) is lease:
+            del self._byIP[lease.ip]
+
+    def leases(self):
+        """
+        Every lease currently held.
+        """
+        return list(self._byIP.values())

@@ -1,0 +1,105 @@
+# -*- test-case-name: tests.test_stack -*-
+"""
+L{Stack}: vpnkit's layers wired together, with no I/O of its own.
+
+Links (vmnet and QEMU connections, tap devices) attach to the stack's
+switch; everything above the switch is shared by all guests.  This is the
+one place the layers are composed; L{vpnkit.tap.makeService} adds the
+listeners and files around it.
+"""
+
+from vpnkit.counters import StackCounters
+from vpnkit.leases import AddressPool
+from vpnkit.log import logger
+from vpnkit.protocols.arp import ARPResponder
+from vpnkit.protocols.dhcp import SERVER_PORT, DHCPServer, DHCPSettings
+from vpnkit.protocols.icmp import ICMPLayer
+from vpnkit.protocols.ipv4 import IPv4Layer
+from vpnkit.protocols.switch import EthernetSwitch
+from vpnkit.protocols.udp import UDPLayer
+from vpnkit.wire.ethernet import ETHERTYPE_ARP, ETHERTYPE_IPV4
+from vpnkit.wire.ipv4 import PROTO_ICMP, PROTO_UDP
+
+__all__ = ["Stack"]
+
+log = logger("vpnkit.stack")
+
+
+class Stack:
+    """
+    @ivar config: the L{vpnkit.config.StackConfig}.
+    @ivar counters: the L{vpnkit.counters.StackCounters} every layer counts
+        into.
+    """
+
+    def __init__(self, config, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.config = config
+        self.reactor = reactor
+        self.counters = StackCounters()
+        self.pool = AddressPool(config)
+        self._dhcpFile = (None, ())
+
+        self.switch = EthernetSwitch(config, self.counters)
+        self.arp = ARPResponder(config, self.switch, self.counters)
+        self.ipv4 = IPv4Layer(config, self.switch, self.counters)
+        self.icmp = ICMPLayer(config, self.ipv4, self.counters)
+        self.udp = UDPLayer(config, self.ipv4, self.counters)
+        self.dhcp = DHCPServer(config, self.switch, self.udp, self.counters, self.dhcpSettings)
+
+        self.switch.addProto(ETHERTYPE_ARP, self.arp)
+        self.switch.addProto(ETHERTYPE_IPV4, self.ipv4)
+        self.ipv4.addProto(PROTO_ICMP, self.icmp)
+        self.ipv4.addProto(PROTO_UDP, self.udp)
+        self.udp.bindService(SERVER_PORT, self.dhcp)
+
+    # -- guests ------------------------------------------------------------
+
+    def leaseForUUID(self, uuid, preferred=None):
+        """
+        See L{vpnkit.leases.AddressPool.leaseForUUID}; C{preferred} is packed.
+        """
+        from ipaddress import IPv4Address
+
+        return self.pool.leaseForUUID(uuid, IPv4Address(preferred) if preferred else None)
+
+    def ephemeralLease(self):
+        return self.pool.ephemeralLease()
+
+    def attachLink(self, link, lease, mac):
+        """
+        Plug a guest link into the switch.
+
+        @return: the L{vpnkit.protocols.switch.SwitchPort} to feed frames to.
+        """
+        return self.switch.attach(link, lease, mac)
+
+    def detachLink(self, port):
+        """
+        Unplug a guest link and give back its address if it was ephemeral.
+        """
+        self.switch.detach(port)
+        self.dhcp.forgetPort(port)
+        self.pool.release(port.lease)
+
+    # -- DHCP settings -------------------------------------------------------
+
+    def setDHCPFile(self, parsed):
+        """
+        Apply a parsed C{dhcp.json} (C{(domainName, searchDomains)}), or
+        C{None} when the file is gone.
+        """
+        self._dhcpFile = parsed if parsed is not None else (None, ())
+
+    def dhcpSettings(self):
+        """
+        The current L{DHCPSettings}: C{--domain} wins over C{dhcp.json}'s
+        C{domainName}, which wins over C{localdomain}; an empty name is
+        left out.
+        """
+        fileDomain, search = self._dhcpFile
+        domain = self.config.domain
+        if domain is None:
+            domain = fileDomain if fileDomain is not None else "localdomain"
+        return DHCPSettings(domainName=domain or None, searchDomains=search)

@@ -1,0 +1,399 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+The C{twistd vpnkit} command line: L{Options} and L{makeService}.
+
+L{makeService} returns a L{MultiService} that an C{Application} can embed:
+the stack, one service per guest link listener or tap device, and the
+watched configuration files.
+"""
+
+import os
+import socket
+import stat
+import sys
+from dataclasses import dataclass
+from ipaddress import AddressValueError, IPv4Address
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService, Service
+from twisted.internet.endpoints import (
+    AdoptedStreamServerEndpoint,
+    TCP4ServerEndpoint,
+    UNIXServerEndpoint,
+)
+from twisted.python import usage
+
+from vpnkit import __version__
+from vpnkit.config import ConfigError, StackConfig
+from vpnkit.host.taplink import TapLink
+from vpnkit.host.tundev import LinuxTunSystem, netnsPath
+from vpnkit.leases import AllocationError
+from vpnkit.log import logger, setDebug
+from vpnkit.protocols.dhcp import parseDHCPSettings
+from vpnkit.protocols.links import QEMUServerFactory, VMNetServerFactory
+from vpnkit.stack import Stack
+from vpnkit.watch import WatchedFile, readConfigFile
+from vpnkit.wire import ParseError
+from vpnkit.wire.ethernet import parseMAC
+
+__all__ = ["Options", "makeService", "VPNKitService"]
+
+log = logger("vpnkit.tap")
+
+
+def _ip(flag, value):
+    try:
+        return IPv4Address(value)
+    except AddressValueError:
+        raise usage.UsageError(f"--{flag}: {value!r} is not an IPv4 address") from None
+
+
+def _int(flag, value):
+    try:
+        return int(value)
+    except ValueError:
+        raise usage.UsageError(f"--{flag}: {value!r} is not a number") from None
+
+
+def _checkFD(flag, text):
+    try:
+        fd = int(text)
+    except ValueError:
+        raise usage.UsageError(f"--{flag}: fd:{text} is not a descriptor number") from None
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError as e:
+        raise usage.UsageError(f"--{flag}: fd:{fd}: {e.strerror}") from None
+    if not stat.S_ISSOCK(mode):
+        raise usage.UsageError(f"--{flag}: fd:{fd} is not a socket")
+    return fd
+
+
+def _checkSocketPath(flag, path):
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise usage.UsageError(f"--{flag}: directory {parent} does not exist")
+    if os.path.lexists(path) and not stat.S_ISSOCK(os.lstat(path).st_mode):
+        raise usage.UsageError(f"--{flag}: {path} exists and is not a socket")
+    return path
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    """
+    One guest link to serve.
+
+    @ivar kind: C{"vmnet"}, C{"qemu"} or C{"netns"}.
+    @ivar address: C{("unix", path)}, C{("fd", n)}, C{("tcp", host, port)},
+        or C{("netns", path, ifname)}.
+    """
+
+    kind: str
+    address: tuple
+
+    def describe(self):
+        return f"{self.kind} on {':'.join(str(a) for a in self.address)}"
+
+
+def parseEthernet(value):
+    """
+    C{--ethernet PATH} or C{--ethernet fd:N}.
+    """
+    if value.startswith("fd:"):
+        return LinkSpec("vmnet", ("fd", _checkFD("ethernet", value[3:])))
+    if "://" in value:
+        raise usage.UsageError(f"--ethernet: {value!r}: only Unix socket paths and fd:N are supported")
+    return LinkSpec("vmnet", ("unix", _checkSocketPath("ethernet", value)))
+
+
+def parseQEMU(value):
+    """
+    C{--qemu PATH}, C{unix:PATH}, C{tcp:HOST:PORT} or C{fd:N}.
+    """
+    if value.startswith("fd:"):
+        return LinkSpec("qemu", ("fd", _checkFD("qemu", value[3:])))
+    if value.startswith("tcp:"):
+        host, _, port = value[4:].rpartition(":")
+        portNumber = _int("qemu", port)
+        if not 0 <= portNumber <= 65535:
+            raise usage.UsageError(f"--qemu: port {portNumber} is out of range")
+        return LinkSpec("qemu", ("tcp", str(_ip("qemu", host or "127.0.0.1")), portNumber))
+    if value.startswith("unix:"):
+        value = value[5:]
+    return LinkSpec("qemu", ("unix", _checkSocketPath("qemu", value)))
+
+
+def parseNetns(value, defaultTap):
+    """
+    C{--netns NAME_OR_PATH[:IFNAME]}.
+    """
+    name, sep, ifname = value.rpartition(":")
+    if not sep or "/" in ifname:
+        name, ifname = value, defaultTap
+    if not ifname or len(ifname.encode()) >= 16:
+        raise usage.UsageError(f"--netns: interface name {ifname!r} is empty or too long")
+    path = netnsPath(name)
+    if not os.path.exists(path):
+        raise usage.UsageError(f"--netns: network namespace {path} does not exist")
+    return LinkSpec("netns", ("netns", path, ifname))
+
+
+class Options(usage.Options):
+    synopsis = "--ethernet PATH [options]"
+    longdesc = (
+        "A user-mode network stack for VMs and network namespaces.  Guests attach "
+        "over vmnet sockets (--ethernet), QEMU stream sockets (--qemu) or tap "
+        "devices that vpnkit creates inside network namespaces (--netns)."
+    )
+
+    optFlags = [
+        ["debug", None, "Log debug events (also enabled by the VPNKIT_DEBUG variable)."],
+    ]
+    optParameters = [
+        ["mtu", None, "1500", "MTU of the guest links (576..65520)."],
+        ["gateway-ip", None, "192.168.65.1", "vpnkit's own address: router, DNS and DHCP server."],
+        ["host-ip", None, "192.168.65.2", "Address that reaches the host's 127.0.0.1 (0.0.0.0 disables)."],
+        ["lowest-ip", None, "192.168.65.3", "First address given to guests."],
+        ["highest-ip", None, "192.168.65.254", "Last address given to guests."],
+        ["server-macaddr", None, "f6:16:36:bc:f9:c6", "vpnkit's MAC address."],
+        ["domain", None, None, "DHCP domain name (wins over --dhcp-path)."],
+        ["dhcp-path", None, None, "dhcp.json with searchDomains/domainName; re-read on change."],
+        ["tap", None, "tap0", "Interface name for --netns when the spec names none."],
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self["ethernet"] = []
+        self["qemu"] = []
+        self["netns"] = []
+        self.underTwistd = False
+
+    def opt_ethernet(self, value):
+        """
+        vmnet (hyperkit) listener: a Unix socket PATH, or fd:N (repeatable).
+        """
+        self["ethernet"].append(value)
+
+    def opt_qemu(self, value):
+        """
+        QEMU stream listener: PATH, unix:PATH, tcp:HOST:PORT or fd:N (repeatable).
+        """
+        self["qemu"].append(value)
+
+    def opt_netns(self, value):
+        """
+        Create a tap device in network namespace NAME_OR_PATH[:IFNAME] (repeatable).
+        """
+        self["netns"].append(value)
+
+    def parseOptions(self, options=None):
+        """
+        Parse, and when run as a twistd subcommand turn a usage error into
+        one line on standard error and exit status 2.
+        """
+        self.underTwistd = getattr(self, "parent", None) is not None
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if not self.underTwistd:
+                raise
+            sys.stderr.write(f"vpnkit: {e}\n")
+            raise SystemExit(2)
+
+    def postOptions(self):
+        if "VPNKIT_DEBUG" in os.environ:
+            self["debug"] = True
+        hostIP = _ip("host-ip", self["host-ip"])
+        try:
+            mac = parseMAC(self["server-macaddr"])
+        except ParseError:
+            raise usage.UsageError(
+                f"--server-macaddr: {self['server-macaddr']!r} is not a MAC address"
+            ) from None
+        try:
+            self.config = StackConfig(
+                mtu=_int("mtu", self["mtu"]),
+                gatewayIP=_ip("gateway-ip", self["gateway-ip"]),
+                hostIP=None if hostIP == IPv4Address("0.0.0.0") else hostIP,
+                lowestIP=_ip("lowest-ip", self["lowest-ip"]),
+                highestIP=_ip("highest-ip", self["highest-ip"]),
+                serverMAC=mac,
+                domain=self["domain"],
+            )
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+        self.links = (
+            [parseEthernet(v) for v in self["ethernet"]]
+            + [parseQEMU(v) for v in self["qemu"]]
+            + [parseNetns(v, self["tap"]) for v in self["netns"]]
+        )
+        if not self.links:
+            raise usage.UsageError("Please provide an --ethernet argument (or --qemu, --netns)")
+        self.dhcpSettings = None
+        if self["dhcp-path"] is not None:
+            try:
+                self.dhcpSettings = readConfigFile(self["dhcp-path"], parseDHCPSettings)
+            except ConfigError as e:
+                raise usage.UsageError(f"--dhcp-path: {e}") from None
+
+
+class _UnixListenService(StreamServerEndpointService):
+    """
+    Listen on a Unix socket path, first removing a stale socket file left by
+    a process that is gone (the reference always unlinks it).
+    """
+
+    def __init__(self, path, factory, reactor):
+        super().__init__(UNIXServerEndpoint(reactor, path), factory)
+        self._path = path
+        self._raiseSynchronously = True
+
+    def privilegedStartService(self):
+        if os.path.lexists(self._path):
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(self._path)
+            except ConnectionRefusedError:
+                os.unlink(self._path)
+            except OSError:
+                pass
+            else:
+                raise ConfigError(f"{self._path} is in use by another process")
+            finally:
+                probe.close()
+        super().privilegedStartService()
+
+
+class NetnsTapService(Service):
+    """
+    A tap device vpnkit creates in a guest's network namespace: the guest
+    only has to run DHCP on it.
+    """
+
+    def __init__(self, stack, netns, ifname, system=None):
+        self._stack = stack
+        self._netns = netns
+        self._ifname = ifname
+        self._system = system if system is not None else LinuxTunSystem()
+        self.link = None
+        self._description = f"netns:{netns}:{ifname}"
+
+    def startService(self):
+        super().startService()
+        stack = self._stack
+        try:
+            lease = stack.ephemeralLease()
+        except AllocationError as e:
+            raise ConfigError(f"--netns {self._netns}: {e}") from None
+        try:
+            fd = self._system.openTap(self._netns, self._ifname, lease.mac, stack.config.mtu)
+        except OSError as e:
+            stack.pool.release(lease)
+            raise ConfigError(f"--netns {self._netns}: cannot create {self._ifname}: {e}") from None
+        port = None
+
+        def closed(reason):
+            log.warn(
+                "{link} is gone: {reason}", link=self._description, reason=reason.getErrorMessage()
+            )
+            stack.detachLink(port)
+
+        self.link = TapLink(
+            fd,
+            self._system,
+            None,
+            stack.counters.link,
+            stack.config.maxFrameSize,
+            self._description,
+            reactor=stack.reactor,
+            onClose=closed,
+        )
+        port = stack.attachLink(self.link, lease, lease.mac)
+        self.link.frameReceived = port.frameReceived
+        self.link.startReading()
+
+    def stopService(self):
+        super().stopService()
+        if self.link is not None:
+            self.link.closeLink("vpnkit is stopping")
+            self.link = None
+
+
+class VPNKitService(MultiService):
+    """
+    vpnkit as one service.
+
+    @ivar stack: the L{Stack}.
+    @ivar exitOnError: when started by twistd, a start-up failure is one
+        line on standard error and exit status 1, not a traceback.
+    """
+
+    def __init__(self, stack, exitOnError=False):
+        super().__init__()
+        self.stack = stack
+        self.exitOnError = exitOnError
+
+    def _guarded(self, start):
+        try:
+            start()
+        except (ConfigError, OSError) as e:
+            if not self.exitOnError:
+                raise
+            sys.stderr.write(f"vpnkit: {e}\n")
+            raise SystemExit(1)
+
+    def privilegedStartService(self):
+        self._guarded(super().privilegedStartService)
+
+    def startService(self):
+        self._guarded(super().startService)
+        config = self.stack.config
+        log.info(
+            "vpnkit {version} ready: gateway {gateway}, host alias {host}, guests "
+            "{lowest}..{highest}, MTU {mtu}",
+            version=__version__,
+            gateway=config.gatewayIP,
+            host=config.hostIP or "disabled",
+            lowest=config.lowestIP,
+            highest=config.highestIP,
+            mtu=config.mtu,
+        )
+
+
+def _linkService(spec, stack, reactor):
+    kind, address = spec.kind, spec.address
+    if kind == "netns":
+        return NetnsTapService(stack, address[1], address[2])
+    factory = VMNetServerFactory(stack) if kind == "vmnet" else QEMUServerFactory(stack)
+    if address[0] == "unix":
+        return _UnixListenService(address[1], factory, reactor)
+    if address[0] == "fd":
+        endpoint = AdoptedStreamServerEndpoint(reactor, address[1], socket.AF_UNIX)
+    else:
+        endpoint = TCP4ServerEndpoint(reactor, address[2], interface=address[1])
+    service = StreamServerEndpointService(endpoint, factory)
+    service._raiseSynchronously = True
+    return service
+
+
+def makeService(options, reactor=None):
+    """
+    Build vpnkit from parsed L{Options}.
+
+    @return: a L{VPNKitService} (a L{MultiService}).
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    setDebug(bool(options["debug"]))
+    stack = Stack(options.config, reactor)
+    top = VPNKitService(stack, exitOnError=options.underTwistd)
+    for spec in options.links:
+        service = _linkService(spec, stack, reactor)
+        service.setName(spec.describe())
+        service.setServiceParent(top)
+    if options["dhcp-path"] is not None:
+        stack.setDHCPFile(options.dhcpSettings)
+        watcher = WatchedFile(options["dhcp-path"], parseDHCPSettings, stack.setDHCPFile, reactor)
+        watcher.setName("dhcp-path")
+        watcher.setServiceParent(top)
+    return top

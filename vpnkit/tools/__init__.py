@@ -1,0 +1,3 @@
+"""
+Command-line tools that ship with vpnkit.
+"""

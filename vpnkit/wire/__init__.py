@@ -1,0 +1,32 @@
+"""
+Pure wire formats: bytes to small frozen values and back.
+
+Nothing in this package imports Twisted or touches the OS.  Every parser either
+returns a value or raises a L{ParseError} subclass; callers count and drop.
+"""
+
+__all__ = ["ParseError", "TruncatedError", "ChecksumError", "MalformedError"]
+
+
+class ParseError(ValueError):
+    """
+    Bytes that do not form a valid message of the expected format.
+    """
+
+
+class TruncatedError(ParseError):
+    """
+    Fewer bytes than the format (or its own length fields) require.
+    """
+
+
+class ChecksumError(ParseError):
+    """
+    A checksum that does not verify.
+    """
+
+
+class MalformedError(ParseError):
+    """
+    A field holds a value the format does not allow.
+    """

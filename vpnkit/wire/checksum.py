@@ -1,0 +1,56 @@
+# -*- test-case-name: tests.test_wire_checksum -*-
+"""
+The Internet checksum (RFC 1071) and the TCP/UDP pseudo-header.
+
+The ones'-complement sum of 16-bit words equals the big-endian integer value
+of the data modulo 0xFFFF (because 2**16 is 1 modulo 0xFFFF), so the sum is
+computed with one C-level C{int.from_bytes} and one modulo instead of a Python
+loop over words.
+"""
+
+__all__ = ["onesComplementSum", "internetChecksum", "pseudoHeaderSum", "checksumOK"]
+
+_fromBytes = int.from_bytes
+
+
+def onesComplementSum(data, initial=0):
+    """
+    The 16-bit ones'-complement sum of C{data} (padded with a zero byte when
+    its length is odd), added to C{initial}.
+
+    @return: a value in C{range(0, 0x10000)}; zero only when every word (and
+        C{initial}) is zero.
+    """
+    if len(data) & 1:
+        value = _fromBytes(data, "big") << 8
+    else:
+        value = _fromBytes(data, "big")
+    value += initial
+    if not value:
+        return 0
+    value %= 0xFFFF
+    return value or 0xFFFF
+
+
+def internetChecksum(data, initial=0):
+    """
+    The checksum to put in a header: the complement of L{onesComplementSum}.
+    """
+    return ~onesComplementSum(data, initial) & 0xFFFF
+
+
+def pseudoHeaderSum(src, dst, protocol, length):
+    """
+    The partial sum of the IPv4 pseudo-header used by TCP and UDP.
+
+    @param src: 4-byte packed source address.
+    @param dst: 4-byte packed destination address.
+    """
+    return _fromBytes(src, "big") + _fromBytes(dst, "big") + protocol + length
+
+
+def checksumOK(data, initial=0):
+    """
+    Whether C{data} (with its checksum field in place) verifies.
+    """
+    return onesComplementSum(data, initial) == 0xFFFF
