@@ -32,6 +32,7 @@ HEADER_LENGTH = 14
 BROADCAST = b"\xff" * 6
 
 _header = Struct("!6s6sH")
+_HEXDIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +76,10 @@ def parseMAC(text):
     @raise MalformedError: anything else.
     """
     parts = text.replace("-", ":").split(":")
-    if len(parts) != 6 or not all(1 <= len(p) <= 2 for p in parts):
+    # int(p, 16) alone would also take " a", "+a" and "a_"-style digit runs.
+    if len(parts) != 6 or not all(
+        1 <= len(p) <= 2 and all(c in _HEXDIGITS for c in p) for p in parts
+    ):
         raise MalformedError(f"not a MAC address: {text!r}")
     try:
         return bytes(int(p, 16) for p in parts)

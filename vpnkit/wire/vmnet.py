@@ -5,6 +5,7 @@ the 41-byte Command and the 258-byte Response.  After the handshake each
 Ethernet frame travels behind a little-endian u16 length.
 """
 
+import re
 import uuid as _uuid
 from dataclasses import dataclass
 from struct import Struct
@@ -50,6 +51,10 @@ RESP_VIF = 1
 RESP_DISCONNECT = 2
 
 _init = Struct("<5sI40s")
+# The only form the reference (Uuidm.of_string) accepts in 36 bytes.
+# uuid.UUID alone is far laxer: it drops every "-", strips "{}", and int()
+# takes whitespace, "+" and "_", so "1234...5678----" would pass.
+_canonicalUUID = re.compile(rb"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 _vif = Struct("<BHH6s")
 
 
@@ -137,6 +142,8 @@ def parseUUID(raw):
     """
     if raw == ZERO_UUID:
         return None
+    if _canonicalUUID.fullmatch(raw) is None:
+        raise MalformedError(f"bad UUID {raw!r}")
     try:
         return str(_uuid.UUID(raw.decode("ascii")))
     except (UnicodeDecodeError, ValueError):

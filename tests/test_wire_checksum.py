@@ -1,0 +1,203 @@
+"""
+Tests for L{vpnkit.wire.checksum}: the RFC 1071 sum, checked against a
+word-by-word reference implementation.
+"""
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.wirefixtures import (
+    DNS_QUERY,
+    GATEWAY_IP,
+    GUEST_IP,
+    ICMP_ECHO_REQUEST,
+    ipPacket,
+    referenceSum,
+    udpDatagram,
+)
+from vpnkit.wire.checksum import (
+    checksumOK,
+    internetChecksum,
+    onesComplementSum,
+    pseudoHeaderSum,
+)
+
+PROPERTY = settings(max_examples=300, deadline=None, derandomize=True, database=None)
+
+# RFC 1071 section 3: "Numerical Examples".
+RFC1071_BYTES = bytes.fromhex("0001f203f4f5f6f7")
+RFC1071_SUM = 0xDDF2
+
+
+def referencePseudoHeader(src, dst, protocol, length):
+    """
+    The 12 bytes of the IPv4 pseudo-header (RFC 768), written out.
+    """
+    return src + dst + bytes((0, protocol)) + length.to_bytes(2, "big")
+
+
+class ReferenceSumTests(SynchronousTestCase):
+    """
+    The reference implementation agrees with the RFC before it is used as
+    an oracle.
+    """
+
+    def test_rfc1071Example(self):
+        """
+        The word-by-word sum of the RFC 1071 example bytes is 0xddf2.
+        """
+        self.assertEqual(referenceSum(RFC1071_BYTES), RFC1071_SUM)
+
+
+class OnesComplementSumTests(SynchronousTestCase):
+    """
+    Tests for L{onesComplementSum}.
+    """
+
+    def test_rfc1071Example(self):
+        """
+        The RFC 1071 worked example (00 01 f2 03 f4 f5 f6 f7) sums to 0xddf2.
+        """
+        self.assertEqual(onesComplementSum(RFC1071_BYTES), RFC1071_SUM)
+
+    def test_rfc1071ExampleChecksum(self):
+        """
+        The checksum of the RFC 1071 example is the complement of its sum,
+        0x220d, and the data followed by that checksum verifies.
+        """
+        self.assertEqual(internetChecksum(RFC1071_BYTES), 0x220D)
+        self.assertTrue(checksumOK(RFC1071_BYTES + b"\x22\x0d"))
+        self.assertFalse(checksumOK(RFC1071_BYTES + b"\x22\x0c"))
+
+    def test_empty(self):
+        """
+        The sum of no bytes is zero and its checksum is 0xffff.
+        """
+        self.assertEqual(onesComplementSum(b""), 0)
+        self.assertEqual(internetChecksum(b""), 0xFFFF)
+
+    def test_allZero(self):
+        """
+        Any run of zero bytes sums to zero ("+0"), not 0xffff.
+        """
+        for n in range(0, 9):
+            self.assertEqual(onesComplementSum(bytes(n)), 0, n)
+
+    def test_allOnes(self):
+        """
+        Any even run of 0xff bytes sums to 0xffff ("-0"), and so has a
+        checksum of zero.
+        """
+        for n in range(2, 12, 2):
+            self.assertEqual(onesComplementSum(b"\xff" * n), 0xFFFF, n)
+            self.assertEqual(internetChecksum(b"\xff" * n), 0, n)
+
+    def test_oddLengthPadsWithZero(self):
+        """
+        An odd-length buffer is summed as if a zero byte followed it: the
+        last byte is the high half of its word.
+        """
+        self.assertEqual(onesComplementSum(b"\xab"), 0xAB00)
+        self.assertEqual(onesComplementSum(b"\x00\x01\xff"), 0x0001 + 0xFF00)
+        self.assertEqual(onesComplementSum(b"\xff"), 0xFF00)
+
+    def test_endAroundCarry(self):
+        """
+        A carry out of bit 15 is added back in at bit 0.
+        """
+        self.assertEqual(onesComplementSum(b"\xff\xff\x00\x02"), 0x0002)
+        self.assertEqual(onesComplementSum(b"\x80\x00\x80\x00"), 0x0001)
+
+    def test_initial(self):
+        """
+        C{initial} is added into the sum, folded like any other carry.
+        """
+        self.assertEqual(onesComplementSum(b"\x00\x01", 0x0002), 0x0003)
+        self.assertEqual(onesComplementSum(b"", 0x1_0000), 0x0001)
+        self.assertEqual(onesComplementSum(b"", 0xFFFF), 0xFFFF)
+        self.assertEqual(onesComplementSum(b"\xff\xff", 0x0001), 0x0001)
+
+    def test_capturedIPv4Header(self):
+        """
+        The header of a datagram captured from a Linux guest verifies: its
+        sum, checksum field included, is 0xffff.
+        """
+        header = ipPacket(ICMP_ECHO_REQUEST)[:20]
+        self.assertEqual(onesComplementSum(header), 0xFFFF)
+        self.assertTrue(checksumOK(header))
+        withoutChecksum = header[:10] + b"\0\0" + header[12:]
+        self.assertEqual(internetChecksum(withoutChecksum), 0x7F8B)
+
+    @PROPERTY
+    @given(
+        data=st.binary(max_size=300),
+        initial=st.one_of(st.just(0), st.integers(0, 2**34)),
+    )
+    @example(data=b"", initial=0)
+    @example(data=b"\0" * 64, initial=0)
+    @example(data=b"\0" * 63, initial=0)
+    @example(data=b"\xff" * 64, initial=0)
+    @example(data=b"\xff" * 63, initial=0)
+    @example(data=b"\xff\xff", initial=0xFFFF)
+    @example(data=b"\x00\x00", initial=0xFFFF)
+    def test_matchesReference(self, data, initial):
+        """
+        For any bytes (even or odd length) and any initial partial sum,
+        L{onesComplementSum} equals the word-by-word reference and
+        L{internetChecksum} is its complement.
+        """
+        expected = referenceSum(data, initial)
+        self.assertEqual(onesComplementSum(data, initial), expected)
+        self.assertEqual(internetChecksum(data, initial), ~expected & 0xFFFF)
+
+    @PROPERTY
+    @given(
+        words=st.integers(0, 150).flatmap(lambda n: st.binary(min_size=2 * n, max_size=2 * n)),
+        fill=st.sampled_from([b"\x00", b"\xff"]),
+    )
+    def test_checksumVerifies(self, words, fill):
+        """
+        Even-length data followed by its own checksum always verifies, and
+        so does the same data padded with all-zero or all-ones words.
+        """
+        data = words + fill * 6
+        csum = internetChecksum(data)
+        self.assertTrue(checksumOK(data + csum.to_bytes(2, "big")))
+        self.assertEqual(onesComplementSum(data + csum.to_bytes(2, "big")), 0xFFFF)
+
+
+class PseudoHeaderTests(SynchronousTestCase):
+    """
+    Tests for L{pseudoHeaderSum}.
+    """
+
+    def test_capturedUDP(self):
+        """
+        The pseudo-header sum plus the captured DNS query verifies: the
+        guest kernel's UDP checksum is reproduced.
+        """
+        datagram = udpDatagram(DNS_QUERY)
+        initial = pseudoHeaderSum(GUEST_IP, GATEWAY_IP, 17, len(datagram))
+        self.assertEqual(onesComplementSum(datagram, initial), 0xFFFF)
+        self.assertTrue(checksumOK(datagram, initial))
+        self.assertFalse(checksumOK(datagram, initial + 1))
+
+    @PROPERTY
+    @given(
+        src=st.binary(min_size=4, max_size=4),
+        dst=st.binary(min_size=4, max_size=4),
+        protocol=st.integers(0, 255),
+        length=st.integers(0, 0xFFFF),
+        data=st.binary(max_size=64),
+    )
+    def test_matchesWrittenOutHeader(self, src, dst, protocol, length, data):
+        """
+        Summing C{data} from L{pseudoHeaderSum} gives the same result as
+        summing the 12 pseudo-header bytes written out in front of C{data}.
+        """
+        pseudo = referencePseudoHeader(src, dst, protocol, length)
+        self.assertEqual(
+            onesComplementSum(data, pseudoHeaderSum(src, dst, protocol, length)),
+            referenceSum(pseudo + data),
+        )
