@@ -21,6 +21,7 @@ from twisted.internet.endpoints import (
     TCP4ServerEndpoint,
     UNIXServerEndpoint,
 )
+from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
 from vpnkit import __version__
@@ -250,6 +251,10 @@ class _UnixListenService(StreamServerEndpointService):
 
     def privilegedStartService(self):
         if os.path.lexists(self._path):
+            # connect() to a regular file also fails with ECONNREFUSED:
+            # only ever remove a socket.
+            if not stat.S_ISSOCK(os.lstat(self._path).st_mode):
+                raise ConfigError(f"{self._path} exists and is not a socket")
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 probe.connect(self._path)
@@ -336,7 +341,9 @@ class VPNKitService(MultiService):
     def _guarded(self, start):
         try:
             start()
-        except (ConfigError, OSError) as e:
+        except (ConfigError, OSError, CannotListenError) as e:
+            # CannotListenError (a listener's path or port cannot be bound)
+            # is not an OSError, but is just as much a start-up error.
             if not self.exitOnError:
                 raise
             sys.stderr.write(f"vpnkit: {e}\n")

@@ -194,8 +194,10 @@ class _StreamLink(Protocol):
         self._framesReceived(data)
 
     def connectionLost(self, reason):
-        self._closing = True
-        if self._decoder.pending:
+        # Bytes left over after we closed the link ourselves (a framing
+        # error, a refused handshake) are not the peer's truncation.
+        closedByUs, self._closing = self._closing, True
+        if self._decoder.pending and not closedByUs:
             self._counters.truncatedPrefix += 1
             log.warn(
                 "link {link} closed in the middle of a frame ({n} bytes pending)",

@@ -15,6 +15,7 @@ from ipaddress import AddressValueError, IPv4Address
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
+from twisted.internet.error import ConnectError
 from twisted.internet.task import react
 from twisted.python import usage
 
@@ -154,7 +155,9 @@ def main(argv=None):
         except HandshakeRefused as e:
             sys.stderr.write(f"vpnkit-tap-bridge: vpnkit refused the connection: {e}\n")
             raise SystemExit(1)
-        except OSError as e:
+        except (OSError, ConnectError) as e:
+            # ConnectError (vpnkit's socket missing or refusing) is not an
+            # OSError; it is the commonest failure and needs no traceback.
             sys.stderr.write(f"vpnkit-tap-bridge: {e}\n")
             raise SystemExit(1)
 

@@ -1,0 +1,403 @@
+"""
+Tests for L{vpnkit.host.taplink.TapLink}, and for the L{FakeTunSystem} the
+tests run it over.
+"""
+
+import errno
+import os
+
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IPushProducer, IReadDescriptor, IWriteDescriptor
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from tests.fakes import GUEST_MAC, FakeFDReactor, FakeTunSystem, drainSocket, fillSocket
+from vpnkit.counters import LinkCounters
+from vpnkit.host import taplink
+from vpnkit.host.taplink import TapLink
+from vpnkit.interfaces import ILink, ITunSystem
+
+
+def frame(n, size=60):
+    """
+    A distinct C{size}-byte frame numbered C{n}.
+    """
+    return n.to_bytes(4, "big") * (size // 4) + bytes(size % 4)
+
+
+class FakeTunSystemTests(SynchronousTestCase):
+    """
+    L{FakeTunSystem} keeps the contract L{ITunSystem} documents for the
+    real tap device.
+    """
+
+    def setUp(self):
+        self.system = FakeTunSystem()
+        self.addCleanup(self.system.cleanup)
+        self.fd = self.system.openTap("/var/run/netns/guest", "tap7", GUEST_MAC, 9000)
+        self.guest = self.system.opened[0].guest
+
+    def test_interface(self):
+        """
+        The fake provides L{ITunSystem}.
+        """
+        self.assertTrue(verifyObject(ITunSystem, self.system))
+
+    def test_openTapRecords(self):
+        """
+        C{openTap} returns a non-blocking descriptor and records the
+        namespace, name, MAC and MTU it was asked for.
+        """
+        tap = self.system.opened[0]
+        self.assertEqual(
+            (tap.netns, tap.name, tap.mac, tap.mtu, tap.fd),
+            ("/var/run/netns/guest", "tap7", GUEST_MAC, 9000, self.fd),
+        )
+        self.assertIsInstance(self.fd, int)
+        self.assertFalse(os.get_blocking(self.fd))
+
+    def test_readEmpty(self):
+        """
+        Reading with no frame waiting raises L{BlockingIOError}.
+        """
+        self.assertRaises(BlockingIOError, self.system.read, self.fd, 65536)
+
+    def test_oneFramePerRead(self):
+        """
+        Each read returns exactly one frame, however large the buffer.
+        """
+        self.guest.send(frame(1))
+        self.guest.send(frame(2, 100))
+        self.assertEqual(self.system.read(self.fd, 65536), frame(1))
+        self.assertEqual(self.system.read(self.fd, 65536), frame(2, 100))
+        self.assertRaises(BlockingIOError, self.system.read, self.fd, 65536)
+
+    def test_oneFramePerWrite(self):
+        """
+        Each write sends exactly one frame.
+        """
+        self.assertEqual(self.system.write(self.fd, frame(1)), 60)
+        self.system.write(self.fd, frame(2, 70))
+        self.assertEqual(drainSocket(self.guest), [frame(1), frame(2, 70)])
+
+    def test_writeFull(self):
+        """
+        Writing to a full device raises L{BlockingIOError}, and it takes
+        frames again once the guest read some.
+        """
+        n = fillSocket(lambda f: self.system.write(self.fd, f))
+        self.assertGreater(n, 0)
+        self.assertEqual(len(drainSocket(self.guest)), n)
+        self.system.write(self.fd, frame(1))
+        self.assertEqual(drainSocket(self.guest), [frame(1)])
+
+    def test_close(self):
+        """
+        C{close} closes the descriptor: the guest sees end of file.
+        """
+        self.system.close(self.fd)
+        self.assertEqual(self.system.closed, [self.fd])
+        self.assertEqual(self.guest.recv(100), b"")
+
+    def test_openError(self):
+        """
+        With C{openError} set, C{openTap} raises it.
+        """
+        system = FakeTunSystem(openError=OSError(errno.EPERM, "Operation not permitted"))
+        e = self.assertRaises(OSError, system.openTap, None, "tap0", None, 1500)
+        self.assertEqual(e.errno, errno.EPERM)
+        self.assertEqual(system.opened, [])
+
+
+class _ScriptedTunSystem(FakeTunSystem):
+    """
+    A fake whose reads or writes fail with given errors.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.readErrors = []
+        self.writeErrors = {}
+
+    def read(self, fd, size):
+        if self.readErrors:
+            raise self.readErrors.pop(0)
+        return super().read(fd, size)
+
+    def write(self, fd, data):
+        if data in self.writeErrors:
+            raise self.writeErrors.pop(data)
+        return super().write(fd, data)
+
+
+class TapLinkTests(SynchronousTestCase):
+    """
+    L{TapLink} over a L{FakeTunSystem}, with a reactor that only records.
+    """
+
+    def setUp(self):
+        self.system = _ScriptedTunSystem()
+        self.addCleanup(self.system.cleanup)
+        self.fd = self.system.openTap(None, "tap0", GUEST_MAC, 1500)
+        self.guest = self.system.opened[0].guest
+        self.reactor = FakeFDReactor()
+        self.counters = LinkCounters()
+        self.received = []
+        self.closed = []
+        self.link = TapLink(
+            self.fd,
+            self.system,
+            self.received.append,
+            self.counters,
+            1550,
+            "tap:test",
+            reactor=self.reactor,
+            onClose=self.closed.append,
+        )
+
+    def calls(self, name):
+        return [c for c in self.reactor.calls if c[0] == name]
+
+    def test_interfaces(self):
+        """
+        The link provides L{ILink}, the reactor's descriptor interfaces and
+        L{IPushProducer}.
+        """
+        for iface in (ILink, IReadDescriptor, IWriteDescriptor, IPushProducer):
+            self.assertTrue(verifyObject(iface, self.link))
+        self.assertEqual(self.link.fileno(), self.fd)
+        self.assertEqual(self.link.logPrefix(), "tap:test")
+
+    def test_startReading(self):
+        """
+        C{startReading} adds the link as a reader once, however often it
+        is called.
+        """
+        self.link.startReading()
+        self.link.startReading()
+        self.assertEqual(self.reactor.calls, [("addReader", self.link)])
+
+    def test_framesOneByOne(self):
+        """
+        Each frame read from the descriptor reaches C{frameReceived} on its
+        own and is counted; an empty queue ends the read.
+        """
+        self.link.startReading()
+        self.guest.send(frame(1))
+        self.guest.send(frame(2, 1550))
+        self.assertIsNone(self.link.doRead())
+        self.assertEqual(self.received, [frame(1), frame(2, 1550)])
+        self.assertEqual((self.counters.framesIn, self.counters.bytesIn), (2, 1610))
+        self.assertIsNone(self.link.doRead())
+        self.assertEqual(len(self.received), 2)
+
+    def test_readBatch(self):
+        """
+        One C{doRead} reads at most C{READ_BATCH} frames, leaving the rest
+        for the next wake-up.
+        """
+        self.link.startReading()
+        for i in range(taplink.READ_BATCH + 6):
+            self.guest.send(frame(i))
+        self.link.doRead()
+        self.assertEqual(len(self.received), taplink.READ_BATCH)
+        self.link.doRead()
+        self.assertEqual(self.received, [frame(i) for i in range(taplink.READ_BATCH + 6)])
+
+    def test_shortAndOversizeDropped(self):
+        """
+        A frame shorter than 14 bytes or longer than the maximum is counted
+        and dropped, and the link stays up.
+        """
+        self.link.startReading()
+        self.guest.send(b"x" * 13)
+        self.guest.send(b"y" * 1551)
+        self.guest.send(frame(3, 14))
+        self.assertIsNone(self.link.doRead())
+        self.assertEqual(self.received, [frame(3, 14)])
+        self.assertEqual((self.counters.shortFrames, self.counters.oversizeFrames), (1, 1))
+        self.assertEqual(self.counters.framesIn, 1)
+        self.assertIn(self.link, self.reactor.readers)
+        self.assertEqual(self.closed, [])
+
+    def test_endOfFile(self):
+        """
+        A zero-length read (the device is gone) ends the link with
+        L{ConnectionDone}.
+        """
+        self.link.startReading()
+        self.guest.close()
+        self.assertIsInstance(self.link.doRead(), ConnectionDone)
+
+    def test_readError(self):
+        """
+        A read error other than "nothing waiting" ends the link with
+        L{ConnectionLost} naming the link.
+        """
+        self.link.startReading()
+        self.system.readErrors.append(OSError(errno.EIO, "Input/output error"))
+        why = self.link.doRead()
+        self.assertIsInstance(why, ConnectionLost)
+        self.assertIn("tap:test", str(why))
+
+    def test_sendFrame(self):
+        """
+        Each C{sendFrame} is one write of one frame, counted.
+        """
+        self.link.sendFrame(frame(1))
+        self.link.sendFrame(frame(2, 42))
+        self.assertEqual(drainSocket(self.guest), [frame(1), frame(2, 42)])
+        self.assertEqual((self.counters.framesOut, self.counters.bytesOut), (2, 102))
+        self.assertEqual(self.calls("addWriter"), [])
+
+    def test_queueWhenFull(self):
+        """
+        When the descriptor is full, frames queue and the link registers as
+        a writer once; C{doWrite} drains them in order once there is room,
+        then unregisters.
+        """
+        filler = fillSocket(lambda f: self.system.write(self.fd, f))
+        for i in range(5):
+            self.link.sendFrame(frame(i))
+        self.assertEqual(self.calls("addWriter"), [("addWriter", self.link)])
+        self.assertEqual(drainSocket(self.guest, 100), [b"\0" * 64] * filler)
+        self.assertIsNone(self.link.doWrite())
+        self.assertEqual(drainSocket(self.guest), [frame(i) for i in range(5)])
+        self.assertEqual(self.reactor.writers, set())
+        self.assertEqual(self.calls("removeWriter"), [("removeWriter", self.link)])
+        self.assertEqual(self.counters.framesOut, 5)
+        self.link.sendFrame(frame(9))
+        self.assertEqual(drainSocket(self.guest), [frame(9)])
+
+    def test_doWriteStillFull(self):
+        """
+        A C{doWrite} that finds the device still full keeps the queue and
+        the writer registration.
+        """
+        fillSocket(lambda f: self.system.write(self.fd, f))
+        self.link.sendFrame(frame(1))
+        self.assertIsNone(self.link.doWrite())
+        self.assertIn(self.link, self.reactor.writers)
+        drainSocket(self.guest)
+        self.link.doWrite()
+        self.assertEqual(drainSocket(self.guest), [frame(1)])
+
+    def test_queueBounded(self):
+        """
+        At most C{TX_QUEUE_FRAMES} frames wait; beyond that they are
+        dropped and counted in C{txQueueFull}.
+        """
+        fillSocket(lambda f: self.system.write(self.fd, f))
+        for i in range(taplink.TX_QUEUE_FRAMES + 3):
+            self.link.sendFrame(frame(i))
+        self.assertEqual(self.counters.txQueueFull, 3)
+        self.assertEqual(self.counters.framesOut, taplink.TX_QUEUE_FRAMES)
+
+    def test_writeError(self):
+        """
+        A write error other than "full" drops that frame, counted in
+        C{txErrors}, both on the first attempt and from the queue.
+        """
+        self.system.writeErrors[frame(1)] = OSError(errno.EIO, "Input/output error")
+        self.link.sendFrame(frame(1))
+        self.assertEqual((self.counters.txErrors, self.counters.framesOut), (1, 0))
+        filler = fillSocket(lambda f: self.system.write(self.fd, f))
+        self.link.sendFrame(frame(2))
+        self.link.sendFrame(frame(3))
+        self.system.writeErrors[frame(2)] = OSError(errno.EIO, "Input/output error")
+        self.assertEqual(len(drainSocket(self.guest)), filler)
+        self.link.doWrite()
+        self.assertEqual(drainSocket(self.guest), [frame(3)])
+        self.assertEqual(self.counters.txErrors, 2)
+
+    def test_closeLink(self):
+        """
+        C{closeLink} stops reading and writing, closes the descriptor and
+        calls C{onClose} once with a L{ConnectionDone} carrying the reason.
+        """
+        self.link.startReading()
+        self.link.closeLink("test over")
+        self.link.closeLink("again")
+        self.assertEqual(self.system.closed, [self.fd])
+        self.assertEqual(len(self.closed), 1)
+        self.closed[0].trap(ConnectionDone)
+        self.assertIn("test over", self.closed[0].getErrorMessage())
+        self.assertEqual(self.reactor.readers, set())
+        self.assertEqual(self.link.fileno(), -1)
+        self.assertEqual(self.guest.recv(100), b"")
+
+    def test_afterClose(self):
+        """
+        After the link closes, sending, reading and starting to read do
+        nothing, and queued frames are discarded.
+        """
+        fillSocket(lambda f: self.system.write(self.fd, f))
+        self.link.sendFrame(frame(1))
+        self.link.closeLink("bye")
+        self.assertEqual(self.reactor.writers, set())
+        self.link.sendFrame(frame(2))
+        self.assertIsNone(self.link.doRead())
+        self.link.startReading()
+        self.assertEqual(self.reactor.readers, set())
+        self.assertEqual(self.counters.framesOut, 1)
+
+    def test_pauseResume(self):
+        """
+        C{pauseProducing} stops reading (frames stay on the device) and
+        C{resumeProducing} starts again.
+        """
+        self.link.startReading()
+        self.guest.send(frame(1))
+        self.link.pauseProducing()
+        self.assertNotIn(self.link, self.reactor.readers)
+        self.assertIsNone(self.link.doRead())
+        self.assertEqual(self.received, [])
+        self.link.resumeProducing()
+        self.assertIn(self.link, self.reactor.readers)
+        self.link.doRead()
+        self.assertEqual(self.received, [frame(1)])
+
+    def test_pauseInsideBatch(self):
+        """
+        A receiver that pauses the link while handling a frame stops the
+        batch after that frame.
+        """
+        self.link.startReading()
+        self.link.frameReceived = lambda f: (self.received.append(f), self.link.pauseProducing())
+        self.guest.send(frame(1))
+        self.guest.send(frame(2))
+        self.link.doRead()
+        self.assertEqual(self.received, [frame(1)])
+
+    def test_closeInsideBatch(self):
+        """
+        A receiver that closes the link stops the batch and nothing more is
+        read.
+        """
+        self.link.startReading()
+        self.link.frameReceived = lambda f: (self.received.append(f), self.link.closeLink("x"))
+        self.guest.send(frame(1))
+        self.guest.send(frame(2))
+        self.assertIsNone(self.link.doRead())
+        self.assertEqual(self.received, [frame(1)])
+
+    def test_stopProducing(self):
+        """
+        C{stopProducing} closes the link.
+        """
+        self.link.stopProducing()
+        self.assertEqual(self.system.closed, [self.fd])
+        self.assertEqual(len(self.closed), 1)
+
+    def test_connectionLostFromReactor(self):
+        """
+        When the reactor disconnects the link (after C{doRead} returned a
+        reason), C{onClose} gets that reason.
+        """
+        self.link.startReading()
+        self.guest.close()
+        why = self.link.doRead()
+        self.link.connectionLost(Failure(why))
+        self.closed[0].trap(ConnectionDone)
+        self.assertEqual(self.system.closed, [self.fd])
