@@ -75,6 +75,7 @@ class StackConfig:
             ("--gateway-ip", self.gatewayIP),
             ("--lowest-ip", self.lowestIP),
             ("--highest-ip", self.highestIP),
+            ("--host-ip", self.hostIP),
         ]:
             if value in reserved:
                 raise ConfigError(f"{name} {value} is the network or broadcast address of {subnet}")

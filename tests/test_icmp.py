@@ -1,0 +1,290 @@
+"""
+Tests for L{vpnkit.protocols.icmp}: echo answered for vpnkit's own
+addresses, never forged for anyone else.
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from vpnkit.config import StackConfig
+from vpnkit.counters import StackCounters
+from vpnkit.interfaces import IIPv4Receiver
+from vpnkit.protocols.icmp import ICMPLayer
+from vpnkit.wire.icmp import ECHO_REPLY, ECHO_REQUEST, ICMPMessage, echoID, emitICMP
+from vpnkit.wire.ipv4 import FLAG_DF, PROTO_ICMP, IPv4Header
+
+from tests.helpers import (
+    GATEWAY_IP,
+    HOST_IP,
+    REMOTE_IP,
+    SERVER_MAC,
+    SenderRecorder,
+    buildICMPEcho,
+    buildIPv4,
+    ip,
+    makeStack,
+    nonZeroCounters,
+    parseICMPFrame,
+)
+
+PAYLOAD = bytes(range(56))
+
+
+class EchoTestMixin:
+    stackOptions = {}
+
+    def setUp(self):
+        self.stack, (self.a, self.b) = makeStack(2, **self.stackOptions)
+
+    def ping(self, dst, **kwargs):
+        """
+        Guest A pings C{dst}; the other guest must see nothing.
+
+        @return: the frames A received.
+        """
+        self.a.send(buildICMPEcho(self.a.mac, self.a.ip, dst, **kwargs))
+        self.assertEqual(self.b.takeFrames(), [])
+        return self.a.takeFrames()
+
+    def assertCounters(self, expected):
+        base = {"link.linksOpened": 2, "ethernet.received": 1, "ipv4.received": 1}
+        base.update(expected)
+        self.assertEqual(nonZeroCounters(self.stack.counters), base)
+
+    def assertEchoReply(self, frame, src, ident, seq, payload):
+        """
+        C{frame} is an echo reply from C{src} to guest A carrying
+        C{ident}, C{seq} and C{payload}, with valid checksums (the parsers
+        verify them).
+        """
+        eth, header, message = parseICMPFrame(frame)
+        self.assertEqual((eth.dst, eth.src), (self.a.mac, SERVER_MAC))
+        self.assertEqual(
+            header,
+            IPv4Header(
+                0, 28 + len(payload), 0, FLAG_DF, 0, 64, PROTO_ICMP, header.checksum, src, self.a.ip
+            ),
+        )
+        self.assertEqual((message.type, message.code), (ECHO_REPLY, 0))
+        self.assertEqual(echoID(message), (ident, seq))
+        self.assertEqual(message.payload, payload)
+        rest = ident.to_bytes(2, "big") + seq.to_bytes(2, "big")
+        self.assertEqual(frame[34:], emitICMP(ICMPMessage(ECHO_REPLY, 0, 0, rest, payload)))
+
+
+class EchoTests(EchoTestMixin, SynchronousTestCase):
+    """
+    Echo requests to the gateway and the host alias are answered.
+    """
+
+    def test_gateway(self):
+        """
+        An echo request to 192.168.65.1 is answered with an echo reply
+        carrying the same identifier, sequence number and payload, with the
+        addresses swapped.
+        """
+        [reply] = self.ping(GATEWAY_IP, ident=0x1234, seq=7, payload=PAYLOAD)
+        self.assertEchoReply(reply, GATEWAY_IP, 0x1234, 7, PAYLOAD)
+        self.assertCounters({"ipv4.sent": 1, "icmp.echoRequests": 1, "icmp.echoReplies": 1})
+
+    def test_hostAlias(self):
+        """
+        An echo request to the host alias 192.168.65.2 is answered from
+        192.168.65.2.
+        """
+        [reply] = self.ping(HOST_IP, ident=0xBEEF, seq=65535, payload=b"abc")
+        self.assertEchoReply(reply, HOST_IP, 0xBEEF, 65535, b"abc")
+        self.assertCounters({"ipv4.sent": 1, "icmp.echoRequests": 1, "icmp.echoReplies": 1})
+
+    def test_emptyPayload(self):
+        """
+        An echo request with no data (C{ping -s 0}) is answered.
+        """
+        [reply] = self.ping(GATEWAY_IP, ident=0x4321, seq=0, payload=b"")
+        self.assertEchoReply(reply, GATEWAY_IP, 0x4321, 0, b"")
+
+    def test_oddPayload(self):
+        """
+        An odd-length payload gets a correct checksum (the parser verifies
+        it).
+        """
+        payload = b"\xff" * 127
+        [reply] = self.ping(GATEWAY_IP, payload=payload)
+        self.assertEchoReply(reply, GATEWAY_IP, 0x1234, 1, payload)
+
+    def test_replyChecksumBytes(self):
+        """
+        The reply to the reference's test ping (id 0x1234, seq 0, no data)
+        is exactly C{00 00 ed cb 12 34 00 00}.
+        """
+        [reply] = self.ping(GATEWAY_IP, ident=0x1234, seq=0, payload=b"")
+        self.assertEqual(reply[34:].hex(), "0000edcb12340000")
+
+    def test_paddedRequest(self):
+        """
+        A request padded to the Ethernet minimum is answered without the
+        padding.
+        """
+        frame = buildICMPEcho(self.a.mac, self.a.ip, GATEWAY_IP, payload=b"").ljust(60, b"\0")
+        self.a.send(frame)
+        [reply] = self.a.takeFrames()
+        self.assertEqual(len(reply), 42)
+
+    def test_secondGuest(self):
+        """
+        Each guest's echo is answered to that guest.
+        """
+        self.b.send(buildICMPEcho(self.b.mac, self.b.ip, GATEWAY_IP))
+        [reply] = self.b.takeFrames()
+        eth, header, message = parseICMPFrame(reply)
+        self.assertEqual((eth.dst, header.dst, message.type), (self.b.mac, self.b.ip, ECHO_REPLY))
+        self.assertEqual(self.a.takeFrames(), [])
+
+
+class NotAnsweredTests(EchoTestMixin, SynchronousTestCase):
+    """
+    What vpnkit does not answer.
+    """
+
+    def test_remote(self):
+        """
+        An echo request to a remote address is not answered (vpnkit never
+        forges replies) and is counted as C{unsupported}.
+        """
+        self.assertEqual(self.ping(REMOTE_IP), [])
+        self.assertCounters({"icmp.unsupported": 1})
+
+    def test_unusedSubnetAddress(self):
+        """
+        An echo request to an address of the subnet nobody holds is not
+        answered.
+        """
+        self.assertEqual(self.ping(ip("192.168.65.77")), [])
+        self.assertCounters({"icmp.unsupported": 1})
+
+    def test_otherCode(self):
+        """
+        An echo request with a non-zero code is not answered.
+        """
+        self.assertEqual(self.ping(GATEWAY_IP, code=1), [])
+        self.assertCounters({"icmp.unsupported": 1})
+
+    def test_echoReply(self):
+        """
+        An echo reply from a guest is not answered.
+        """
+        self.assertEqual(self.ping(GATEWAY_IP, type=ECHO_REPLY), [])
+        self.assertCounters({"icmp.unsupported": 1})
+
+    def test_otherType(self):
+        """
+        Another ICMP type (a timestamp request, 13) to the gateway is not
+        answered.
+        """
+        self.assertEqual(self.ping(GATEWAY_IP, type=13), [])
+        self.assertCounters({"icmp.unsupported": 1})
+
+    def test_badChecksum(self):
+        """
+        An echo request whose ICMP checksum does not verify is counted as
+        C{badChecksum}.
+        """
+        frame = bytearray(buildICMPEcho(self.a.mac, self.a.ip, GATEWAY_IP))
+        frame[-1] ^= 0xFF
+        self.a.send(bytes(frame))
+        self.assertEqual(self.a.takeFrames(), [])
+        self.assertCounters({"icmp.badChecksum": 1})
+
+    def test_truncated(self):
+        """
+        An ICMP message shorter than its 8-byte header is counted as
+        C{malformed}.
+        """
+        self.a.send(buildIPv4(self.a.mac, self.a.ip, GATEWAY_IP, PROTO_ICMP, b"\x08\x00\xf7\xff"))
+        self.assertEqual(self.a.takeFrames(), [])
+        self.assertCounters({"icmp.malformed": 1})
+
+    def test_unknownSource(self):
+        """
+        An echo request from an address no guest holds is counted, but the
+        reply has nowhere to go (C{ipv4.noRoute}).
+        """
+        self.a.send(buildICMPEcho(self.a.mac, ip("192.168.65.200"), GATEWAY_IP))
+        self.assertEqual(self.a.takeFrames(), [])
+        self.assertCounters({"icmp.echoRequests": 1, "ipv4.noRoute": 1})
+
+
+class HostAliasDisabledTests(EchoTestMixin, SynchronousTestCase):
+    """
+    Without the host alias, 192.168.65.2 is an ordinary address.
+    """
+
+    stackOptions = {"hostIP": None}
+
+    def test_aliasNotAnswered(self):
+        """
+        An echo request to 192.168.65.2 is not answered.
+        """
+        self.assertEqual(self.ping(HOST_IP), [])
+        self.assertCounters({"icmp.unsupported": 1})
+
+    def test_gatewayAnswered(self):
+        """
+        The gateway still answers.
+        """
+        [reply] = self.ping(GATEWAY_IP)
+        self.assertEchoReply(reply, GATEWAY_IP, 0x1234, 1, PAYLOAD)
+
+
+class LayerTests(SynchronousTestCase):
+    """
+    L{ICMPLayer} on its own, over a recording sender.
+    """
+
+    def setUp(self):
+        self.counters = StackCounters()
+        self.sender = SenderRecorder()
+        self.layer = ICMPLayer(StackConfig(), self.sender, self.counters)
+
+    def header(self, dst):
+        return IPv4Header(0, 0, 0, 0, 0, 64, PROTO_ICMP, 0, ip("192.168.65.3"), dst)
+
+    def test_interface(self):
+        """
+        The layer provides L{IIPv4Receiver}.
+        """
+        self.assertTrue(verifyObject(IIPv4Receiver, self.layer))
+
+    def test_reply(self):
+        """
+        The reply is handed to the IPv4 layer from the pinged address to the
+        pinger, as ICMP, with the default TTL.
+        """
+        request = emitICMP(ICMPMessage(ECHO_REQUEST, 0, 0, b"\x00\x01\x00\x02", b"hi"))
+        self.layer.ipPayloadReceived(self.header(GATEWAY_IP), request)
+        self.assertEqual(
+            self.sender.sent,
+            [
+                (
+                    GATEWAY_IP,
+                    ip("192.168.65.3"),
+                    PROTO_ICMP,
+                    emitICMP(ICMPMessage(ECHO_REPLY, 0, 0, b"\x00\x01\x00\x02", b"hi")),
+                    64,
+                    None,
+                )
+            ],
+        )
+        self.assertEqual(
+            nonZeroCounters(self.counters), {"icmp.echoRequests": 1, "icmp.echoReplies": 1}
+        )
+
+    def test_replyNotSent(self):
+        """
+        When the IPv4 layer cannot send the reply, no reply is counted.
+        """
+        self.sender.result = False
+        request = emitICMP(ICMPMessage(ECHO_REQUEST, 0, 0, b"\x00\x01\x00\x02", b""))
+        self.layer.ipPayloadReceived(self.header(HOST_IP), request)
+        self.assertEqual(len(self.sender.sent), 1)
+        self.assertEqual(nonZeroCounters(self.counters), {"icmp.echoRequests": 1})

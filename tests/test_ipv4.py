@@ -1,0 +1,518 @@
+"""
+Tests for L{vpnkit.protocols.ipv4}: header checks, demultiplexing,
+forwarding between guests and building outgoing datagrams.
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from vpnkit.config import StackConfig
+from vpnkit.counters import StackCounters
+from vpnkit.interfaces import IEthernetPayloadReceiver, IIPv4Sender
+from vpnkit.leases import AddressPool
+from vpnkit.protocols.ipv4 import IPv4Layer
+from vpnkit.protocols.switch import EthernetSwitch
+from vpnkit.wire.ethernet import ETHERTYPE_IPV4, EthernetHeader, parseEthernet
+from vpnkit.wire.ipv4 import (
+    FLAG_DF,
+    FLAG_MF,
+    PROTO_ICMP,
+    PROTO_TCP,
+    PROTO_UDP,
+    IPv4Header,
+    parseIPv4,
+)
+
+from tests.helpers import (
+    BROADCAST_IP,
+    BROADCAST_MAC,
+    REMOTE_IP,
+    SERVER_MAC,
+    DatagramRecorder,
+    FrameRecorder,
+    buildEthernet,
+    buildIPv4,
+    capturedFrames,
+    ip,
+    mac,
+    nonZeroCounters,
+)
+
+PAYLOAD = b"some transport payload"
+
+
+class IPv4TestMixin:
+    """
+    An L{IPv4Layer} on a switch with two guests, A (192.168.65.3) and B
+    (192.168.65.4), and recorders for UDP and ICMP.
+    """
+
+    mtu = 1500
+
+    def setUp(self):
+        self.config = StackConfig(mtu=self.mtu)
+        self.counters = StackCounters()
+        self.pool = AddressPool(self.config)
+        self.switch = EthernetSwitch(self.config, self.counters)
+        self.layer = IPv4Layer(self.config, self.switch, self.counters)
+        self.switch.addProto(ETHERTYPE_IPV4, self.layer)
+        self.udp = DatagramRecorder()
+        self.icmp = DatagramRecorder()
+        self.layer.addProto(PROTO_UDP, self.udp)
+        self.layer.addProto(PROTO_ICMP, self.icmp)
+        self.linkA, self.portA, self.leaseA = self.plug("a")
+        self.linkB, self.portB, self.leaseB = self.plug("b")
+        self.ipA, self.ipB = self.leaseA.ip.packed, self.leaseB.ip.packed
+
+    def plug(self, name, learn=False):
+        link = FrameRecorder(name)
+        lease = self.pool.ephemeralLease()
+        port = self.switch.attach(link, lease, None if learn else lease.mac)
+        return link, port, lease
+
+    def fromA(self, dst, protocol=PROTO_UDP, payload=PAYLOAD, **kwargs):
+        self.portA.frameReceived(
+            buildIPv4(self.leaseA.mac, self.ipA, dst, protocol, payload, **kwargs)
+        )
+
+    def assertCounters(self, expected):
+        base = {"link.linksOpened": 2, "ethernet.received": 1, "ipv4.received": 1}
+        base.update(expected)
+        self.assertEqual(nonZeroCounters(self.counters), base)
+
+    def assertNothingDelivered(self):
+        self.assertEqual(self.udp.received, [])
+        self.assertEqual(self.icmp.received, [])
+        self.assertEqual(self.linkA.frames, [])
+        self.assertEqual(self.linkB.frames, [])
+
+
+class ReceiveTests(IPv4TestMixin, SynchronousTestCase):
+    """
+    Datagrams from guests to vpnkit.
+    """
+
+    def test_interfaces(self):
+        """
+        The layer provides L{IEthernetPayloadReceiver} and L{IIPv4Sender}.
+        """
+        self.assertTrue(verifyObject(IEthernetPayloadReceiver, self.layer))
+        self.assertTrue(verifyObject(IIPv4Sender, self.layer))
+
+    def test_addProtoTwice(self):
+        """
+        A second receiver for one protocol number is refused.
+        """
+        self.assertRaises(ValueError, self.layer.addProto, PROTO_UDP, DatagramRecorder())
+
+    def test_deliver(self):
+        """
+        A valid datagram to a remote address reaches the receiver for its
+        protocol with the parsed header and exactly its payload.
+        """
+        self.fromA(REMOTE_IP, ttl=17, ident=0x4242)
+        [(header, payload)] = self.udp.received
+        self.assertEqual(
+            header,
+            IPv4Header(
+                0,
+                20 + len(PAYLOAD),
+                0x4242,
+                FLAG_DF,
+                0,
+                17,
+                PROTO_UDP,
+                header.checksum,
+                self.ipA,
+                REMOTE_IP,
+            ),
+        )
+        self.assertEqual(payload, PAYLOAD)
+        self.assertEqual(self.icmp.received, [])
+        self.assertCounters({})
+
+    def test_byProtocol(self):
+        """
+        ICMP goes to the ICMP receiver, not the UDP one.
+        """
+        self.fromA(REMOTE_IP, PROTO_ICMP)
+        self.assertEqual(len(self.icmp.received), 1)
+        self.assertEqual(self.udp.received, [])
+
+    def test_ethernetPadding(self):
+        """
+        Ethernet padding after the datagram's total length is not part of
+        the payload.
+        """
+        frame = buildIPv4(self.leaseA.mac, self.ipA, REMOTE_IP, PROTO_UDP, b"tiny")
+        self.portA.frameReceived(frame.ljust(60, b"\0"))
+        [(header, payload)] = self.udp.received
+        self.assertEqual(header.totalLength, 24)
+        self.assertEqual(payload, b"tiny")
+
+    def test_options(self):
+        """
+        IP options are skipped by the header length (they are kept on the
+        header, not given as payload).
+        """
+        options = b"\x94\x04\x00\x00"  # router alert
+        self.fromA(REMOTE_IP, options=options)
+        [(header, payload)] = self.udp.received
+        self.assertEqual(header.options, options)
+        self.assertEqual(payload, PAYLOAD)
+
+    def test_badChecksum(self):
+        """
+        A header whose checksum does not verify is counted as
+        C{badChecksum} and dropped.
+        """
+        frame = bytearray(buildIPv4(self.leaseA.mac, self.ipA, REMOTE_IP, PROTO_UDP, PAYLOAD))
+        frame[24] ^= 0x01
+        self.portA.frameReceived(bytes(frame))
+        self.assertNothingDelivered()
+        self.assertCounters({"ipv4.badChecksum": 1})
+
+    def test_truncatedHeader(self):
+        """
+        Fewer than 20 bytes of header are counted as C{truncated}.
+        """
+        frame = buildIPv4(self.leaseA.mac, self.ipA, REMOTE_IP, PROTO_UDP, PAYLOAD)
+        self.portA.frameReceived(frame[: 14 + 19])
+        self.assertNothingDelivered()
+        self.assertCounters({"ipv4.truncated": 1})
+
+    def test_truncatedPayload(self):
+        """
+        A datagram shorter than its total length field is counted as
+        C{truncated}.
+        """
+        frame = buildIPv4(self.leaseA.mac, self.ipA, REMOTE_IP, PROTO_UDP, PAYLOAD)
+        self.portA.frameReceived(frame[:-1])
+        self.assertNothingDelivered()
+        self.assertCounters({"ipv4.truncated": 1})
+
+    def test_badVersion(self):
+        """
+        A version other than 4 under the IPv4 EtherType is counted as
+        C{malformed}.
+        """
+        frame = bytearray(buildIPv4(self.leaseA.mac, self.ipA, REMOTE_IP, PROTO_UDP, PAYLOAD))
+        frame[14] = 0x65
+        self.portA.frameReceived(bytes(frame))
+        self.assertNothingDelivered()
+        self.assertCounters({"ipv4.malformed": 1})
+
+    def test_shortHeaderLength(self):
+        """
+        A header length under 20 bytes is counted as C{malformed}.
+        """
+        frame = bytearray(buildIPv4(self.leaseA.mac, self.ipA, REMOTE_IP, PROTO_UDP, PAYLOAD))
+        frame[14] = 0x44
+        self.portA.frameReceived(bytes(frame))
+        self.assertNothingDelivered()
+        self.assertCounters({"ipv4.malformed": 1})
+
+    def test_firstFragment(self):
+        """
+        A first fragment (more-fragments set) is counted as
+        C{fragmentsDropped}.
+        """
+        self.fromA(REMOTE_IP, flags=FLAG_MF)
+        self.assertNothingDelivered()
+        self.assertCounters({"ipv4.fragmentsDropped": 1})
+
+    def test_lastFragment(self):
+        """
+        A last fragment (an offset, no more-fragments) is counted as
+        C{fragmentsDropped}.
+        """
+        self.fromA(REMOTE_IP, flags=0, fragmentOffset=1480)
+        self.assertNothingDelivered()
+        self.assertCounters({"ipv4.fragmentsDropped": 1})
+
+    def test_capturedFragments(self):
+        """
+        The three fragments of a 4,000-byte UDP datagram a real Linux guest
+        sent are each counted as C{fragmentsDropped}.
+        """
+        frames = capturedFrames()[65:68]
+        for frame in frames:
+            eth, payload = parseEthernet(frame)
+            self.layer.ethernetPayloadReceived(eth, payload)
+        self.assertNothingDelivered()
+        self.assertEqual(
+            nonZeroCounters(self.counters),
+            {"link.linksOpened": 2, "ipv4.received": 3, "ipv4.fragmentsDropped": 3},
+        )
+
+    def test_unknownProtocol(self):
+        """
+        A protocol nobody registered (here TCP) is counted as
+        C{unsupportedProtocol}.
+        """
+        self.fromA(REMOTE_IP, PROTO_TCP)
+        self.assertNothingDelivered()
+        self.assertCounters({"ipv4.unsupportedProtocol": 1})
+
+
+class ForwardTests(IPv4TestMixin, SynchronousTestCase):
+    """
+    A guest that sends a datagram for another guest to the gateway's MAC.
+    """
+
+    def test_forward(self):
+        """
+        The datagram goes to the other guest from the server MAC, with its
+        TTL one lower and a correct header checksum; nothing else changes.
+        """
+        self.fromA(self.ipB, ttl=64, ident=0x1234)
+        [frame] = self.linkB.frames
+        eth, payload = parseEthernet(frame)
+        self.assertEqual(eth, EthernetHeader(self.leaseB.mac, SERVER_MAC, ETHERTYPE_IPV4))
+        header, data = parseIPv4(payload)
+        self.assertEqual(
+            header,
+            IPv4Header(
+                0,
+                20 + len(PAYLOAD),
+                0x1234,
+                FLAG_DF,
+                0,
+                63,
+                PROTO_UDP,
+                header.checksum,
+                self.ipA,
+                self.ipB,
+            ),
+        )
+        self.assertEqual(data, PAYLOAD)
+        sent = buildIPv4(self.leaseA.mac, self.ipA, self.ipB, PROTO_UDP, PAYLOAD, ident=0x1234)
+        self.assertEqual(payload[:8], sent[14:22])
+        self.assertEqual(payload[12:], sent[26:])
+        self.assertEqual(self.linkA.frames, [])
+        self.assertEqual(self.udp.received, [])
+        self.assertCounters({"ipv4.forwarded": 1})
+
+    def test_forwardKeepsOptions(self):
+        """
+        A forwarded datagram keeps its IP options.
+        """
+        options = b"\x94\x04\x00\x00"
+        self.fromA(self.ipB, options=options)
+        [frame] = self.linkB.frames
+        header, data = parseIPv4(frame[14:])
+        self.assertEqual((header.options, header.ttl, data), (options, 63, PAYLOAD))
+
+    def test_ttlOne(self):
+        """
+        A datagram with TTL 1 is not forwarded and counted as
+        C{ttlExpired}.
+        """
+        self.fromA(self.ipB, ttl=1)
+        self.assertNothingDelivered()
+        self.assertCounters({"ipv4.ttlExpired": 1})
+
+    def test_ttlZero(self):
+        """
+        A datagram with TTL 0 is not forwarded either.
+        """
+        self.fromA(self.ipB, ttl=0)
+        self.assertNothingDelivered()
+        self.assertCounters({"ipv4.ttlExpired": 1})
+
+    def test_unlearnedPeer(self):
+        """
+        A datagram for a guest whose MAC is not known yet is counted as
+        C{noRoute}.
+        """
+        linkQ, _, leaseQ = self.plug("q", learn=True)
+        self.fromA(leaseQ.ip.packed)
+        self.assertEqual(linkQ.frames, [])
+        self.assertEqual(
+            nonZeroCounters(self.counters),
+            {"link.linksOpened": 3, "ethernet.received": 1, "ipv4.received": 1, "ipv4.noRoute": 1},
+        )
+
+
+class SendTests(IPv4TestMixin, SynchronousTestCase):
+    """
+    L{IPv4Layer.sendIPv4} builds datagrams for guests.
+    """
+
+    def test_header(self):
+        """
+        The datagram has a 20-byte header with DF set, identification 0,
+        TTL 64, the given protocol and addresses, and a valid checksum, and
+        goes to the guest owning the destination from the server MAC.
+        """
+        self.assertTrue(self.layer.sendIPv4(REMOTE_IP, self.ipA, PROTO_UDP, PAYLOAD))
+        [frame] = self.linkA.frames
+        eth, payload = parseEthernet(frame)
+        self.assertEqual(eth, EthernetHeader(self.leaseA.mac, SERVER_MAC, ETHERTYPE_IPV4))
+        header, data = parseIPv4(payload)
+        self.assertEqual(
+            header,
+            IPv4Header(
+                0,
+                20 + len(PAYLOAD),
+                0,
+                FLAG_DF,
+                0,
+                64,
+                PROTO_UDP,
+                header.checksum,
+                REMOTE_IP,
+                self.ipA,
+            ),
+        )
+        self.assertEqual(data, PAYLOAD)
+        self.assertEqual(self.linkB.frames, [])
+        self.assertEqual(nonZeroCounters(self.counters), {"link.linksOpened": 2, "ipv4.sent": 1})
+
+    def test_headerBytes(self):
+        """
+        The header bytes are exactly what RFC 791 says for this datagram
+        (checksum worked out by hand).
+        """
+        self.layer.sendIPv4(ip("192.168.65.1"), self.ipA, PROTO_ICMP, b"\0" * 8, ttl=64)
+        [frame] = self.linkA.frames
+        self.assertEqual(
+            frame[14:34].hex(),
+            "4500001c" "00004000" "4001" "378c" "c0a84101" "c0a84103",
+        )
+
+    def test_ttl(self):
+        """
+        The TTL passed in is the one sent.
+        """
+        self.layer.sendIPv4(REMOTE_IP, self.ipB, PROTO_ICMP, PAYLOAD, ttl=3)
+        [frame] = self.linkB.frames
+        self.assertEqual(parseIPv4(frame[14:])[0].ttl, 3)
+
+    def test_noRoute(self):
+        """
+        A destination no guest holds is counted as C{noRoute} and nothing
+        is sent.
+        """
+        self.assertFalse(self.layer.sendIPv4(REMOTE_IP, ip("192.168.65.99"), PROTO_UDP, PAYLOAD))
+        self.assertNothingDelivered()
+        self.assertEqual(nonZeroCounters(self.counters), {"link.linksOpened": 2, "ipv4.noRoute": 1})
+
+    def test_unlearnedGuest(self):
+        """
+        A guest whose MAC is not known yet cannot be sent to.
+        """
+        linkQ, _, leaseQ = self.plug("q", learn=True)
+        self.assertFalse(self.layer.sendIPv4(REMOTE_IP, leaseQ.ip.packed, PROTO_UDP, PAYLOAD))
+        self.assertEqual(linkQ.frames, [])
+        self.assertEqual(self.counters.ipv4.noRoute, 1)
+
+    def test_dstMAC(self):
+        """
+        With C{dstMAC} the frame goes to that MAC whatever the destination
+        address (a DHCP reply to a guest without an address yet).
+        """
+        self.assertTrue(
+            self.layer.sendIPv4(
+                ip("192.168.65.1"), ip("192.168.65.200"), PROTO_UDP, PAYLOAD, dstMAC=self.leaseB.mac
+            )
+        )
+        [frame] = self.linkB.frames
+        self.assertEqual(frame[:12], self.leaseB.mac + SERVER_MAC)
+        self.assertEqual(parseIPv4(frame[14:])[0].dst, ip("192.168.65.200"))
+        self.assertEqual(self.linkA.frames, [])
+        self.assertEqual(nonZeroCounters(self.counters), {"link.linksOpened": 2, "ipv4.sent": 1})
+
+    def test_broadcastMAC(self):
+        """
+        A broadcast C{dstMAC} reaches every guest.
+        """
+        self.layer.sendIPv4(
+            ip("192.168.65.1"), BROADCAST_IP, PROTO_UDP, PAYLOAD, dstMAC=BROADCAST_MAC
+        )
+        self.assertEqual(len(self.linkA.frames), 1)
+        self.assertEqual(self.linkA.frames, self.linkB.frames)
+
+    def test_tooBig(self):
+        """
+        A datagram larger than the MTU is refused and counted as C{tooBig};
+        one of exactly the MTU is sent.
+        """
+        self.assertFalse(self.layer.sendIPv4(REMOTE_IP, self.ipA, PROTO_UDP, b"x" * 1481))
+        self.assertEqual(self.linkA.frames, [])
+        self.assertEqual(nonZeroCounters(self.counters), {"link.linksOpened": 2, "ipv4.tooBig": 1})
+        self.assertTrue(self.layer.sendIPv4(REMOTE_IP, self.ipA, PROTO_UDP, b"x" * 1480))
+        [frame] = self.linkA.frames
+        self.assertEqual(len(frame), 14 + 1500)
+
+
+class JumboSendTests(IPv4TestMixin, SynchronousTestCase):
+    """
+    The MTU limit follows the configuration.
+    """
+
+    mtu = 9000
+
+    def test_jumbo(self):
+        """
+        With MTU 9000, a 9000-byte datagram is sent and a 9001-byte one is
+        refused.
+        """
+        self.assertTrue(self.layer.sendIPv4(REMOTE_IP, self.ipA, PROTO_UDP, b"x" * 8980))
+        self.assertFalse(self.layer.sendIPv4(REMOTE_IP, self.ipA, PROTO_UDP, b"x" * 8981))
+        self.assertEqual([len(f) for f in self.linkA.frames], [9014])
+        self.assertEqual(self.counters.ipv4.tooBig, 1)
+        self.assertEqual(self.counters.ipv4.sent, 1)
+
+
+class SwitchPathTests(IPv4TestMixin, SynchronousTestCase):
+    """
+    How IPv4 frames reach the layer through the switch.
+    """
+
+    def test_broadcastDelivered(self):
+        """
+        A broadcast IPv4 frame (a DHCP DISCOVER) is delivered to the layer
+        and flooded to the other guest.
+        """
+        frame = buildIPv4(
+            self.leaseA.mac, b"\0" * 4, BROADCAST_IP, PROTO_UDP, PAYLOAD, dstMAC=BROADCAST_MAC
+        )
+        self.portA.frameReceived(frame)
+        self.assertEqual(len(self.udp.received), 1)
+        self.assertEqual(self.linkB.frames, [frame])
+        self.assertCounters({"ethernet.flooded": 1})
+
+    def test_unicastToGuestBypasses(self):
+        """
+        A frame addressed to the other guest's MAC is switched without the
+        IPv4 layer seeing it (no TTL change).
+        """
+        frame = buildIPv4(
+            self.leaseA.mac, self.ipA, self.ipB, PROTO_UDP, PAYLOAD, dstMAC=self.leaseB.mac
+        )
+        self.portA.frameReceived(frame)
+        self.assertEqual(self.linkB.frames, [frame])
+        self.assertEqual(
+            nonZeroCounters(self.counters),
+            {"link.linksOpened": 2, "ethernet.received": 1, "ethernet.switched": 1},
+        )
+
+    def test_emptyPayload(self):
+        """
+        An IPv4 frame with no payload is counted as C{truncated}.
+        """
+        self.portA.frameReceived(buildEthernet(SERVER_MAC, self.leaseA.mac, ETHERTYPE_IPV4, b""))
+        self.assertCounters({"ipv4.truncated": 1})
+
+    def test_learnedSender(self):
+        """
+        A reply to a guest whose MAC was learned from its datagram goes to
+        that MAC.
+        """
+        linkQ, portQ, leaseQ = self.plug("q", learn=True)
+        qmac = mac("52:54:00:00:00:07")
+        portQ.frameReceived(buildIPv4(qmac, leaseQ.ip.packed, REMOTE_IP, PROTO_UDP, PAYLOAD))
+        self.assertTrue(self.layer.sendIPv4(REMOTE_IP, leaseQ.ip.packed, PROTO_UDP, PAYLOAD))
+        [frame] = linkQ.frames
+        self.assertEqual(frame[:6], qmac)

@@ -1,0 +1,517 @@
+"""
+Tests for L{vpnkit.protocols.switch}: demultiplexing to vpnkit's layers,
+switching between guests, flooding and MAC learning.
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from vpnkit.config import StackConfig
+from vpnkit.counters import StackCounters
+from vpnkit.interfaces import IFrameReceiver, IFrameTransmitter, ILink
+from vpnkit.leases import AddressPool
+from vpnkit.protocols.switch import EthernetSwitch, SwitchPort
+from vpnkit.wire.ethernet import (
+    ETHERTYPE_ARP,
+    ETHERTYPE_IPV4,
+    ETHERTYPE_IPV6,
+    ETHERTYPE_VLAN,
+    EthernetHeader,
+)
+
+from tests.helpers import (
+    BROADCAST_MAC,
+    SERVER_MAC,
+    FrameRecorder,
+    PayloadRecorder,
+    buildARPRequest,
+    buildEthernet,
+    capturedFrames,
+    ip,
+    mac,
+    nonZeroCounters,
+)
+
+MAC_A = mac("02:50:00:00:00:01")
+MAC_B = mac("02:50:00:00:00:02")
+MAC_C = mac("02:50:00:00:00:03")
+LEARNED = mac("52:54:00:12:34:56")
+PAYLOAD = b"0123456789" * 5
+
+
+class SwitchTestMixin:
+    """
+    A switch with IPv4 and ARP receivers, and helpers to plug guests in.
+    """
+
+    def setUp(self):
+        self.config = StackConfig()
+        self.counters = StackCounters()
+        self.pool = AddressPool(self.config)
+        self.switch = EthernetSwitch(self.config, self.counters)
+        self.ipv4 = PayloadRecorder()
+        self.arp = PayloadRecorder()
+        self.switch.addProto(ETHERTYPE_IPV4, self.ipv4)
+        self.switch.addProto(ETHERTYPE_ARP, self.arp)
+
+    def plug(self, name, mac):
+        """
+        Attach a L{FrameRecorder} with a new ephemeral lease.
+
+        @return: C{(recorder, port)}
+        """
+        link = FrameRecorder(name)
+        port = self.switch.attach(link, self.pool.ephemeralLease(), mac)
+        return link, port
+
+    def threeGuests(self):
+        self.linkA, self.portA = self.plug("a", MAC_A)
+        self.linkB, self.portB = self.plug("b", MAC_B)
+        self.linkC, self.portC = self.plug("c", MAC_C)
+
+    def assertNoFrames(self, *links):
+        for link in links:
+            self.assertEqual(link.frames, [], link.description)
+
+
+class InterfaceTests(SwitchTestMixin, SynchronousTestCase):
+    """
+    The switch and its ports provide the interfaces the links use.
+    """
+
+    def test_interfaces(self):
+        """
+        L{EthernetSwitch} provides L{IFrameTransmitter}, L{SwitchPort}
+        provides L{IFrameReceiver}, and the test link provides L{ILink}.
+        """
+        link, port = self.plug("a", MAC_A)
+        self.assertTrue(verifyObject(IFrameTransmitter, self.switch))
+        self.assertTrue(verifyObject(IFrameReceiver, port))
+        self.assertTrue(verifyObject(ILink, link))
+
+    def test_portRepr(self):
+        """
+        A port's repr names its link, address and MAC (C{?} before one is
+        learned).
+        """
+        _, port = self.plug("vmnet:x", MAC_A)
+        self.assertEqual(repr(port), "<SwitchPort vmnet:x 192.168.65.3 02:50:00:00:00:01>")
+        _, port = self.plug("qemu", None)
+        self.assertEqual(repr(port), "<SwitchPort qemu 192.168.65.4 ?>")
+
+    def test_addProtoTwice(self):
+        """
+        Registering a second receiver for one EtherType is refused.
+        """
+        self.assertRaises(ValueError, self.switch.addProto, ETHERTYPE_IPV4, PayloadRecorder())
+
+    def test_attachCounts(self):
+        """
+        Attaching a port counts C{linksOpened}, records its routes and lists
+        it in L{EthernetSwitch.ports}.
+        """
+        link, port = self.plug("a", MAC_A)
+        self.assertIsInstance(port, SwitchPort)
+        self.assertIs(port.link, link)
+        self.assertEqual(self.switch.ports(), [port])
+        self.assertIs(self.switch.portForIP(ip("192.168.65.3")), port)
+        self.assertIs(self.switch.portForMAC(MAC_A), port)
+        self.assertEqual(nonZeroCounters(self.counters), {"link.linksOpened": 1})
+
+
+class LocalDeliveryTests(SwitchTestMixin, SynchronousTestCase):
+    """
+    Frames addressed to the server MAC go to the receiver registered for
+    their EtherType.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.threeGuests()
+
+    def test_ipv4ToServerMAC(self):
+        """
+        An IPv4 frame to the server MAC reaches the IPv4 receiver with its
+        typed header and the bytes after the 14-byte header, and no guest.
+        """
+        frame = buildEthernet(SERVER_MAC, MAC_A, ETHERTYPE_IPV4, PAYLOAD)
+        self.portA.frameReceived(frame)
+        self.assertEqual(
+            self.ipv4.received,
+            [(EthernetHeader(SERVER_MAC, MAC_A, ETHERTYPE_IPV4), PAYLOAD)],
+        )
+        self.assertEqual(self.arp.received, [])
+        self.assertNoFrames(self.linkA, self.linkB, self.linkC)
+        self.assertEqual(
+            nonZeroCounters(self.counters), {"link.linksOpened": 3, "ethernet.received": 1}
+        )
+
+    def test_arpToServerMAC(self):
+        """
+        An ARP frame to the server MAC reaches the ARP receiver.
+        """
+        frame = buildEthernet(SERVER_MAC, MAC_B, ETHERTYPE_ARP, PAYLOAD)
+        self.portB.frameReceived(frame)
+        self.assertEqual(
+            self.arp.received, [(EthernetHeader(SERVER_MAC, MAC_B, ETHERTYPE_ARP), PAYLOAD)]
+        )
+        self.assertEqual(self.ipv4.received, [])
+
+    def test_unknownEthertype(self):
+        """
+        A frame of an EtherType nobody registered (here LLDP) is counted as
+        C{unsupportedEthertype} and dropped.
+        """
+        self.portA.frameReceived(buildEthernet(SERVER_MAC, MAC_A, 0x88CC, PAYLOAD))
+        self.assertEqual((self.ipv4.received, self.arp.received), ([], []))
+        self.assertEqual(
+            nonZeroCounters(self.counters),
+            {"link.linksOpened": 3, "ethernet.received": 1, "ethernet.unsupportedEthertype": 1},
+        )
+
+    def test_ipv6(self):
+        """
+        An IPv6 frame to the server MAC is counted as C{ipv6} and dropped.
+        """
+        self.portA.frameReceived(buildEthernet(SERVER_MAC, MAC_A, ETHERTYPE_IPV6, PAYLOAD))
+        self.assertEqual((self.ipv4.received, self.arp.received), ([], []))
+        self.assertEqual(
+            nonZeroCounters(self.counters),
+            {"link.linksOpened": 3, "ethernet.received": 1, "ethernet.ipv6": 1},
+        )
+
+    def test_vlan(self):
+        """
+        An 802.1Q-tagged frame to the server MAC is counted as C{vlan} and
+        dropped.
+        """
+        tagged = b"\x00\x05" + ETHERTYPE_IPV4.to_bytes(2, "big") + PAYLOAD
+        self.portA.frameReceived(buildEthernet(SERVER_MAC, MAC_A, ETHERTYPE_VLAN, tagged))
+        self.assertEqual((self.ipv4.received, self.arp.received), ([], []))
+        self.assertEqual(
+            nonZeroCounters(self.counters),
+            {"link.linksOpened": 3, "ethernet.received": 1, "ethernet.vlan": 1},
+        )
+
+    def test_capturedIPv6Multicast(self):
+        """
+        The multicast-listener report a real Linux guest sends on link-up is
+        flooded to the other guests and counted as C{ipv6} locally.
+        """
+        frame = capturedFrames()[1]
+        self.assertEqual(frame[:6], mac("33:33:00:00:00:16"))
+        self.portA.frameReceived(frame)
+        self.assertEqual(self.linkB.frames, [frame])
+        self.assertEqual(self.linkC.frames, [frame])
+        self.assertNoFrames(self.linkA)
+        self.assertEqual(
+            nonZeroCounters(self.counters),
+            {
+                "link.linksOpened": 3,
+                "ethernet.received": 1,
+                "ethernet.flooded": 2,
+                "ethernet.ipv6": 1,
+            },
+        )
+
+    def test_shortFrames(self):
+        """
+        Frames shorter than an Ethernet header are counted as C{shortFrames}
+        and dropped; one of exactly 14 bytes is accepted.
+        """
+        frame = buildEthernet(SERVER_MAC, MAC_A, ETHERTYPE_IPV4, b"")
+        for n in range(14):
+            self.portA.frameReceived(frame[:n])
+        self.assertEqual(self.ipv4.received, [])
+        self.assertEqual(
+            nonZeroCounters(self.counters),
+            {"link.linksOpened": 3, "ethernet.received": 14, "link.shortFrames": 14},
+        )
+        self.portA.frameReceived(frame)
+        self.assertEqual(
+            self.ipv4.received, [(EthernetHeader(SERVER_MAC, MAC_A, ETHERTYPE_IPV4), b"")]
+        )
+
+    def test_oversizeFrames(self):
+        """
+        A frame longer than C{maxFrameSize} is counted as C{oversizeFrames}
+        and dropped, even a broadcast; one of exactly C{maxFrameSize} bytes
+        is accepted.
+        """
+        limit = self.config.maxFrameSize
+        self.assertEqual(limit, 1550)
+        big = buildEthernet(BROADCAST_MAC, MAC_A, ETHERTYPE_IPV4, b"x" * (limit - 13))
+        self.portA.frameReceived(big)
+        self.assertEqual(self.ipv4.received, [])
+        self.assertNoFrames(self.linkA, self.linkB, self.linkC)
+        self.assertEqual(
+            nonZeroCounters(self.counters),
+            {"link.linksOpened": 3, "ethernet.received": 1, "link.oversizeFrames": 1},
+        )
+        self.portA.frameReceived(big[:limit])
+        self.assertEqual(len(self.ipv4.received), 1)
+        self.assertEqual(self.linkB.frames, [big[:limit]])
+
+
+class SwitchingTests(SwitchTestMixin, SynchronousTestCase):
+    """
+    Frames between guests.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.threeGuests()
+
+    def test_unicastToGuest(self):
+        """
+        A frame to another guest's MAC is handed, unchanged, to that guest's
+        link only, and not to vpnkit's layers.
+        """
+        frame = buildEthernet(MAC_B, MAC_A, ETHERTYPE_IPV4, PAYLOAD)
+        self.portA.frameReceived(frame)
+        self.assertEqual(self.linkB.frames, [frame])
+        self.assertNoFrames(self.linkA, self.linkC)
+        self.assertEqual(self.ipv4.received, [])
+        self.assertEqual(
+            nonZeroCounters(self.counters),
+            {"link.linksOpened": 3, "ethernet.received": 1, "ethernet.switched": 1},
+        )
+
+    def test_broadcastFlooded(self):
+        """
+        A broadcast is flooded to every other guest, never back to the
+        sender, and also delivered to vpnkit's receiver.
+        """
+        frame = buildARPRequest(MAC_A, ip("192.168.65.3"), ip("192.168.65.1"))
+        self.portA.frameReceived(frame)
+        self.assertEqual(self.linkB.frames, [frame])
+        self.assertEqual(self.linkC.frames, [frame])
+        self.assertNoFrames(self.linkA)
+        self.assertEqual(
+            self.arp.received,
+            [(EthernetHeader(BROADCAST_MAC, MAC_A, ETHERTYPE_ARP), frame[14:])],
+        )
+        self.assertEqual(
+            nonZeroCounters(self.counters),
+            {"link.linksOpened": 3, "ethernet.received": 1, "ethernet.flooded": 2},
+        )
+
+    def test_multicastFlooded(self):
+        """
+        An IPv4 multicast frame (01:00:5e:...) is flooded and delivered
+        locally like a broadcast.
+        """
+        group = mac("01:00:5e:00:00:fb")
+        frame = buildEthernet(group, MAC_C, ETHERTYPE_IPV4, PAYLOAD)
+        self.portC.frameReceived(frame)
+        self.assertEqual(self.linkA.frames, [frame])
+        self.assertEqual(self.linkB.frames, [frame])
+        self.assertNoFrames(self.linkC)
+        self.assertEqual(
+            self.ipv4.received, [(EthernetHeader(group, MAC_C, ETHERTYPE_IPV4), PAYLOAD)]
+        )
+
+    def test_broadcastAlone(self):
+        """
+        A broadcast from the only guest reaches vpnkit and no link.
+        """
+        switch = EthernetSwitch(self.config, StackCounters())
+        receiver = PayloadRecorder()
+        switch.addProto(ETHERTYPE_IPV4, receiver)
+        link = FrameRecorder("alone")
+        port = switch.attach(link, self.pool.ephemeralLease(), MAC_A)
+        port.frameReceived(buildEthernet(BROADCAST_MAC, MAC_A, ETHERTYPE_IPV4, PAYLOAD))
+        self.assertEqual(len(receiver.received), 1)
+        self.assertEqual(link.frames, [])
+
+    def test_unknownUnicast(self):
+        """
+        A frame to a MAC no port owns is counted as C{notForUs} and dropped.
+        """
+        frame = buildEthernet(mac("02:50:00:00:00:99"), MAC_A, ETHERTYPE_IPV4, PAYLOAD)
+        self.portA.frameReceived(frame)
+        self.assertNoFrames(self.linkA, self.linkB, self.linkC)
+        self.assertEqual(self.ipv4.received, [])
+        self.assertEqual(
+            nonZeroCounters(self.counters),
+            {"link.linksOpened": 3, "ethernet.received": 1, "ethernet.notForUs": 1},
+        )
+
+    def test_unicastToSelf(self):
+        """
+        A frame a guest addresses to its own MAC is not echoed back.
+        """
+        self.portA.frameReceived(buildEthernet(MAC_A, MAC_A, ETHERTYPE_IPV4, PAYLOAD))
+        self.assertNoFrames(self.linkA, self.linkB, self.linkC)
+        self.assertEqual(
+            nonZeroCounters(self.counters),
+            {"link.linksOpened": 3, "ethernet.received": 1, "ethernet.notForUs": 1},
+        )
+
+
+class LearningTests(SwitchTestMixin, SynchronousTestCase):
+    """
+    Ports attached without a MAC learn it from the first frame.
+    """
+
+    def test_learn(self):
+        """
+        A port attached with C{mac=None} takes the source MAC of its first
+        frame, and unicast to that MAC then reaches it.
+        """
+        linkA, portA = self.plug("a", MAC_A)
+        linkQ, portQ = self.plug("qemu", None)
+        self.assertIsNone(portQ.mac)
+        self.assertIsNone(self.switch.portForMAC(LEARNED))
+        portQ.frameReceived(buildEthernet(SERVER_MAC, LEARNED, ETHERTYPE_IPV4, PAYLOAD))
+        self.assertEqual(portQ.mac, LEARNED)
+        self.assertIs(self.switch.portForMAC(LEARNED), portQ)
+        frame = buildEthernet(LEARNED, MAC_A, ETHERTYPE_IPV4, PAYLOAD)
+        portA.frameReceived(frame)
+        self.assertEqual(linkQ.frames, [frame])
+        self.assertEqual(self.counters.ethernet.switched, 1)
+
+    def test_learnOnce(self):
+        """
+        A learned MAC sticks: a later frame from another source MAC does not
+        change it.
+        """
+        _, port = self.plug("qemu", None)
+        port.frameReceived(buildEthernet(SERVER_MAC, LEARNED, ETHERTYPE_IPV4, PAYLOAD))
+        port.frameReceived(buildEthernet(SERVER_MAC, MAC_C, ETHERTYPE_IPV4, PAYLOAD))
+        self.assertEqual(port.mac, LEARNED)
+        self.assertIsNone(self.switch.portForMAC(MAC_C))
+
+    def test_notFromGroupSource(self):
+        """
+        A group address in the source field is never learned.
+        """
+        _, port = self.plug("qemu", None)
+        port.frameReceived(buildEthernet(SERVER_MAC, BROADCAST_MAC, ETHERTYPE_IPV4, PAYLOAD))
+        self.assertIsNone(port.mac)
+        self.assertIsNone(self.switch.portForMAC(BROADCAST_MAC))
+
+    def test_notFromShortFrame(self):
+        """
+        A frame too short to carry a header teaches nothing.
+        """
+        _, port = self.plug("qemu", None)
+        port.frameReceived(LEARNED + MAC_A)
+        self.assertIsNone(port.mac)
+
+    def test_noStealing(self):
+        """
+        A port cannot learn a MAC another port already owns: the first
+        owner keeps receiving its frames.
+        """
+        linkA, portA = self.plug("a", MAC_A)
+        linkB, portB = self.plug("b", MAC_B)
+        linkQ, portQ = self.plug("qemu", None)
+        portQ.frameReceived(buildEthernet(SERVER_MAC, MAC_A, ETHERTYPE_IPV4, PAYLOAD))
+        self.assertIsNone(portQ.mac)
+        self.assertIs(self.switch.portForMAC(MAC_A), portA)
+        frame = buildEthernet(MAC_A, MAC_B, ETHERTYPE_IPV4, PAYLOAD)
+        portB.frameReceived(frame)
+        self.assertEqual(linkA.frames, [frame])
+        self.assertEqual(linkQ.frames, [])
+
+
+class DetachTests(SwitchTestMixin, SynchronousTestCase):
+    """
+    L{EthernetSwitch.detach} unplugs a port.
+    """
+
+    def test_detach(self):
+        """
+        A detached port loses its IP and MAC routes, is no longer flooded
+        to, and C{linksClosed} is counted once even if detached twice.
+        """
+        linkA, portA = self.plug("a", MAC_A)
+        linkB, portB = self.plug("b", MAC_B)
+        self.switch.detach(portB)
+        self.switch.detach(portB)
+        self.assertEqual(self.switch.ports(), [portA])
+        self.assertIsNone(self.switch.portForIP(ip("192.168.65.4")))
+        self.assertIsNone(self.switch.portForMAC(MAC_B))
+        portA.frameReceived(buildEthernet(MAC_B, MAC_A, ETHERTYPE_IPV4, PAYLOAD))
+        portA.frameReceived(buildEthernet(BROADCAST_MAC, MAC_A, ETHERTYPE_IPV4, PAYLOAD))
+        self.assertEqual(linkB.frames, [])
+        self.assertEqual(
+            nonZeroCounters(self.counters),
+            {
+                "link.linksOpened": 2,
+                "link.linksClosed": 1,
+                "ethernet.received": 2,
+                "ethernet.notForUs": 1,
+            },
+        )
+
+    def test_detachLearned(self):
+        """
+        Detaching a port removes the MAC it learned.
+        """
+        _, port = self.plug("qemu", None)
+        port.frameReceived(buildEthernet(SERVER_MAC, LEARNED, ETHERTYPE_IPV4, PAYLOAD))
+        self.switch.detach(port)
+        self.assertIsNone(self.switch.portForMAC(LEARNED))
+
+    def test_detachKeepsNewerOwner(self):
+        """
+        When a guest reconnects with the same lease before its old link is
+        detached, detaching the old port leaves the new port's routes alone.
+        """
+        lease = self.pool.leaseForUUID("00000000-0000-0000-0000-000000000001")
+        old = self.switch.attach(FrameRecorder("old"), lease, lease.mac)
+        new = self.switch.attach(FrameRecorder("new"), lease, lease.mac)
+        self.switch.detach(old)
+        self.assertIs(self.switch.portForIP(lease.ip.packed), new)
+        self.assertIs(self.switch.portForMAC(lease.mac), new)
+        self.assertEqual(self.switch.ports(), [new])
+
+
+class SendFrameTests(SwitchTestMixin, SynchronousTestCase):
+    """
+    L{EthernetSwitch.sendFrame} carries vpnkit's own frames to guests.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.threeGuests()
+
+    def test_unicast(self):
+        """
+        A frame is routed by its destination MAC to that guest only.
+        """
+        frame = buildEthernet(MAC_B, SERVER_MAC, ETHERTYPE_IPV4, PAYLOAD)
+        self.switch.sendFrame(frame)
+        self.assertEqual(self.linkB.frames, [frame])
+        self.assertNoFrames(self.linkA, self.linkC)
+        self.assertEqual(nonZeroCounters(self.counters), {"link.linksOpened": 3})
+
+    def test_broadcast(self):
+        """
+        A broadcast reaches every guest.
+        """
+        frame = buildEthernet(BROADCAST_MAC, SERVER_MAC, ETHERTYPE_IPV4, PAYLOAD)
+        self.switch.sendFrame(frame)
+        for link in (self.linkA, self.linkB, self.linkC):
+            self.assertEqual(link.frames, [frame])
+
+    def test_multicast(self):
+        """
+        A multicast destination reaches every guest.
+        """
+        frame = buildEthernet(mac("01:00:5e:00:00:01"), SERVER_MAC, ETHERTYPE_IPV4, PAYLOAD)
+        self.switch.sendFrame(frame)
+        for link in (self.linkA, self.linkB, self.linkC):
+            self.assertEqual(link.frames, [frame])
+
+    def test_noRoute(self):
+        """
+        A frame for a MAC no guest owns is counted as C{noRoute} and dropped.
+        """
+        self.switch.sendFrame(buildEthernet(LEARNED, SERVER_MAC, ETHERTYPE_IPV4, PAYLOAD))
+        self.assertNoFrames(self.linkA, self.linkB, self.linkC)
+        self.assertEqual(
+            nonZeroCounters(self.counters), {"link.linksOpened": 3, "ethernet.noRoute": 1}
+        )
