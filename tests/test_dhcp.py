@@ -173,7 +173,7 @@ class DHCPTestMixin:
             flags=flags,
             ciaddr=ciaddr,
             yiaddr=yiaddr,
-            sname=SNAME,
+            sname=SNAME if message.messageType != wire.DHCPNAK else b"\0" * 64,
             padding=b"",
         )
         self.assertEqual(replace(message, padding=b""), expected)
@@ -764,7 +764,15 @@ class SettingsTests(SynchronousTestCase):
         stack, (a,) = makeStack(1)
         domains = tuple(f"team{n:02d}.{'x' * 20}{n}.example" for n in range(12))
         stack.setDHCPFile((None, domains))
-        a.send(buildDHCP(a.mac, wire.DHCPDISCOVER))
+        # A client that accepts 1500-byte messages (option 57), so the long
+        # list fits.
+        a.send(
+            buildDHCP(
+                a.mac,
+                wire.DHCPDISCOVER,
+                options=((wire.OPT_MAX_MESSAGE_SIZE, (1500).to_bytes(2, "big")),),
+            )
+        )
         [offer] = a.takeFrames()
         message = parseDHCPFrame(offer)[3]
         parts = [value for code, value in message.options if code == wire.OPT_DOMAIN_SEARCH]
@@ -836,7 +844,7 @@ class ParseDHCPSettingsTests(SynchronousTestCase):
         """
         A C{domainName} that is not a string is refused.
         """
-        self.assertRefused('{"domainName": 5}', "domainName must be a string")
+        self.assertRefused('{"domainName": 5}', "domainName must be an ASCII string")
 
     def test_searchDomainsType(self):
         """
@@ -1015,3 +1023,88 @@ class AnswerTests(SynchronousTestCase):
         self.assertEqual(reply.option(wire.OPT_BROADCAST), ip("10.0.3.255"))
         self.assertEqual(reply.option(wire.OPT_ROUTER), ip("10.0.0.1"))
         self.assertEqual(reply.option(wire.OPT_SERVER_ID), ip("10.0.0.1"))
+
+
+class ReplySizeTests(SynchronousTestCase):
+    """
+    A reply never exceeds what the client accepts.
+    """
+
+    def request(self, maxSize=None):
+        from vpnkit.wire import dhcp as wire
+
+        options = [(wire.OPT_MESSAGE_TYPE, bytes((wire.DHCPDISCOVER,)))]
+        if maxSize is not None:
+            options.append((wire.OPT_MAX_MESSAGE_SIZE, maxSize.to_bytes(2, "big")))
+        return wire.DHCPMessage(
+            op=wire.BOOTREQUEST,
+            xid=1,
+            chaddr=b"\x02\x50\0\0\0\x01".ljust(16, b"\0"),
+            options=tuple(options),
+        )
+
+    def test_longSearchListLeftOutWhenTooBig(self):
+        """
+        A search list that would push the OFFER past 576 bytes (the size
+        every client accepts) is left out; the address and the rest of the
+        configuration still go out.
+        """
+        from vpnkit.config import StackConfig
+        from vpnkit.protocols.dhcp import DHCPSettings, answer
+        from vpnkit.wire import dhcp as wire
+
+        domains = tuple(f"team{i}.department.example.com" for i in range(40))
+        settings = DHCPSettings(searchDomains=domains)
+        reply, _, _ = answer(self.request(), b"\xc0\xa8\x41\x03", StackConfig(), settings)
+        self.assertLessEqual(len(wire.emitDHCP(reply)), 576 - 28)
+        self.assertIsNone(reply.option(wire.OPT_DOMAIN_SEARCH))
+        self.assertEqual(reply.yiaddr, b"\xc0\xa8\x41\x03")
+        self.assertEqual(reply.option(wire.OPT_DOMAIN_NAME), b"localdomain")
+
+    def test_clientMaximumHonoured(self):
+        """
+        A client announcing a larger maximum (option 57) gets the whole
+        search list.
+        """
+        from vpnkit.config import StackConfig
+        from vpnkit.protocols.dhcp import DHCPSettings, answer
+        from vpnkit.wire import dhcp as wire
+
+        domains = tuple(f"team{i}.department.example.com" for i in range(40))
+        settings = DHCPSettings(searchDomains=domains)
+        reply, _, _ = answer(self.request(1500), b"\xc0\xa8\x41\x03", StackConfig(), settings)
+        self.assertEqual(
+            wire.decodeDomainSearch(reply.option(wire.OPT_DOMAIN_SEARCH)), list(domains)
+        )
+        self.assertLessEqual(len(wire.emitDHCP(reply)), 1500 - 28)
+
+    def test_nakHasNoServerName(self):
+        """
+        A NAK leaves sname empty (RFC 2131 table 3).
+        """
+        from vpnkit.config import StackConfig
+        from vpnkit.protocols.dhcp import DHCPSettings, answer
+        from vpnkit.wire import dhcp as wire
+
+        request = wire.DHCPMessage(
+            op=wire.BOOTREQUEST,
+            xid=1,
+            chaddr=b"\x02\x50\0\0\0\x01".ljust(16, b"\0"),
+            options=(
+                (wire.OPT_MESSAGE_TYPE, bytes((wire.DHCPREQUEST,))),
+                (wire.OPT_REQUESTED_IP, b"\xc0\xa8\x41\x09"),
+            ),
+        )
+        reply, _, _ = answer(request, b"\xc0\xa8\x41\x03", StackConfig(), DHCPSettings())
+        self.assertEqual(reply.messageType, wire.DHCPNAK)
+        self.assertEqual(reply.sname, b"\0" * 64)
+
+    def test_nonASCIIDomainRefused(self):
+        """
+        dhcp.json with a non-ASCII domainName is a configuration error, not
+        a name with question marks in it.
+        """
+        from vpnkit.config import ConfigError
+        from vpnkit.protocols.dhcp import parseDHCPSettings
+
+        self.assertRaises(ConfigError, parseDHCPSettings, '{"domainName": "bücher.example"}')

@@ -303,6 +303,18 @@ class ForwardTests(IPv4TestMixin, SynchronousTestCase):
         header, data = parseIPv4(frame[14:])
         self.assertEqual((header.options, header.ttl, data), (options, 63, PAYLOAD))
 
+    def test_broadcastFrameNotRoutedAgain(self):
+        """
+        A broadcast frame whose IP destination is another guest already
+        reached that guest through the switch's flooding; the IP layer does
+        not route a second copy (C{ipv4.notRouted}).
+        """
+        self.fromA(self.ipB, dstMAC=b"\xff" * 6)
+        self.assertEqual(len(self.linkB.frames), 1)
+        self.assertEqual(self.linkB.frames[0][:6], b"\xff" * 6)
+        self.assertEqual(self.counters.ipv4.notRouted, 1)
+        self.assertEqual(self.counters.ipv4.forwarded, 0)
+
     def test_ttlOne(self):
         """
         A datagram with TTL 1 is not forwarded and counted as

@@ -71,11 +71,11 @@ class IPv4Counters:
     badChecksum: int = 0
     fragmentsDropped: int = 0
     forwarded: int = 0
+    notRouted: int = 0
     ttlExpired: int = 0
     noRoute: int = 0
     tooBig: int = 0
     unsupportedProtocol: int = 0
-    martianSource: int = 0
 
 
 @dataclass

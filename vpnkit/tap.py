@@ -205,6 +205,8 @@ class Options(usage.Options):
         if "VPNKIT_DEBUG" in os.environ:
             self["debug"] = True
         hostIP = _ip("host-ip", self["host-ip"])
+        if self["domain"] is not None and not self["domain"].isascii():
+            raise usage.UsageError(f"--domain: {self['domain']!r} is not an ASCII name")
         try:
             mac = parseMAC(self["server-macaddr"])
         except ParseError:

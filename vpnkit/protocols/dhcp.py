@@ -37,6 +37,7 @@ _BROADCAST_IP = b"\xff\xff\xff\xff"
 _BROADCAST_MAC = b"\xff" * 6
 _ZERO_IP = b"\0\0\0\0"
 _BOOTP_MIN_LENGTH = 300
+_IP_UDP_HEADERS = 28
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,8 @@ def parseDHCPSettings(text, path="dhcp.json"):
     if not isinstance(value, dict):
         raise ConfigError(f"{path}: expected a JSON object")
     domainName = value.get("domainName")
-    if domainName is not None and not isinstance(domainName, str):
-        raise ConfigError(f"{path}: domainName must be a string")
+    if domainName is not None and not (isinstance(domainName, str) and domainName.isascii()):
+        raise ConfigError(f"{path}: domainName must be an ASCII string")
     search = value.get("searchDomains", [])
     if not isinstance(search, list) or not all(isinstance(d, str) for d in search):
         raise ConfigError(f"{path}: searchDomains must be a list of strings")
@@ -91,7 +92,7 @@ def _options(config, settings, leaseTimes):
         (wire.OPT_DNS, gateway),
     ]
     if settings.domainName:
-        options.append((wire.OPT_DOMAIN_NAME, settings.domainName.encode("ascii", "replace")))
+        options.append((wire.OPT_DOMAIN_NAME, settings.domainName.encode("ascii")))
     options.append((wire.OPT_MTU, config.mtu.to_bytes(2, "big")))
     options.append((wire.OPT_BROADCAST, config.subnet.broadcast_address.packed))
     if settings.ntp:
@@ -107,6 +108,25 @@ def _options(config, settings, leaseTimes):
     return options
 
 
+def _fit(request, messageType, yiaddr, options, config):
+    """
+    The reply, leaving out the search list and then the domain name if that
+    is what it takes to fit the largest message the client accepts: its
+    option 57, at least the 576-byte datagram every client must take
+    (RFC 2131 2), and never beyond the link MTU.
+    """
+    maxSize = request.option(wire.OPT_MAX_MESSAGE_SIZE)
+    limit = int.from_bytes(maxSize, "big") if maxSize is not None and len(maxSize) == 2 else 0
+    limit = min(max(limit, 576), config.mtu) - _IP_UDP_HEADERS
+    reply = _reply(request, messageType, yiaddr, options, config)
+    for optional in (wire.OPT_DOMAIN_SEARCH, wire.OPT_DOMAIN_NAME):
+        if len(wire.emitDHCP(reply)) <= limit:
+            break
+        options = [(code, value) for code, value in options if code != optional]
+        reply = _reply(request, messageType, yiaddr, options, config)
+    return reply
+
+
 def _reply(request, messageType, yiaddr, options, config):
     return wire.DHCPMessage(
         op=wire.BOOTREPLY,
@@ -118,7 +138,8 @@ def _reply(request, messageType, yiaddr, options, config):
         ciaddr=request.ciaddr if messageType != wire.DHCPNAK else _ZERO_IP,
         yiaddr=yiaddr,
         giaddr=request.giaddr,
-        sname=b"vpnkit".ljust(64, b"\0"),
+        # RFC 2131 table 3: sname is unused in a NAK.
+        sname=(b"vpnkit" if messageType != wire.DHCPNAK else b"").ljust(64, b"\0"),
         options=(
             (wire.OPT_MESSAGE_TYPE, bytes((messageType,))),
             (wire.OPT_SERVER_ID, config.gatewayPacked),
@@ -138,7 +159,7 @@ def answer(request, leaseIP, config, settings):
     kind = request.messageType
     client = request.clientMAC
     if kind == wire.DHCPDISCOVER:
-        reply = _reply(request, wire.DHCPOFFER, leaseIP, _options(config, settings, True), config)
+        reply = _fit(request, wire.DHCPOFFER, leaseIP, _options(config, settings, True), config)
     elif kind == wire.DHCPREQUEST:
         serverID = request.option(wire.OPT_SERVER_ID)
         requested = request.option(wire.OPT_REQUESTED_IP)
@@ -147,14 +168,14 @@ def answer(request, leaseIP, config, settings):
             return None
         wanted = requested if requested is not None else request.ciaddr
         if wanted == leaseIP:
-            reply = _reply(request, wire.DHCPACK, leaseIP, _options(config, settings, True), config)
+            reply = _fit(request, wire.DHCPACK, leaseIP, _options(config, settings, True), config)
         else:
             message = b"requested address is not the one held by this client"
             reply = _reply(request, wire.DHCPNAK, _ZERO_IP, [(wire.OPT_MESSAGE, message)], config)
             return reply, _BROADCAST_IP, _BROADCAST_MAC
     elif kind == wire.DHCPINFORM:
         # RFC 2131 3.4: configuration only, no address and no lease times.
-        reply = _reply(request, wire.DHCPACK, _ZERO_IP, _options(config, settings, False), config)
+        reply = _fit(request, wire.DHCPACK, _ZERO_IP, _options(config, settings, False), config)
         if request.ciaddr != _ZERO_IP:
             return reply, request.ciaddr, client
         return reply, _BROADCAST_IP, _BROADCAST_MAC

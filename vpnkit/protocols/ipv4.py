@@ -67,7 +67,12 @@ class IPv4Layer:
             return
         other = self._switch.portForIP(ip.dst)
         if other is not None:
-            self._forward(other, ip, data)
+            # Only a frame sent to our MAC is ours to route; a broadcast one
+            # already reached that guest through the switch.
+            if header.dst == self._serverMAC:
+                self._forward(other, ip, data)
+            else:
+                counters.notRouted += 1
             return
         receiver = self._protocols.get(ip.protocol)
         if receiver is None:

@@ -42,16 +42,18 @@ class SwitchPort:
         (vmnet, tap), otherwise learned from the first frame the guest sends.
     """
 
-    __slots__ = ("link", "lease", "mac", "_switch")
+    __slots__ = ("link", "lease", "mac", "attached", "_switch")
 
     def __init__(self, switch, link, lease, mac):
         self._switch = switch
         self.link = link
         self.lease = lease
         self.mac = mac
+        self.attached = True
 
     def frameReceived(self, frame):
-        self._switch.frameFromPort(self, frame)
+        if self.attached:
+            self._switch.frameFromPort(self, frame)
 
     def __repr__(self):
         mac = formatMAC(self.mac) if self.mac else "?"
@@ -106,6 +108,7 @@ class EthernetSwitch:
         """
         if port not in self._ports:
             return
+        port.attached = False
         self._ports.remove(port)
         if self._byIP.get(port.lease.ip.packed) is port:
             del self._byIP[port.lease.ip.packed]
