@@ -252,8 +252,10 @@ class RefusalTests(SynchronousTestCase):
 
     def test_subnetTooNarrow(self):
         """
-        Addresses that form a /31 leave no room for network and broadcast
-        addresses and are refused.
+        The subnet also holds the address after the larger of gateway and
+        lowest guest (as the reference computes it), so a one-guest range
+        right after the gateway makes a /30 whose network address is the
+        gateway: refused.  One address lower, the same range is a valid /30.
         """
         message = self.assertRefused(
             "--gateway-ip",
@@ -262,4 +264,11 @@ class RefusalTests(SynchronousTestCase):
             lowestIP=A("192.168.65.5"),
             highestIP=A("192.168.65.5"),
         )
-        self.assertIn("(192.168.65.4/31)", message)
+        self.assertIn("network or broadcast address of 192.168.65.4/30", message)
+        config = StackConfig(
+            gatewayIP=A("192.168.65.1"),
+            hostIP=None,
+            lowestIP=A("192.168.65.2"),
+            highestIP=A("192.168.65.2"),
+        )
+        self.assertEqual(str(config.subnet), "192.168.65.0/30")

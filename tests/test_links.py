@@ -739,12 +739,14 @@ class QEMUServerTests(SynchronousTestCase):
 
     def test_rangeExhausted(self):
         """
-        With no address left, a new connection is closed at once.
+        With no address left, a new connection is closed at once and
+        counted as C{link.allocationFailures}.
         """
         factory = QEMUServerFactory(makeStack(lowestIP="192.168.65.4", highestIP="192.168.65.4"))
         connect(factory)
         proto, transport = connect(factory)
         self.assertTrue(transport.disconnected)
+        self.assertEqual(factory.stack.counters.link.allocationFailures, 1)
         self.assertIsNone(portOf(factory.stack, proto))
         lose(proto)
         self.assertEqual(len(factory.stack.switch.ports()), 1)

@@ -279,6 +279,7 @@ class GoldenCountersTests(SynchronousTestCase):
                     "oversizeFrames": 0,
                     "truncatedPrefix": 0,
                     "handshakeFailures": 0,
+                    "allocationFailures": 0,
                     "txQueueFull": 0,
                     "txErrors": 0,
                     "linksOpened": 2,

@@ -71,6 +71,34 @@ class WatchedFileTests(_FileMixin, SynchronousTestCase):
         self.clock.advance(1)
         self.assertEqual(self.values, [])
 
+    def test_sameSizeSameTimeEdit(self):
+        """
+        An edit that keeps the file's size and modification time (within one
+        time-stamp tick) is still noticed: the content is compared.
+        """
+        before = os.stat(self.path)
+        self.writeDomain("b.example")
+        os.utime(self.path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        self.clock.advance(1)
+        self.assertEqual(self.values, [("b.example", ())])
+
+    def test_changeBeforeFirstPollWithInitialText(self):
+        """
+        Given the text the configuration came from, a change made before the
+        first poll is still reported.
+        """
+        watcher = WatchedFile(
+            self.path,
+            parseDHCPSettings,
+            self.values.append,
+            self.clock,
+            initialText='{"domainName": "old.example"}',
+        )
+        watcher.startService()
+        self.addCleanup(watcher.stopService)
+        self.clock.advance(1)
+        self.assertIn(("a.example", ()), self.values)
+
     def test_change(self):
         """
         A change is reported with the newly parsed value at the next poll,

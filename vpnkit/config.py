@@ -63,7 +63,14 @@ class StackConfig:
             raise ConfigError(
                 f"--lowest-ip {self.lowestIP} is above --highest-ip {self.highestIP}"
             )
-        addresses = [self.gatewayIP, self.lowestIP, self.highestIP]
+        # As the reference: the smallest network holding the gateway, the
+        # range, and the address after the larger of gateway and lowest.
+        addresses = [
+            self.gatewayIP,
+            self.lowestIP,
+            max(self.gatewayIP, self.lowestIP) + 1,
+            self.highestIP,
+        ]
         subnet = _subnetFor(addresses)
         if subnet.prefixlen > 30 or subnet.prefixlen < 8:
             raise ConfigError(

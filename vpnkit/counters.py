@@ -35,6 +35,7 @@ class LinkCounters:
     oversizeFrames: int = 0
     truncatedPrefix: int = 0
     handshakeFailures: int = 0
+    allocationFailures: int = 0
     txQueueFull: int = 0
     txErrors: int = 0
     linksOpened: int = 0

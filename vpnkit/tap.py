@@ -33,7 +33,7 @@ from vpnkit.log import logger, setDebug
 from vpnkit.protocols.dhcp import parseDHCPSettings
 from vpnkit.protocols.links import QEMUServerFactory, VMNetServerFactory
 from vpnkit.stack import Stack
-from vpnkit.watch import WatchedFile, readConfigFile
+from vpnkit.watch import WatchedFile, readConfigText
 from vpnkit.wire import ParseError
 from vpnkit.wire.ethernet import parseMAC
 
@@ -232,10 +232,11 @@ class Options(usage.Options):
         )
         if not self.links:
             raise usage.UsageError("Please provide an --ethernet argument (or --qemu, --netns)")
-        self.dhcpSettings = None
+        self.dhcpSettings = self.dhcpText = None
         if self["dhcp-path"] is not None:
             try:
-                self.dhcpSettings = readConfigFile(self["dhcp-path"], parseDHCPSettings)
+                self.dhcpText = readConfigText(self["dhcp-path"])
+                self.dhcpSettings = parseDHCPSettings(self.dhcpText, self["dhcp-path"])
             except ConfigError as e:
                 raise usage.UsageError(f"--dhcp-path: {e}") from None
 
@@ -300,9 +301,12 @@ class NetnsTapService(Service):
         port = None
 
         def closed(reason):
-            log.warn(
-                "{link} is gone: {reason}", link=self._description, reason=reason.getErrorMessage()
-            )
+            if self.running:
+                log.warn(
+                    "{link} is gone: {reason}",
+                    link=self._description,
+                    reason=reason.getErrorMessage(),
+                )
             stack.detachLink(port)
 
         self.link = TapLink(
@@ -402,7 +406,13 @@ def makeService(options, reactor=None):
         service.setServiceParent(top)
     if options["dhcp-path"] is not None:
         stack.setDHCPFile(options.dhcpSettings)
-        watcher = WatchedFile(options["dhcp-path"], parseDHCPSettings, stack.setDHCPFile, reactor)
+        watcher = WatchedFile(
+            options["dhcp-path"],
+            parseDHCPSettings,
+            stack.setDHCPFile,
+            reactor,
+            initialText=options.dhcpText,
+        )
         watcher.setName("dhcp-path")
         watcher.setServiceParent(top)
     return top

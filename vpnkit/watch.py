@@ -2,9 +2,8 @@
 """
 L{WatchedFile}: re-read a configuration file when it changes.
 
-The file is polled (its size, modification time and inode) once a second,
-which notices edits, atomic renames over it, and deletion alike, on any
-file system.  A file that no longer parses keeps the previous value in
+The file's content is compared once a second, which notices edits, atomic
+renames over it, and deletion alike, on any file system.  A file that no longer parses keeps the previous value in
 force and logs the problem; a file that disappears is reported as C{None}.
 """
 
@@ -16,9 +15,22 @@ from twisted.internet.task import LoopingCall
 from vpnkit.config import ConfigError
 from vpnkit.log import logger
 
-__all__ = ["WatchedFile", "readConfigFile"]
+__all__ = ["WatchedFile", "readConfigFile", "readConfigText"]
 
 log = logger("vpnkit.watch")
+
+
+def readConfigText(path):
+    """
+    The text of C{path}.
+
+    @raise ConfigError: unreadable, naming the file.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
 
 
 def readConfigFile(path, parse):
@@ -27,12 +39,7 @@ def readConfigFile(path, parse):
 
     @raise ConfigError: unreadable or unparsable, naming the file.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
-    return parse(text, path)
+    return parse(readConfigText(path), path)
 
 
 class WatchedFile(Service):
@@ -41,9 +48,12 @@ class WatchedFile(Service):
         L{ConfigError}.
     @param onChange: called with each new value, or C{None} when the file
         is gone.
+    @param initialText: the text the current configuration was parsed
+        from (so a change made between start-up and the first poll is not
+        missed); read now when not given.
     """
 
-    def __init__(self, path, parse, onChange, clock=None, interval=1.0):
+    def __init__(self, path, parse, onChange, clock=None, interval=1.0, initialText=None):
         if clock is None:
             from twisted.internet import reactor as clock
         self.path = path
@@ -52,14 +62,13 @@ class WatchedFile(Service):
         self._interval = interval
         self._loop = LoopingCall(self.check)
         self._loop.clock = clock
-        self._stamp = self._statStamp()
+        self._text = initialText if initialText is not None else self._currentText()
 
-    def _statStamp(self):
+    def _currentText(self):
         try:
-            st = os.stat(self.path)
-        except OSError:
+            return readConfigText(self.path)
+        except ConfigError:
             return None
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
 
     def startService(self):
         super().startService()
@@ -72,19 +81,28 @@ class WatchedFile(Service):
 
     def check(self):
         """
-        Compare the file with what was last read, and re-read it if it
-        changed.
+        Compare the file's content with what was last read, and apply it if
+        it changed.  Comparing content (a small file, once a second) rather
+        than size and time stamps also catches an edit that keeps the size
+        within one time-stamp tick.
         """
-        stamp = self._statStamp()
-        if stamp == self._stamp:
+        if not os.path.exists(self.path):
+            text = None
+        else:
+            try:
+                text = readConfigText(self.path)
+            except ConfigError as e:
+                log.error("keeping the previous configuration: {error}", error=str(e))
+                return
+        if text == self._text:
             return
-        self._stamp = stamp
-        if stamp is None:
+        self._text = text
+        if text is None:
             log.info("{path} was removed", path=self.path)
             self._onChange(None)
             return
         try:
-            value = readConfigFile(self.path, self._parse)
+            value = self._parse(text, self.path)
         except ConfigError as e:
             log.error("keeping the previous configuration: {error}", error=str(e))
             return

@@ -306,6 +306,7 @@ class QEMUServerProtocol(_StreamLink):
         try:
             lease = self._stack.ephemeralLease()
         except AllocationError as e:
+            self._counters.allocationFailures += 1
             self.closeLink(str(e))
             return
         self._port = self._stack.attachLink(self, lease, None)
