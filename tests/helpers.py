@@ -15,10 +15,13 @@ from dataclasses import dataclass, fields
 from ipaddress import IPv4Address
 
 from twisted.internet import task
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
 from vpnkit.config import DEFAULT_SERVER_MAC, StackConfig
 from vpnkit.interfaces import (
+    IHostNetwork,
     IEthernetPayloadReceiver,
     IIPv4Receiver,
     IIPv4Sender,
@@ -427,15 +430,61 @@ def attachGuest(stack, n, learnMAC=False):
     return Guest(link, port, lease)
 
 
-def makeStack(guests=1, learnMACs=False, **config):
+@dataclass
+class PendingConnect:
+    host: str
+    port: int
+    protocol: object
+    timeout: float
+    deferred: Deferred
+
+
+@implementer(IHostNetwork)
+class FakeHostNetwork:
+    """
+    An L{IHostNetwork} whose connects the test completes by hand.  Checked
+    against the real one on loopback in C{test_host_network_real.py}.
+
+    @ivar connects: every L{PendingConnect}, in order.
+    """
+
+    def __init__(self):
+        self.connects = []
+
+    def connectTCP(self, host, port, protocol, timeout):
+        d = Deferred()
+        self.connects.append(PendingConnect(host, port, protocol, timeout, d))
+        return d
+
+    def succeed(self, index=-1):
+        """
+        Complete a connect the way Twisted does: the protocol gets a
+        (string) transport and C{connectionMade}, then the L{Deferred} fires.
+
+        @return: the host-side L{StringTransport}.
+        """
+        pending = self.connects[index]
+        transport = StringTransport()
+        pending.protocol.makeConnection(transport)
+        pending.deferred.callback(pending.protocol)
+        return transport
+
+    def fail(self, exception, index=-1):
+        self.connects[index].deferred.errback(exception)
+
+
+def makeStack(guests=1, learnMACs=False, hostNetwork=None, **config):
     """
     A L{Stack} for C{StackConfig(**config)} on a L{task.Clock}, with
     C{guests} guests attached: the first holds 192.168.65.3 and
-    02:50:00:00:00:01, the next .4 and :02, and so on.
+    02:50:00:00:00:01, the next .4 and :02, and so on.  Host connections
+    go to a L{FakeHostNetwork} (C{stack.hostNetwork}).
 
     @return: C{(stack, [Guest, ...])}
     """
-    stack = Stack(StackConfig(**config), reactor=task.Clock())
+    hostNetwork = hostNetwork if hostNetwork is not None else FakeHostNetwork()
+    stack = Stack(StackConfig(**config), reactor=task.Clock(), hostNetwork=hostNetwork)
+    stack.hostNetwork = hostNetwork
     return stack, [attachGuest(stack, n, learnMACs) for n in range(1, guests + 1)]
 
 

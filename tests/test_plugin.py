@@ -80,3 +80,28 @@ class PluginTests(SynchronousTestCase):
         ]
         self.assertEqual(imported, ["twisted.application.service"])
         self.assertFalse(os.path.exists(os.path.join(os.path.dirname(PLUGIN), "__init__.py")))
+
+
+class PackagingTests(SynchronousTestCase):
+    """
+    The installed package is complete.
+    """
+
+    def test_everyPackageListed(self):
+        """
+        Every directory of C{vpnkit} with an C{__init__.py} is listed in
+        setup.cfg's C{packages}, so a non-editable install carries it.
+        """
+        import configparser
+        import os
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        parser = configparser.ConfigParser()
+        parser.read(os.path.join(root, "setup.cfg"))
+        listed = set(parser["options"]["packages"].split())
+        found = set()
+        for directory, _, files in os.walk(os.path.join(root, "vpnkit")):
+            if "__init__.py" in files:
+                found.add(os.path.relpath(directory, root).replace(os.sep, "."))
+        self.assertEqual(found - listed, set())
+        self.assertIn("twisted.plugins", listed)

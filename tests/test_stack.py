@@ -4,7 +4,7 @@ together, guests coming and going, and whole conversations checked against
 the complete counters (PyTCP's golden stats).
 """
 
-from dataclasses import fields
+from dataclasses import asdict, fields
 from ipaddress import IPv4Address
 
 from twisted.internet import task
@@ -18,6 +18,7 @@ from vpnkit.counters import (
     ICMPCounters,
     IPv4Counters,
     LinkCounters,
+    TCPCounters,
     StackCounters,
     UDPCounters,
 )
@@ -70,6 +71,7 @@ class CountersTests(SynchronousTestCase):
             "icmp": ICMPCounters,
             "udp": UDPCounters,
             "dhcp": DHCPCounters,
+            "tcp": TCPCounters,
         }
         result = StackCounters().asDict()
         self.assertEqual(set(result), set(groups))
@@ -118,10 +120,11 @@ class StackTests(SynchronousTestCase):
         a.send(buildICMPEcho(a.mac, a.ip, GATEWAY_IP))
         a.send(buildUDP(a.mac, a.ip, 5353, GATEWAY_IP, 9, b""))
         a.send(buildDHCP(a.mac, wire.DHCPINFORM))
+        a.send(buildIPv4(a.mac, a.ip, REMOTE_IP, PROTO_TCP, bytes(20)))
         counters = stack.counters.asDict()
         self.assertEqual(
             [name for name, group in counters.items() if any(group.values())],
-            ["link", "ethernet", "arp", "ipv4", "icmp", "udp", "dhcp"],
+            ["link", "ethernet", "arp", "ipv4", "icmp", "udp", "dhcp", "tcp"],
         )
 
     def test_leaseForUUIDPreferred(self):
@@ -314,7 +317,7 @@ class GoldenCountersTests(SynchronousTestCase):
                     "ttlExpired": 0,
                     "noRoute": 0,
                     "tooBig": 0,
-                    "unsupportedProtocol": 1,
+                    "unsupportedProtocol": 0,
                 },
                 "icmp": {
                     "echoRequests": 2,
@@ -322,6 +325,7 @@ class GoldenCountersTests(SynchronousTestCase):
                     "malformed": 0,
                     "badChecksum": 0,
                     "unsupported": 1,
+                    "unreachableSent": 0,
                 },
                 "udp": {
                     "received": 3,
@@ -344,6 +348,7 @@ class GoldenCountersTests(SynchronousTestCase):
                     "unknownClient": 0,
                     "ignored": 0,
                 },
+                "tcp": dict(asdict(TCPCounters()), segmentsIn=1, malformed=1),
             },
         )
 

@@ -17,6 +17,7 @@ __all__ = [
     "ICMPCounters",
     "UDPCounters",
     "DHCPCounters",
+    "TCPCounters",
     "StackCounters",
 ]
 
@@ -86,6 +87,7 @@ class ICMPCounters:
     malformed: int = 0
     badChecksum: int = 0
     unsupported: int = 0
+    unreachableSent: int = 0
 
 
 @dataclass
@@ -114,6 +116,35 @@ class DHCPCounters:
 
 
 @dataclass
+class TCPCounters:
+    """
+    Guest TCP: segments, connection set-up (accept after dial) and ends.
+    """
+
+    segmentsIn: int = 0
+    segmentsOut: int = 0
+    malformed: int = 0
+    badChecksum: int = 0
+    synReceived: int = 0
+    synAbsorbed: int = 0
+    pendingReset: int = 0
+    connectRefused: int = 0
+    connectUnreachable: int = 0
+    connectTimeout: int = 0
+    connectFailed: int = 0
+    limitPending: int = 0
+    limitConnections: int = 0
+    rstNoConnection: int = 0
+    timeWaitReused: int = 0
+    connectionsOpened: int = 0
+    connectionsClosed: int = 0
+    resetsSent: int = 0
+    resetsReceived: int = 0
+    timeouts: int = 0
+    retransmits: int = 0
+
+
+@dataclass
 class StackCounters:
     link: LinkCounters = field(default_factory=LinkCounters)
     ethernet: EthernetCounters = field(default_factory=EthernetCounters)
@@ -122,6 +153,7 @@ class StackCounters:
     icmp: ICMPCounters = field(default_factory=ICMPCounters)
     udp: UDPCounters = field(default_factory=UDPCounters)
     dhcp: DHCPCounters = field(default_factory=DHCPCounters)
+    tcp: TCPCounters = field(default_factory=TCPCounters)
 
     def asDict(self):
         """

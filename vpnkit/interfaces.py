@@ -141,3 +141,36 @@ class ITunSystem(Interface):
         """
         Close the descriptor (the non-persistent tap disappears).
         """
+
+
+class ITCPForwarder(Interface):
+    """
+    Decides where a guest's new TCP connection goes, and dials it.
+    """
+
+    def connectionRequested(flow):
+        """
+        A guest sent a SYN for C{flow} (a L{vpnkit.protocols.tcp.forwarder.Flow}).
+
+        @return: a L{Deferred} that fires with a connected host-side
+            L{IProtocol} once the host connection exists (vpnkit then answers
+            the SYN), or fails: C{ConnectionRefusedError} (and most other
+            errors) make vpnkit send RST, C{NoRouteError} or an unreachable
+            C{ConnectError} make it send ICMP destination unreachable.
+        """
+
+
+class IHostNetwork(Interface):
+    """
+    The only route from vpnkit to real sockets.  Narrow, so the fake used in
+    tests stays small; the real one is checked against loopback.
+    """
+
+    def connectTCP(host, port, protocol, timeout):
+        """
+        Connect C{protocol} to C{host}:C{port} (dotted-quad text).
+
+        @return: a L{Deferred} firing with C{protocol} once connected, or
+            failing with the connect error (C{TimeoutError} after
+            C{timeout} seconds).
+        """

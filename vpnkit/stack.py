@@ -9,6 +9,8 @@ listeners and files around it.
 """
 
 from vpnkit.counters import StackCounters
+from vpnkit.host.network import HostNetwork
+from vpnkit.host.proxy import HostTCPForwarder
 from vpnkit.leases import AddressPool
 from vpnkit.log import logger
 from vpnkit.protocols.arp import ARPResponder
@@ -16,9 +18,10 @@ from vpnkit.protocols.dhcp import SERVER_PORT, DHCPServer, DHCPSettings
 from vpnkit.protocols.icmp import ICMPLayer
 from vpnkit.protocols.ipv4 import IPv4Layer
 from vpnkit.protocols.switch import EthernetSwitch
+from vpnkit.protocols.tcp.forwarder import TCPLayer
 from vpnkit.protocols.udp import UDPLayer
 from vpnkit.wire.ethernet import ETHERTYPE_ARP, ETHERTYPE_IPV4
-from vpnkit.wire.ipv4 import PROTO_ICMP, PROTO_UDP
+from vpnkit.wire.ipv4 import PROTO_ICMP, PROTO_TCP, PROTO_UDP
 
 __all__ = ["Stack"]
 
@@ -32,9 +35,13 @@ class Stack:
         into.
     """
 
-    def __init__(self, config, reactor=None):
+    def __init__(
+        self, config, reactor=None, hostNetwork=None, connectTimeout=30.0, maxConnections=None
+    ):
         if reactor is None:
             from twisted.internet import reactor
+        if hostNetwork is None:
+            hostNetwork = HostNetwork(reactor)
         self.config = config
         self.reactor = reactor
         self.counters = StackCounters()
@@ -47,11 +54,22 @@ class Stack:
         self.icmp = ICMPLayer(config, self.ipv4, self.counters)
         self.udp = UDPLayer(config, self.ipv4, self.counters)
         self.dhcp = DHCPServer(config, self.switch, self.udp, self.counters, self.dhcpSettings)
+        self.tcpForwarder = HostTCPForwarder(config, hostNetwork, connectTimeout)
+        self.tcp = TCPLayer(
+            config,
+            self.ipv4,
+            self.icmp,
+            self.counters,
+            self.tcpForwarder,
+            reactor,
+            maxConnections=maxConnections,
+        )
 
         self.switch.addProto(ETHERTYPE_ARP, self.arp)
         self.switch.addProto(ETHERTYPE_IPV4, self.ipv4)
         self.ipv4.addProto(PROTO_ICMP, self.icmp)
         self.ipv4.addProto(PROTO_UDP, self.udp)
+        self.ipv4.addProto(PROTO_TCP, self.tcp)
         self.udp.bindService(SERVER_PORT, self.dhcp)
 
     # -- guests ------------------------------------------------------------
@@ -82,6 +100,11 @@ class Stack:
         self.switch.detach(port)
         self.dhcp.forgetPort(port)
         self.pool.release(port.lease)
+        packed = port.lease.ip.packed
+        if self.switch.portForIP(packed) is None:
+            # Nobody holds the address any more: its connections die with
+            # it rather than keep host sockets open forever.
+            self.tcp.guestDetached(packed)
 
     # -- DHCP settings -------------------------------------------------------
 

@@ -160,6 +160,8 @@ class Options(usage.Options):
         ["domain", None, None, "DHCP domain name (wins over --dhcp-path)."],
         ["dhcp-path", None, None, "dhcp.json with searchDomains/domainName; re-read on change."],
         ["tap", None, "tap0", "Interface name for --netns when the spec names none."],
+        ["max-connections", None, None, "Refuse (RST) guest TCP connections beyond this many."],
+        ["connect-timeout", None, "30", "Seconds a host connect may take before the guest gets RST."],
     ]
 
     def __init__(self):
@@ -225,6 +227,19 @@ class Options(usage.Options):
             )
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
+        self.maxConnections = None
+        if self["max-connections"] is not None:
+            self.maxConnections = _int("max-connections", self["max-connections"])
+            if self.maxConnections < 0:
+                raise usage.UsageError("--max-connections: must not be negative")
+        try:
+            self.connectTimeout = float(self["connect-timeout"])
+        except ValueError:
+            raise usage.UsageError(
+                f"--connect-timeout: {self['connect-timeout']!r} is not a number"
+            ) from None
+        if not 0 < self.connectTimeout <= 3600:
+            raise usage.UsageError("--connect-timeout: must be between 0 and 3600 seconds")
         self.links = (
             [parseEthernet(v) for v in self["ethernet"]]
             + [parseQEMU(v) for v in self["qemu"]]
@@ -398,7 +413,12 @@ def makeService(options, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
     setDebug(bool(options["debug"]))
-    stack = Stack(options.config, reactor)
+    stack = Stack(
+        options.config,
+        reactor,
+        connectTimeout=options.connectTimeout,
+        maxConnections=options.maxConnections,
+    )
     top = VPNKitService(stack, exitOnError=options.underTwistd)
     for spec in options.links:
         service = _linkService(spec, stack, reactor)

@@ -11,8 +11,15 @@ from zope.interface import implementer
 
 from vpnkit.interfaces import IIPv4Receiver
 from vpnkit.wire import ChecksumError, ParseError
-from vpnkit.wire.icmp import ECHO_REPLY, ECHO_REQUEST, ICMPMessage, emitICMP, parseICMP
-from vpnkit.wire.ipv4 import PROTO_ICMP
+from vpnkit.wire.icmp import (
+    DEST_UNREACHABLE,
+    ECHO_REPLY,
+    ECHO_REQUEST,
+    ICMPMessage,
+    emitICMP,
+    parseICMP,
+)
+from vpnkit.wire.ipv4 import PROTO_ICMP, quoteHeader
 
 __all__ = ["ICMPLayer"]
 
@@ -20,6 +27,7 @@ __all__ = ["ICMPLayer"]
 @implementer(IIPv4Receiver)
 class ICMPLayer:
     def __init__(self, config, ipv4, counters):
+        self._gateway = config.gatewayPacked
         self._local = {config.gatewayPacked}
         if config.hostIP is not None:
             self._local.add(config.hostPacked)
@@ -43,3 +51,14 @@ class ICMPLayer:
                 counters.echoReplies += 1
             return
         counters.unsupported += 1
+
+    def sendUnreachable(self, code, header, quote):
+        """
+        Tell the guest its datagram could not be delivered: ICMP destination
+        unreachable with C{code} (0 network, 1 host, 3 port, ...), from the
+        gateway (the router that gave up), quoting the datagram's header and
+        the first 8 bytes of its payload (C{quote}).
+        """
+        message = ICMPMessage(DEST_UNREACHABLE, code, 0, b"\0\0\0\0", quoteHeader(header) + quote)
+        if self._ipv4.sendIPv4(self._gateway, header.src, PROTO_ICMP, emitICMP(message)):
+            self._counters.unreachableSent += 1

@@ -21,6 +21,7 @@ __all__ = [
     "parseIPv4",
     "emitIPv4",
     "buildHeader",
+    "quoteHeader",
     "formatIP",
     "packIP",
 ]
@@ -164,6 +165,28 @@ def buildHeader(src, dst, protocol, payloadLength, ttl=64, ident=0, flags=FLAG_D
     ) % 0xFFFF
     csum = ~(s or 0xFFFF) & 0xFFFF
     return _fixed.pack(0x45, tos, total, ident, fragField, ttl, protocol, csum, src, dst)
+
+
+def quoteHeader(header):
+    """
+    The header exactly as it was received (total length and checksum as
+    parsed), for quoting in an ICMP error.
+    """
+    return (
+        _fixed.pack(
+            0x40 | (header.headerLength // 4),
+            header.tos,
+            header.totalLength,
+            header.ident,
+            (header.flags << 13) | (header.fragmentOffset >> 3),
+            header.ttl,
+            header.protocol,
+            header.checksum,
+            header.src,
+            header.dst,
+        )
+        + header.options
+    )
 
 
 def formatIP(packed):

@@ -1,0 +1,83 @@
+# -*- test-case-name: tests.test_host_proxy -*-
+"""
+The host end of proxied TCP connections: where a guest's connection goes
+(L{HostTCPForwarder}) and the protocol on the host socket (L{HostSide}).
+"""
+
+from twisted.internet import error
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.protocol import Protocol
+from zope.interface import implementer
+
+from vpnkit.interfaces import ITCPForwarder
+
+__all__ = ["HostSide", "HostTCPForwarder"]
+
+LOCALHOST = "127.0.0.1"
+
+
+@implementer(IHalfCloseableProtocol)
+class HostSide(Protocol):
+    """
+    The protocol on a host socket, passing bytes to and from the guest's
+    L{vpnkit.protocols.tcp.connection.TCPConnection} (C{guest}), half-close
+    aware: the host's EOF becomes a FIN to the guest.
+    """
+
+    guest = None
+
+    def dataReceived(self, data):
+        self.guest.write(data)
+
+    def readConnectionLost(self):
+        self.guest.loseWriteConnection()
+
+    def writeConnectionLost(self):
+        pass
+
+    def connectionLost(self, reason):
+        guest, self.guest = self.guest, None
+        if guest is None:
+            return
+        guest.unregisterProducer()
+        if reason.check(error.ConnectionDone):
+            guest.loseConnection()
+        else:
+            guest.abortConnection()
+
+
+@implementer(ITCPForwarder)
+class HostTCPForwarder:
+    """
+    Dial the host for a guest's connection: the host alias means the host's
+    127.0.0.1 (same port), any other address is dialled as it is.  The
+    gateway's own ports are not forwarded here (C{ConnectionRefusedError}).
+
+    @param timeout: seconds before a connect that gets no answer fails (the
+        guest then sees a reset).
+    """
+
+    def __init__(self, config, network, timeout=30.0):
+        self._gateway = config.gatewayPacked
+        self._hostAlias = config.hostPacked
+        self._network = network
+        self._timeout = timeout
+
+    def target(self, flow):
+        """
+        The host address and port dialled for C{flow}, or C{None}.
+        """
+        if flow.localIP == self._gateway:
+            return None
+        if flow.localIP == self._hostAlias:
+            return LOCALHOST, flow.localPort
+        return ".".join(str(b) for b in flow.localIP), flow.localPort
+
+    def connectionRequested(self, flow):
+        from twisted.internet.defer import fail
+
+        target = self.target(flow)
+        if target is None:
+            return fail(error.ConnectionRefusedError("no service on the gateway"))
+        host, port = target
+        return self._network.connectTCP(host, port, HostSide(), self._timeout)

@@ -1,0 +1,326 @@
+# -*- test-case-name: tests.test_tcp_layer -*-
+"""
+L{TCPLayer}: TCP segments from guests, demultiplexed by 4-tuple, and new
+connections accepted only after the host side exists.
+
+A guest's SYN for an unknown flow is held while an L{ITCPForwarder} dials
+the destination from the host (gVisor's forwarder model): a retransmitted
+SYN meanwhile is absorbed; success makes vpnkit answer SYN-ACK and proxy the
+bytes; refusal (and a connect timeout) becomes RST, an unreachable network
+or host becomes ICMP destination unreachable.  Limits on connects in flight
+and on connections keep a flood of SYNs from exhausting the host.
+"""
+
+import random
+from ipaddress import IPv4Address
+from typing import NamedTuple
+
+from twisted.internet import error
+from twisted.internet.address import IPv4Address as TwistedIPv4Address
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.protocol import Protocol
+from zope.interface import implementer
+
+from vpnkit.interfaces import IIPv4Receiver
+from vpnkit.log import RateLimitedLog, logger
+from vpnkit.protocols.tcp.connection import TCPConnection
+from vpnkit.protocols.tcp.state import State, TCPConfig, TCPControlBlock, refuse, resetFor
+from vpnkit.wire import ChecksumError, ParseError
+from vpnkit.wire.ipv4 import PROTO_TCP
+from vpnkit.wire.tcp import ACK, RST, SYN, emitTCP, parseTCP
+
+__all__ = ["Flow", "TCPLayer"]
+
+log = logger("vpnkit.tcp")
+
+ENETUNREACH = 101
+EHOSTUNREACH = 113
+
+
+class Flow(NamedTuple):
+    """
+    A guest's connection: its address and port, and the address and port it
+    dialled (which vpnkit impersonates).  Addresses are packed.
+    """
+
+    guestIP: bytes
+    guestPort: int
+    localIP: bytes
+    localPort: int
+
+    def __str__(self):
+        return (
+            f"{IPv4Address(self.guestIP)}:{self.guestPort} -> "
+            f"{IPv4Address(self.localIP)}:{self.localPort}"
+        )
+
+
+class _Pending:
+    """
+    A SYN waiting for the host connection.
+    """
+
+    __slots__ = ("syn", "ipHeader", "quote", "deferred", "cancelled")
+
+    def __init__(self, syn, ipHeader, quote):
+        self.syn = syn
+        self.ipHeader = ipHeader
+        self.quote = quote
+        self.deferred = None
+        self.cancelled = False
+
+
+@implementer(IHalfCloseableProtocol)
+class _GuestSide(Protocol):
+    """
+    The protocol on a guest connection that hands its bytes to a host-side
+    protocol's transport (Twisted's portforward model, half-close aware).
+    """
+
+    def __init__(self, host):
+        self.host = host
+
+    def connectionMade(self):
+        hostTransport = self.host.transport
+        # Each side throttles the other: nothing buffers without bound.
+        hostTransport.registerProducer(self.transport, True)
+        self.transport.registerProducer(hostTransport, True)
+
+    def dataReceived(self, data):
+        self.host.transport.write(data)
+
+    def readConnectionLost(self):
+        transport = self.host.transport
+        if hasattr(transport, "loseWriteConnection"):
+            transport.loseWriteConnection()
+        else:
+            transport.loseConnection()
+
+    def writeConnectionLost(self):
+        pass
+
+    def connectionLost(self, reason):
+        transport = self.host.transport
+        if transport is None:
+            return
+        transport.unregisterProducer()
+        if reason.check(error.ConnectionDone):
+            transport.loseConnection()
+        else:
+            transport.abortConnection()
+
+
+@implementer(IIPv4Receiver)
+class TCPLayer:
+    """
+    @param forwarder: the L{vpnkit.interfaces.ITCPForwarder} that dials the
+        host for each new connection.
+    """
+
+    def __init__(
+        self,
+        config,
+        ipv4,
+        icmp,
+        counters,
+        forwarder,
+        reactor,
+        tcpConfig=None,
+        maxConnections=None,
+        maxPending=512,
+        rng=None,
+    ):
+        self._ipv4 = ipv4
+        self._icmp = icmp
+        self._counters = counters.tcp
+        self._forwarder = forwarder
+        self._clock = reactor
+        self.tcpConfig = tcpConfig or TCPConfig(mss=config.mtu - 40)
+        self._maxConnections = maxConnections
+        self._maxPending = maxPending
+        self._rng = rng or random.SystemRandom()
+        self._connections = {}
+        self._pending = {}
+        self._limitLog = RateLimitedLog(log, reactor)
+
+    # -- introspection ---------------------------------------------------------
+
+    def connections(self):
+        """
+        Every live connection (for diagnostics).
+        """
+        return list(self._connections.values())
+
+    @property
+    def pendingCount(self):
+        return len(self._pending)
+
+    # -- segments from guests ----------------------------------------------------
+
+    def ipPayloadReceived(self, header, payload):
+        counters = self._counters
+        counters.segmentsIn += 1
+        try:
+            seg = parseTCP(payload, header.src, header.dst)
+        except ChecksumError:
+            counters.badChecksum += 1
+            return
+        except ParseError:
+            counters.malformed += 1
+            return
+        flow = Flow(header.src, seg.srcPort, header.dst, seg.dstPort)
+        connection = self._connections.get(flow)
+        if connection is not None:
+            if (
+                seg.flags & SYN
+                and not seg.flags & ACK
+                and connection.tcb.state is State.TIME_WAIT
+            ):
+                # RFC 6191: a new SYN may reuse a pair still in TIME-WAIT.
+                counters.timeWaitReused += 1
+                connection.abortConnection()
+            else:
+                connection.segmentReceived(seg)
+                return
+        pending = self._pending.get(flow)
+        if pending is not None:
+            if seg.flags & RST:
+                counters.pendingReset += 1
+                self._cancelPending(flow, pending)
+            else:
+                counters.synAbsorbed += 1
+            return
+        if seg.flags & (SYN | ACK | RST) != SYN:
+            if not seg.flags & RST:
+                counters.rstNoConnection += 1
+                self.sendSegments(flow, resetFor(seg))
+            return
+        self._newConnection(flow, seg, header, payload[:8])
+
+    def _newConnection(self, flow, syn, header, quote):
+        counters = self._counters
+        counters.synReceived += 1
+        if len(self._pending) >= self._maxPending:
+            counters.limitPending += 1
+            self._limitLog.warn(
+                "refusing {flow}: {n} connections are already being dialled",
+                flow=str(flow),
+                n=len(self._pending),
+            )
+            self.sendSegments(flow, refuse(syn))
+            return
+        if self._maxConnections is not None and (
+            len(self._connections) + len(self._pending) >= self._maxConnections
+        ):
+            counters.limitConnections += 1
+            self._limitLog.warn(
+                "refusing {flow}: --max-connections {n} reached",
+                flow=str(flow),
+                n=self._maxConnections,
+            )
+            self.sendSegments(flow, refuse(syn))
+            return
+        pending = _Pending(syn, header, quote)
+        self._pending[flow] = pending
+        d = self._forwarder.connectionRequested(flow)
+        pending.deferred = d
+        d.addCallbacks(
+            lambda protocol: self._connected(flow, pending, protocol),
+            lambda failure: self._connectFailed(flow, pending, failure),
+        )
+
+    def _cancelPending(self, flow, pending):
+        pending.cancelled = True
+        self._pending.pop(flow, None)
+        if pending.deferred is not None:
+            pending.deferred.cancel()
+
+    def _connected(self, flow, pending, hostProtocol):
+        if pending.cancelled or self._pending.get(flow) is not pending:
+            # The guest gave up (RST) while we dialled.
+            if hostProtocol.transport is not None:
+                hostProtocol.transport.abortConnection()
+            return None
+        del self._pending[flow]
+        counters = self._counters
+        counters.connectionsOpened += 1
+        tcb = TCPControlBlock.fromSYN(pending.syn, self._rng.getrandbits(32), self.tcpConfig)
+        connection = TCPConnection(self, flow, tcb, self._clock)
+        self._connections[flow] = connection
+        hostProtocol.guest = connection
+        connection.makeConnection(_GuestSide(hostProtocol))
+        connection.start()
+        return None
+
+    def _connectFailed(self, flow, pending, failure):
+        if self._pending.get(flow) is not pending:
+            return None
+        del self._pending[flow]
+        if pending.cancelled:
+            return None
+        counters = self._counters
+        value = failure.value
+        osError = getattr(value, "osError", None)
+        if failure.check(error.NoRouteError) or osError in (ENETUNREACH, EHOSTUNREACH):
+            counters.connectUnreachable += 1
+            code = 1 if osError == EHOSTUNREACH else 0
+            self._icmp.sendUnreachable(code, pending.ipHeader, pending.quote)
+            return None
+        if failure.check(error.ConnectionRefusedError):
+            counters.connectRefused += 1
+        elif failure.check(error.TimeoutError, error.TCPTimedOutError):
+            counters.connectTimeout += 1
+        else:
+            counters.connectFailed += 1
+            log.info(
+                "connecting {flow} failed: {error}", flow=str(flow), error=failure.getErrorMessage()
+            )
+        self.sendSegments(flow, refuse(pending.syn))
+        return None
+
+    # -- for connections -----------------------------------------------------------
+
+    def sendSegments(self, flow, segments):
+        """
+        Send segments to the guest of C{flow}, from the address it dialled.
+        """
+        counters = self._counters
+        send = self._ipv4.sendIPv4
+        src = flow.localIP
+        dst = flow.guestIP
+        for seg in segments:
+            if seg.flags & RST:
+                counters.resetsSent += 1
+            counters.segmentsOut += 1
+            send(src, dst, PROTO_TCP, emitTCP(seg, src, dst))
+
+    def connectionClosed(self, connection):
+        if self._connections.get(connection.flow) is connection:
+            del self._connections[connection.flow]
+            counters = self._counters
+            counters.connectionsClosed += 1
+            tcb = connection.tcb
+            counters.retransmits += tcb.retransmits
+            if tcb.error == "reset":
+                counters.resetsReceived += 1
+            elif tcb.error == "timeout":
+                counters.timeouts += 1
+
+    def guestDetached(self, guestIP):
+        """
+        A guest's link went away: reset its connections and forget its
+        pending ones, so no host socket outlives it.
+        """
+        for flow, pending in list(self._pending.items()):
+            if flow.guestIP == guestIP:
+                self._cancelPending(flow, pending)
+        for flow, connection in list(self._connections.items()):
+            if flow.guestIP == guestIP:
+                connection.abortConnection()
+
+    def peerAddress(self, flow):
+        return TwistedIPv4Address("TCP", str(IPv4Address(flow.guestIP)), flow.guestPort)
+
+    def hostAddress(self, flow):
+        return TwistedIPv4Address("TCP", str(IPv4Address(flow.localIP)), flow.localPort)
+

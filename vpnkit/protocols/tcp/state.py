@@ -1,0 +1,1024 @@
+# -*- test-case-name: tests.test_tcp_state -*-
+"""
+The TCP control block: a sans-I/O state machine (RFC 9293) for one
+connection between vpnkit and a guest.
+
+Three verbs drive it, as in smoltcp: L{TCPControlBlock.segmentReceived}
+(a segment from the guest), L{TCPControlBlock.dispatch} (time passed; emit
+what is due) and L{TCPControlBlock.pollAt} (when to call C{dispatch} next).
+Each returns the segments to send.  Time is always an argument; nothing
+here reads a clock, touches a socket or imports Twisted.
+
+"Local" is vpnkit's end (the address it impersonates), "remote" the guest.
+What is implemented: passive open that answers a SYN only when told to
+(L{accept}, after the host connection exists) and active open; MSS, window
+scaling and SACK-permitted negotiation; retransmission with an RFC 6298 RTO
+and exponential backoff; fast retransmit and NewReno recovery (RFC 5681,
+6582), skipping data the guest reported with SACK; out-of-order reassembly
+with SACK blocks in our ACKs; delayed ACKs (every second segment is
+acknowledged at once); zero-window probing that never gives up while the
+guest answers; receiver and sender silly-window avoidance; half-close both
+ways; RST both ways with RFC 5961 challenge ACKs; a short TIME-WAIT.
+Not implemented: timestamps and PAWS, urgent data, ECN, keep-alives.
+"""
+
+import enum
+from dataclasses import dataclass
+
+from vpnkit.protocols.tcp.buffers import Assembler, SendBuffer
+from vpnkit.protocols.tcp.rtt import RTTEstimator
+from vpnkit.wire.tcp import ACK, FIN, NO_OPTIONS, PSH, RST, SYN, Segment, TCPOptions
+
+__all__ = ["State", "TCPConfig", "TCPControlBlock", "TRANSITIONS", "refuse", "resetFor"]
+
+_MASK = 0xFFFFFFFF
+_HALF = 0x80000000
+
+
+def _diff(a, b):
+    """
+    Signed distance from sequence number C{b} to C{a} (see
+    L{vpnkit.wire.seq.seqSub}; inlined here because it runs several times
+    per segment).
+    """
+    d = (a - b) & _MASK
+    return d - 0x100000000 if d >= _HALF else d
+
+
+class State(enum.Enum):
+    CLOSED = "CLOSED"
+    SYN_SENT = "SYN-SENT"
+    SYN_RECEIVED = "SYN-RECEIVED"
+    ESTABLISHED = "ESTABLISHED"
+    FIN_WAIT_1 = "FIN-WAIT-1"
+    FIN_WAIT_2 = "FIN-WAIT-2"
+    CLOSE_WAIT = "CLOSE-WAIT"
+    CLOSING = "CLOSING"
+    LAST_ACK = "LAST-ACK"
+    TIME_WAIT = "TIME-WAIT"
+
+    def __str__(self):
+        return self.value
+
+
+S = State
+
+# Every state change of the connection's life cycle, in one place:
+# (state, event) -> new state.  Events: "synAcked" (the handshake
+# completed), "close" (the application will send no more), "finAcked" (the
+# guest acknowledged our FIN), "finReceived" (the guest's FIN arrived in
+# order), "timeWaitExpired".  RST and give-up go straight to CLOSED.
+TRANSITIONS = {
+    (S.SYN_SENT, "synAcked"): S.ESTABLISHED,
+    (S.SYN_RECEIVED, "synAcked"): S.ESTABLISHED,
+    (S.SYN_RECEIVED, "close"): S.FIN_WAIT_1,
+    (S.ESTABLISHED, "close"): S.FIN_WAIT_1,
+    (S.CLOSE_WAIT, "close"): S.LAST_ACK,
+    (S.FIN_WAIT_1, "finAcked"): S.FIN_WAIT_2,
+    (S.CLOSING, "finAcked"): S.TIME_WAIT,
+    (S.LAST_ACK, "finAcked"): S.CLOSED,
+    (S.ESTABLISHED, "finReceived"): S.CLOSE_WAIT,
+    (S.FIN_WAIT_1, "finReceived"): S.CLOSING,
+    (S.FIN_WAIT_2, "finReceived"): S.TIME_WAIT,
+    (S.TIME_WAIT, "timeWaitExpired"): S.CLOSED,
+}
+
+_SYNCHRONIZED = frozenset(
+    {
+        S.ESTABLISHED,
+        S.FIN_WAIT_1,
+        S.FIN_WAIT_2,
+        S.CLOSE_WAIT,
+        S.CLOSING,
+        S.LAST_ACK,
+        S.TIME_WAIT,
+    }
+)
+# States in which data from the guest is still accepted.
+_RECEIVING = frozenset({S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2})
+# States in which queued data (and then our FIN) may still be sent.
+_SENDABLE = frozenset({S.ESTABLISHED, S.CLOSE_WAIT, S.FIN_WAIT_1, S.LAST_ACK, S.CLOSING})
+# States in which our FIN is due once the queue drains.
+_FIN_STATES = frozenset({S.FIN_WAIT_1, S.LAST_ACK, S.CLOSING})
+
+
+@dataclass(frozen=True)
+class TCPConfig:
+    """
+    Tunables; defaults suit a guest on the same machine.
+
+    @ivar mss: the MSS we announce (link MTU minus 40).
+    @ivar receiveBuffer: bytes of in-order data held for a slow reader; the
+        advertised window is what is left of it.
+    @ivar delayedAck: how long a lone segment waits for its ACK.
+    @ivar maxRetries: consecutive retransmission timeouts with no word
+        from the guest before the connection is given up.
+    """
+
+    mss: int = 1460
+    receiveBuffer: int = 1 << 20
+    initialRTO: float = 1.0
+    minRTO: float = 0.2
+    maxRTO: float = 60.0
+    maxRetries: int = 12
+    synRetries: int = 5
+    delayedAck: float = 0.02
+    timeWait: float = 2.0
+    initialWindowSegments: int = 10
+    maxOutOfOrderRanges: int = 32
+
+
+def _windowShift(buffer):
+    """
+    The smallest window-scale shift that lets C{buffer} bytes be advertised.
+    """
+    shift = 0
+    while (65535 << shift) < buffer and shift < 14:
+        shift += 1
+    return shift
+
+
+class TCPControlBlock:
+    """
+    One connection's state.
+
+    @ivar error: why the connection ended abnormally: C{None},
+        C{"reset"} (the guest sent RST), C{"timeout"} (it stopped
+        answering) or C{"aborted"} (we sent RST).
+    @ivar eofReceived: the guest's FIN arrived (all its data is in
+        L{recvQueue} or was read).
+    """
+
+    def __init__(self, localPort, remotePort, iss, config=TCPConfig()):
+        self.localPort = localPort
+        self.remotePort = remotePort
+        self.config = config
+        self.state = S.CLOSED
+        self.error = None
+
+        # Send side.
+        self.iss = iss
+        self.sndUna = iss
+        self.sndNxt = iss
+        self.sndMax = iss
+        self.sndWnd = 0
+        self._sndWl1 = 0
+        self._sndWl2 = 0
+        self._sndShift = 0
+        self._sendMSS = 536
+        self._sndBuf = SendBuffer()
+        self._closeRequested = False
+        self._finSent = False
+        self._synAcked = False
+        self._sackPermitted = False
+        self._windowScaling = False
+        self._ourFinSeq = None
+        self._sacked = []  # sorted [start, end) seq ranges the guest holds
+
+        # Receive side.
+        self.irs = 0
+        self.rcvNxt = 0
+        self._rcvShift = 0
+        self._rcvBuf = bytearray()
+        self._assembler = Assembler(config.maxOutOfOrderRanges)
+        self._lastOutOfOrder = None
+        self._rcvAdvRight = 0
+        self._finSeq = None
+        self.eofReceived = False
+
+        # Congestion control (RFC 5681 / 6582).
+        self.cwnd = 0
+        self.ssthresh = 1 << 30
+        self._dupAcks = 0
+        self._recover = iss
+        self._inRecovery = False
+
+        # Timers: absolute deadlines, or None.
+        self._rtt = RTTEstimator(config.initialRTO, config.minRTO, config.maxRTO)
+        self._rtoAt = None
+        self._retries = 0
+        self._timing = None  # (seq that ends the timed segment, time sent)
+        self._ackAt = None
+        self._ackNow = False
+        self._retransmitFirst = False
+        self._unackedSegments = 0
+        self._timeWaitAt = None
+        self._accepted = False
+
+        # Statistics, for diagnostics.
+        self.bytesSent = 0
+        self.bytesReceived = 0
+        self.retransmits = 0
+        self.segmentsIn = 0
+        self.segmentsOut = 0
+
+    # -- construction ----------------------------------------------------------
+
+    @classmethod
+    def fromSYN(cls, syn, iss, config=TCPConfig()):
+        """
+        The control block for a guest's SYN, in SYN-RECEIVED.  Nothing is
+        sent until L{accept} (accept after dial: the host connection must
+        exist first).
+        """
+        tcb = cls(syn.dstPort, syn.srcPort, iss, config)
+        tcb.state = S.SYN_RECEIVED
+        tcb.irs = syn.seq
+        tcb.rcvNxt = (syn.seq + 1) & _MASK
+        tcb._negotiate(syn)
+        tcb._sndWl1 = syn.seq
+        tcb._sndWl2 = iss
+        # The window of a SYN is never scaled (RFC 7323 2.2).
+        tcb.sndWnd = syn.window
+        return tcb
+
+    @classmethod
+    def connect(cls, localPort, remotePort, iss, now, config=TCPConfig()):
+        """
+        An active open towards the guest, in SYN-SENT.
+
+        @return: C{(tcb, segments)}: the control block and the SYN to send.
+        """
+        tcb = cls(localPort, remotePort, iss, config)
+        tcb.state = S.SYN_SENT
+        tcb._accepted = True
+        tcb._rcvShift = _windowShift(config.receiveBuffer)
+        return tcb, tcb.dispatch(now)
+
+    def _negotiate(self, syn):
+        options = syn.options
+        mss = options.mss if options.mss else 536
+        self._sendMSS = max(64, min(mss, self.config.mss))
+        self._windowScaling = options.windowScale is not None
+        if self._windowScaling:
+            self._sndShift = min(options.windowScale, 14)
+            self._rcvShift = _windowShift(self.config.receiveBuffer)
+        else:
+            self._sndShift = 0
+            self._rcvShift = 0
+        self._sackPermitted = options.sackPermitted
+        self.cwnd = self.config.initialWindowSegments * self._sendMSS
+
+    def accept(self, now):
+        """
+        The host connection exists: answer the SYN with SYN-ACK.
+        """
+        self._accepted = True
+        return self.dispatch(now)
+
+    # -- application side ------------------------------------------------------
+
+    @property
+    def sendQueue(self):
+        """
+        Bytes written and not yet acknowledged by the guest.
+        """
+        return len(self._sndBuf)
+
+    @property
+    def recvQueue(self):
+        """
+        In-order bytes from the guest not yet read.
+        """
+        return len(self._rcvBuf)
+
+    @property
+    def advertisedWindow(self):
+        return max(0, _diff(self._rcvAdvRight, self.rcvNxt))
+
+    @property
+    def sendMSS(self):
+        return self._sendMSS
+
+    @property
+    def isClosed(self):
+        return self.state is S.CLOSED
+
+    @property
+    def canSend(self):
+        """
+        Whether L{send} still takes data (the application has not closed).
+        """
+        return not self._closeRequested and self.state in (
+            S.SYN_SENT,
+            S.SYN_RECEIVED,
+            S.ESTABLISHED,
+            S.CLOSE_WAIT,
+        )
+
+    def send(self, data):
+        """
+        Queue bytes for the guest.
+
+        @return: how many were taken (all, unless the connection can no
+            longer send).
+        """
+        if not self.canSend:
+            return 0
+        self._sndBuf.append(data)
+        return len(data)
+
+    def recv(self, size=None):
+        """
+        Take in-order bytes from the guest.  A window update is scheduled
+        when reading opened the window enough to be worth announcing.
+        """
+        buf = self._rcvBuf
+        if size is None or size >= len(buf):
+            data = bytes(buf)
+            buf.clear()
+        else:
+            data = bytes(buf[:size])
+            del buf[:size]
+        if data and self.state in _RECEIVING:
+            # Announce the opened window only when the one the guest knows
+            # has become small (it may be stalled on it) and this read at
+            # least doubles it; otherwise the next ACK carries it anyway.
+            capacity = self.config.receiveBuffer
+            current = self.advertisedWindow
+            available = capacity - len(buf)
+            if current < capacity // 2 and available >= 2 * current + self.config.mss:
+                self._ackNow = True
+        return data
+
+    def close(self):
+        """
+        The application will send nothing more: FIN once the queue drains.
+        """
+        if self._closeRequested:
+            return
+        self._closeRequested = True
+        new = TRANSITIONS.get((self.state, "close"))
+        if new is not None:
+            self.state = new
+        elif self.state is S.SYN_SENT:
+            self._enterClosed(None)
+
+    def abort(self):
+        """
+        Reset the connection.
+
+        @return: the RST to send (none if the guest never heard of us).
+        """
+        if self.state is S.CLOSED:
+            return []
+        out = []
+        if self.state is not S.SYN_SENT and (self._accepted or self.state in _SYNCHRONIZED):
+            out.append(self._make(self.sndNxt, RST | ACK))
+        self._enterClosed("aborted")
+        return out
+
+    # -- segments from the guest ------------------------------------------------
+
+    def segmentReceived(self, seg, now):
+        """
+        Process one segment from the guest.
+
+        @return: the segments to send now.
+        """
+        self.segmentsIn += 1
+        state = self.state
+        if state is S.CLOSED:
+            return resetFor(seg)
+        if state is S.SYN_SENT:
+            return self._synSentReceived(seg, now)
+        flags = seg.flags
+
+        if state is S.SYN_RECEIVED and not self._accepted:
+            # Waiting for the host: a retransmitted SYN is absorbed, a RST
+            # ends it, anything else is ignored.
+            if flags & RST:
+                self._enterClosed("reset")
+            return []
+
+        if state is S.SYN_RECEIVED and flags & SYN and not flags & ACK and seg.seq == self.irs:
+            # The guest sent its SYN again: our SYN-ACK was lost.
+            if self.sndMax != self.iss:
+                self._rtoAt = now
+            return self.dispatch(now)
+
+        # 1. Sequence acceptability (RFC 9293 3.10.7.4).
+        seqLen = len(seg.payload) + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
+        offset = _diff(seg.seq, self.rcvNxt)
+        window = self.advertisedWindow
+        if window == 0:
+            # Nothing fits, but a segment at the edge still carries a valid
+            # ACK or RST (its data is trimmed away below).
+            acceptable = offset == 0
+        elif seqLen == 0:
+            acceptable = 0 <= offset < window
+        else:
+            end = offset + seqLen - 1
+            acceptable = 0 <= offset < window or 0 <= end < window or offset < 0 < end
+        if not acceptable:
+            if flags & RST:
+                return []
+            if state is S.TIME_WAIT and flags & SYN:
+                # A new connection reusing the pair: the caller decides.
+                return []
+            self._ackNow = True
+            return self.dispatch(now)
+
+        # 2. RST (RFC 5961 3.2: only an exact match resets).
+        if flags & RST:
+            if offset == 0:
+                self._enterClosed("reset")
+                return []
+            self._ackNow = True
+            return self.dispatch(now)
+
+        # 3. SYN in a synchronized state: challenge ACK (RFC 5961 4.2).
+        if flags & SYN:
+            self._ackNow = True
+            return self.dispatch(now)
+
+        # 4. ACK.
+        if not flags & ACK:
+            return []
+        if state is S.SYN_RECEIVED:
+            if _diff(seg.ack, self.iss) <= 0 or _diff(seg.ack, self.sndMax) > 0:
+                return [Segment(self.localPort, self.remotePort, seg.ack, 0, RST, 0)]
+            self._synAcked = True
+            self.sndUna = (self.iss + 1) & _MASK
+            if self._timing is not None:
+                self._rtt.sample(now - self._timing[1])
+                self._timing = None
+            self._retries = 0
+            self._rtoAt = None
+            self.state = TRANSITIONS[(state, "synAcked")]
+            state = self.state
+            self._updateWindow(seg)
+        if not self._processAck(seg, now):
+            return self.dispatch(now)
+        state = self.state
+        if state is S.CLOSED:
+            return []
+
+        # 5. Data.
+        payload = seg.payload
+        if payload and state in _RECEIVING:
+            self._receiveData(seg.seq, payload, offset, now)
+
+        # 6. FIN.
+        if flags & FIN:
+            finSeq = (seg.seq + len(payload)) & _MASK
+            if self._finSeq is None and state in _RECEIVING:
+                self._finSeq = finSeq
+            elif state in (S.CLOSE_WAIT, S.CLOSING, S.LAST_ACK, S.TIME_WAIT):
+                # A retransmitted FIN: our ACK was lost.
+                self._ackNow = True
+                if state is S.TIME_WAIT:
+                    self._timeWaitAt = now + self.config.timeWait
+        self._checkFin(now)
+        return self.dispatch(now)
+
+    def _synSentReceived(self, seg, now):
+        flags = seg.flags
+        if flags & ACK:
+            if _diff(seg.ack, self.iss) <= 0 or _diff(seg.ack, self.sndMax) > 0:
+                if flags & RST:
+                    return []
+                return [Segment(self.localPort, self.remotePort, seg.ack, 0, RST, 0)]
+        if flags & RST:
+            if flags & ACK:
+                self._enterClosed("refused")
+            return []
+        if not flags & SYN:
+            return []
+        self.irs = seg.seq
+        self.rcvNxt = (seg.seq + 1) & _MASK
+        self._negotiate(seg)
+        if flags & ACK:
+            self.sndUna = seg.ack
+            self._synAcked = True
+            if self._timing is not None:
+                self._rtt.sample(now - self._timing[1])
+                self._timing = None
+            self._rtoAt = None
+            self._retries = 0
+            self.sndWnd = seg.window << self._sndShift
+            self._sndWl1 = seg.seq
+            self._sndWl2 = seg.ack
+            self.state = TRANSITIONS[(S.SYN_SENT, "synAcked")]
+            self._ackNow = True
+        else:
+            # Simultaneous open.
+            self.state = S.SYN_RECEIVED
+            self.sndWnd = seg.window
+            self._rtoAt = now
+        return self.dispatch(now)
+
+    def _updateWindow(self, seg):
+        if _diff(seg.seq, self._sndWl1) > 0 or (
+            seg.seq == self._sndWl1 and _diff(seg.ack, self._sndWl2) >= 0
+        ):
+            self.sndWnd = seg.window << self._sndShift
+            self._sndWl1 = seg.seq
+            self._sndWl2 = seg.ack
+
+    def _processAck(self, seg, now):
+        """
+        Apply the acknowledgement of C{seg}.
+
+        @return: C{False} when the segment must be dropped after answering.
+        """
+        ack = seg.ack
+        acked = _diff(ack, self.sndUna)
+        if _diff(ack, self.sndMax) > 0:
+            # It acknowledges something we never sent.
+            self._ackNow = True
+            return False
+        self._retries = 0
+        if seg.options.sack and self._sackPermitted:
+            self._recordSACK(seg.options.sack)
+        if acked < 0:
+            # An old, reordered ACK: nothing to learn from it.
+            return True
+        oldWindow = self.sndWnd
+        self._updateWindow(seg)
+        if acked == 0:
+            if (
+                not seg.payload
+                and not seg.flags & (SYN | FIN)
+                and self.sndWnd == oldWindow
+                and self.sndMax != self.sndUna
+            ):
+                self._duplicateAck(now)
+            return True
+        self._newAck(ack, acked, now)
+        return True
+
+    def _newAck(self, ack, acked, now):
+        mss = self._sendMSS
+        finAcked = False
+        dataAcked = acked
+        if self._ourFinSeq is not None and _diff(ack, self._ourFinSeq) > 0:
+            finAcked = True
+            dataAcked -= 1
+        if dataAcked > len(self._sndBuf):
+            dataAcked = len(self._sndBuf)
+        self._sndBuf.drop(dataAcked)
+        self.bytesSent += dataAcked
+        self.sndUna = ack
+        if _diff(self.sndNxt, ack) < 0:
+            self.sndNxt = ack
+        if self._sacked:
+            self._sacked = [r for r in self._sacked if _diff(r[1], ack) > 0]
+            if self._sacked and _diff(self._sacked[0][0], ack) < 0:
+                self._sacked[0][0] = ack
+        # RTT sample (Karn: the timed segment was never retransmitted).
+        if self._timing is not None and _diff(ack, self._timing[0]) >= 0:
+            self._rtt.sample(now - self._timing[1])
+            self._timing = None
+        self._rtt.resetBackoff()
+        # Congestion control.
+        if self._inRecovery:
+            if _diff(ack, self._recover) >= 0:
+                # Full acknowledgement: leave recovery (RFC 6582 3.2 step 3).
+                flight = _diff(self.sndMax, ack)
+                self.cwnd = min(self.ssthresh, max(flight, mss) + mss)
+                self._inRecovery = False
+                self._dupAcks = 0
+            else:
+                # Partial acknowledgement: retransmit the next hole.
+                self.cwnd = max(self.cwnd - acked + mss, mss)
+                self._retransmitFirst = True
+                self._rtoAt = now + self._rtt.rto
+        else:
+            self._dupAcks = 0
+            if self.cwnd < self.ssthresh:
+                self.cwnd += min(acked, mss)
+            else:
+                self.cwnd += max(1, mss * mss // self.cwnd)
+        # Retransmission timer (RFC 6298 5.2/5.3).
+        if self.sndMax == self.sndUna:
+            self._rtoAt = None
+        elif not self._inRecovery:
+            self._rtoAt = now + self._rtt.rto
+        if finAcked:
+            new = TRANSITIONS.get((self.state, "finAcked"))
+            if new is not None:
+                self.state = new
+                if new is S.TIME_WAIT:
+                    self._timeWaitAt = now + self.config.timeWait
+                elif new is S.CLOSED:
+                    self._enterClosed(None)
+
+    def _duplicateAck(self, now):
+        self._dupAcks += 1
+        mss = self._sendMSS
+        if self._inRecovery:
+            # Each further duplicate means a segment left the network.
+            self.cwnd += mss
+            return
+        # RFC 6582 3.2: a new recovery only once everything sent before
+        # the last one (or before a timeout) has been acknowledged.
+        if self._dupAcks == 3 and _diff(self.sndUna, self._recover) >= 0:
+            flight = _diff(self.sndMax, self.sndUna)
+            self.ssthresh = max(flight // 2, 2 * mss)
+            self.cwnd = self.ssthresh + 3 * mss
+            self._recover = self.sndMax
+            self._inRecovery = True
+            # Retransmit the first unacknowledged segment now.
+            self._retransmitFirst = True
+            self._timing = None
+            self._rtoAt = now + self._rtt.rto
+
+    def _recordSACK(self, blocks):
+        una = self.sndUna
+        ranges = self._sacked
+        for left, right in blocks:
+            if _diff(right, left) <= 0 or _diff(right, una) <= 0 or _diff(right, self.sndMax) > 0:
+                continue
+            if _diff(left, una) < 0:
+                left = una
+            ranges.append([left, right])
+        if not ranges:
+            return
+        ranges.sort(key=lambda r: _diff(r[0], una))
+        merged = [ranges[0]]
+        for left, right in ranges[1:]:
+            last = merged[-1]
+            if _diff(left, last[1]) <= 0:
+                if _diff(right, last[1]) > 0:
+                    last[1] = right
+            else:
+                merged.append([left, right])
+        self._sacked = merged[:16]
+
+    def _receiveData(self, seq, payload, offset, now):
+        window = self.advertisedWindow
+        if offset < 0:
+            payload = payload[-offset:]
+            offset = 0
+        if offset + len(payload) > window:
+            payload = payload[: max(0, window - offset)]
+        if not payload:
+            self._ackNow = True
+            return
+        mss = self.config.mss
+        if offset == 0:
+            self._rcvBuf += payload
+            self.rcvNxt = (self.rcvNxt + len(payload)) & _MASK
+            self.bytesReceived += len(payload)
+            if self._assembler:
+                more = self._assembler.advance(len(payload))
+                if more:
+                    self._rcvBuf += more
+                    self.rcvNxt = (self.rcvNxt + len(more)) & _MASK
+                    self.bytesReceived += len(more)
+                # Filling a hole is acknowledged at once (RFC 5681 4.2).
+                self._ackNow = True
+                if not self._assembler:
+                    self._lastOutOfOrder = None
+            self._unackedSegments += 1
+            if self._unackedSegments >= 2 or len(payload) >= 2 * mss:
+                self._ackNow = True
+            elif self._ackAt is None:
+                self._ackAt = now + self.config.delayedAck
+        else:
+            # Out of order: keep it (bounded), say what we hold, and send a
+            # duplicate ACK at once so the guest can fast-retransmit.
+            if self._assembler.add(offset, payload):
+                self._lastOutOfOrder = (offset, offset + len(payload))
+            self._ackNow = True
+
+    def _checkFin(self, now):
+        if self._finSeq is None or self.eofReceived or self._finSeq != self.rcvNxt:
+            return
+        self.rcvNxt = (self.rcvNxt + 1) & _MASK
+        self.eofReceived = True
+        self._ackNow = True
+        new = TRANSITIONS.get((self.state, "finReceived"))
+        if new is not None:
+            self.state = new
+            if new is S.TIME_WAIT:
+                self._timeWaitAt = now + self.config.timeWait
+
+    # -- what to send ------------------------------------------------------------
+
+    def pollAt(self, now):
+        """
+        When L{dispatch} next has something to do: C{now}, a later time, or
+        C{None} (nothing until a segment arrives or the application acts).
+        """
+        if self.state is S.CLOSED:
+            return None
+        if self._ackNow or self._retransmitFirst:
+            return now
+        if self._accepted and self._canSendNow():
+            return now
+        times = [t for t in (self._rtoAt, self._ackAt, self._timeWaitAt) if t is not None]
+        return min(times) if times else None
+
+    def _canSendNow(self):
+        """
+        Whether L{_sendData} would emit something right now; kept beside it
+        and in step with it, so that L{pollAt} never promises work that
+        L{dispatch} does not do.
+        """
+        state = self.state
+        if state is S.SYN_RECEIVED or state is S.SYN_SENT:
+            return self.sndMax == self.iss
+        if state not in _SENDABLE:
+            return False
+        total = len(self._sndBuf)
+        offset = _diff(self.sndNxt, self.sndUna)
+        if offset >= total:
+            return self._closeRequested and not self._finSent and state in _FIN_STATES
+        if self.sndWnd == 0:
+            return offset == 0 and self._rtoAt is None
+        window = min(self.sndWnd, self.cwnd)
+        if offset >= window:
+            return False
+        size = min(self._sendMSS, total - offset, window - offset)
+        retransmission = _diff(self.sndNxt, self.sndMax) < 0
+        return not (size < self._sendMSS and offset + size < total and offset > 0) or retransmission
+
+    def dispatch(self, now):
+        """
+        Everything due at C{now}: retransmissions, new data, FIN, ACKs.
+        """
+        state = self.state
+        if state is S.CLOSED:
+            return []
+        out = []
+        if self._timeWaitAt is not None and now >= self._timeWaitAt:
+            self._timeWaitAt = None
+            self.state = TRANSITIONS[(S.TIME_WAIT, "timeWaitExpired")]
+            self._enterClosed(None)
+            return []
+        if self._rtoAt is not None and now >= self._rtoAt:
+            if not self._retransmissionTimeout(now):
+                return [self._make(self.sndNxt, RST | ACK)] if self._synAcked else []
+            state = self.state
+        if not self._accepted:
+            return out
+        if state is S.SYN_RECEIVED or state is S.SYN_SENT:
+            if self.sndMax == self.iss:
+                out.append(self._synSegment(state, now))
+        else:
+            if self._retransmitFirst:
+                self._retransmitFirst = False
+                self._resendFirst(out)
+            self._sendData(now, out)
+        if self._ackAt is not None and now >= self._ackAt:
+            self._ackNow = True
+        if self._ackNow and state is not S.SYN_SENT:
+            out.append(self._make(self.sndNxt, ACK))
+            self._ackSent()
+        self.segmentsOut += len(out)
+        return out
+
+    def _synSegment(self, state, now):
+        if state is S.SYN_SENT:
+            options = TCPOptions(mss=self.config.mss, windowScale=self._rcvShift, sackPermitted=True)
+        else:
+            options = TCPOptions(
+                mss=self.config.mss,
+                windowScale=self._rcvShift if self._windowScaling else None,
+                sackPermitted=self._sackPermitted,
+            )
+        window = min(self.config.receiveBuffer, 65535)
+        self._rcvAdvRight = (self.rcvNxt + window) & _MASK
+        flags = SYN | ACK if state is S.SYN_RECEIVED else SYN
+        seg = Segment(
+            self.localPort,
+            self.remotePort,
+            self.iss,
+            self.rcvNxt if flags & ACK else 0,
+            flags,
+            window,
+            options,
+        )
+        self.sndNxt = self.sndMax = (self.iss + 1) & _MASK
+        if self._rtoAt is None:
+            self._rtoAt = now + self._rtt.rto
+        if self._timing is None and self._retries == 0:
+            self._timing = (self.sndNxt, now)
+        if flags & ACK:
+            self._ackSent()
+        return seg
+
+    def _sendData(self, now, out):
+        state = self.state
+        if state not in _SENDABLE:
+            return
+        buf = self._sndBuf
+        una = self.sndUna
+        mss = self._sendMSS
+        total = len(buf)
+        offset = _diff(self.sndNxt, una)
+        if self.sndWnd == 0:
+            # Zero window: probe with one byte once nothing is in flight,
+            # again on every timeout (with backoff) until the guest opens
+            # its window.  The guest's answers keep the retry count at zero,
+            # so a guest that is alive but not reading is never given up.
+            window = 1 if offset == 0 and self._rtoAt is None else 0
+        else:
+            window = min(self.sndWnd, self.cwnd)
+        sent = False
+        while offset < total and offset < window:
+            size = min(mss, total - offset, window - offset)
+            seq = (una + offset) & _MASK
+            retransmission = _diff(seq, self.sndMax) < 0
+            if retransmission and self._sacked:
+                skip, limit = self._sackedAt(seq)
+                if skip:
+                    offset += skip
+                    continue
+                if limit is not None:
+                    size = min(size, limit)
+            elif size < mss and offset + size < total and offset > 0:
+                # Sender silly-window avoidance: with data in flight, wait
+                # for room for a full segment.
+                break
+            flags = ACK | PSH if offset + size == total else ACK
+            out.append(self._make(seq, flags, buf.peek(offset, size)))
+            if retransmission:
+                self.retransmits += 1
+            elif self._timing is None:
+                self._timing = ((seq + size) & _MASK, now)
+            offset += size
+            sent = True
+            end = (una + offset) & _MASK
+            if _diff(end, self.sndMax) > 0:
+                self.sndMax = end
+        self.sndNxt = (una + offset) & _MASK
+        if (
+            offset >= total
+            and self._closeRequested
+            and not self._finSent
+            and state in _FIN_STATES
+        ):
+            out.append(self._make(self.sndNxt, FIN | ACK))
+            self._finSent = True
+            self._ourFinSeq = self.sndNxt
+            self.sndNxt = (self.sndNxt + 1) & _MASK
+            if _diff(self.sndNxt, self.sndMax) > 0:
+                self.sndMax = self.sndNxt
+            sent = True
+        if sent:
+            self._ackSent()
+            if self._rtoAt is None:
+                self._rtoAt = now + self._rtt.rto
+
+    def _resendFirst(self, out):
+        """
+        Fast retransmit: send the first unacknowledged segment again (or
+        our FIN, if that is all that is outstanding), without touching what
+        else is in flight.
+        """
+        if self.sndMax == self.sndUna:
+            return
+        buf = self._sndBuf
+        una = self.sndUna
+        if len(buf):
+            size = min(self._sendMSS, len(buf), _diff(self.sndMax, una))
+            if self._sacked:
+                limit = _diff(self._sacked[0][0], una)
+                if limit > 0:
+                    size = min(size, limit)
+            flags = ACK | PSH if size == len(buf) else ACK
+            out.append(self._make(una, flags, buf.peek(0, size)))
+        elif self._finSent:
+            out.append(self._make(una, FIN | ACK))
+        else:
+            return
+        self.retransmits += 1
+        self._ackSent()
+
+    def _sackedAt(self, seq):
+        """
+        For a retransmission starting at C{seq}: how many bytes from there
+        the guest already holds (to skip), and how many may be sent before
+        the next range it holds.
+        """
+        for left, right in self._sacked:
+            start = _diff(left, seq)
+            if start <= 0 < _diff(right, seq):
+                return _diff(right, seq), None
+            if start > 0:
+                return 0, start
+        return 0, None
+
+    def _retransmissionTimeout(self, now):
+        """
+        The retransmission timer fired.
+
+        @return: C{False} if the connection was given up.
+        """
+        self._rtoAt = None
+        self._retries += 1
+        limit = self.config.synRetries if not self._synAcked else self.config.maxRetries
+        if self._retries > limit:
+            self._enterClosed("timeout")
+            return False
+        self._rtt.backoff()
+        self._timing = None
+        if not self._synAcked:
+            # Send the SYN (or SYN-ACK) again.
+            self.sndNxt = self.sndMax = self.iss
+            return True
+        flight = _diff(self.sndMax, self.sndUna)
+        mss = self._sendMSS
+        self.ssthresh = max(flight // 2, 2 * mss)
+        self.cwnd = mss
+        self._inRecovery = False
+        self._retransmitFirst = False
+        self._dupAcks = 0
+        self._recover = self.sndMax
+        self.sndNxt = self.sndUna
+        if self._finSent and _diff(self.sndMax, self.sndUna) > 0:
+            self._finSent = False
+        return True
+
+    def _make(self, seq, flags, payload=b""):
+        return Segment(
+            self.localPort,
+            self.remotePort,
+            seq,
+            self.rcvNxt,
+            flags,
+            self._windowField(),
+            self._sackOption() if self._assembler else NO_OPTIONS,
+            payload,
+        )
+
+    def _windowField(self):
+        """
+        The window to advertise, scaled, never moving the right edge back
+        and not creeping up by tiny amounts (receiver SWS avoidance).
+        """
+        capacity = self.config.receiveBuffer
+        available = capacity - len(self._rcvBuf)
+        if available < 0:
+            available = 0
+        current = _diff(self._rcvAdvRight, self.rcvNxt)
+        if current < 0:
+            current = 0
+        if available <= current or (
+            available - current < min(capacity // 2, self.config.mss) and available < capacity
+        ):
+            available = current
+        field = available >> self._rcvShift
+        if field > 0xFFFF:
+            field = 0xFFFF
+        self._rcvAdvRight = (self.rcvNxt + (field << self._rcvShift)) & _MASK
+        return field
+
+    def _sackOption(self):
+        if not self._sackPermitted:
+            return NO_OPTIONS
+        blocks = self._assembler.blocks()
+        nxt = self.rcvNxt
+        first = self._lastOutOfOrder
+        ordered = []
+        if first is not None:
+            for start, end in blocks:
+                if start <= first[0] < end or start < first[1] <= end:
+                    ordered.append((start, end))
+                    break
+        for block in blocks:
+            if block not in ordered:
+                ordered.append(block)
+        return TCPOptions(
+            sack=tuple(((nxt + s) & _MASK, (nxt + e) & _MASK) for s, e in ordered[:4])
+        )
+
+    def _ackSent(self):
+        self._ackNow = False
+        self._ackAt = None
+        self._unackedSegments = 0
+
+    def _enterClosed(self, error):
+        self.state = S.CLOSED
+        if error is not None and self.error is None:
+            self.error = error
+        self._rtoAt = self._ackAt = self._timeWaitAt = None
+        self._ackNow = self._retransmitFirst = False
+        self._sndBuf.clear()
+        self._assembler.clear()
+
+
+def refuse(syn):
+    """
+    The RST|ACK that tells a guest its SYN was refused (what a closed port
+    answers).
+    """
+    return [
+        Segment(syn.dstPort, syn.srcPort, 0, (syn.seq + 1 + len(syn.payload)) & _MASK, RST | ACK, 0)
+    ]
+
+
+def resetFor(seg):
+    """
+    The RST for a segment that reached no connection (RFC 9293 3.10.7.1),
+    or nothing for a RST.
+    """
+    if seg.flags & RST:
+        return []
+    if seg.flags & ACK:
+        return [Segment(seg.dstPort, seg.srcPort, seg.ack, 0, RST, 0)]
+    seqLen = len(seg.payload) + (1 if seg.flags & SYN else 0) + (1 if seg.flags & FIN else 0)
+    return [Segment(seg.dstPort, seg.srcPort, 0, (seg.seq + seqLen) & _MASK, RST | ACK, 0)]
