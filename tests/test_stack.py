@@ -434,3 +434,35 @@ class CapturedGuestTests(SynchronousTestCase):
             self.guest.send(frame)
         self.assertEqual(self.guest.takeFrames(), [])
         self.assertEqual(self.stack.counters.ipv4.fragmentsDropped, 3)
+
+
+class StatsTests(SynchronousTestCase):
+    """
+    L{Stack.stats}: counters and live state as plain data.
+    """
+
+    def test_stats(self):
+        """
+        The stats hold every counter, each attached guest, and the TCP
+        connections in flight and established; they serialise to JSON.
+        """
+        import json
+
+        stack, (a,) = makeStack(1)
+        a.send(buildIPv4(a.mac, a.ip, REMOTE_IP, PROTO_TCP, buildSYN()))
+        stats = stack.stats()
+        self.assertEqual(stats["counters"], stack.counters.asDict())
+        self.assertEqual(stats["guests"], [{"link": a.link.description, "ip": "192.168.65.3"}])
+        self.assertEqual(stats["tcp"], {"connections": [], "pending": 1})
+        stack.hostNetwork.succeed()
+        [connection] = stack.stats()["tcp"]["connections"]
+        self.assertEqual(connection["state"], "SYN-RECEIVED")
+        self.assertEqual(connection["flow"], "192.168.65.3:40000 -> 198.51.100.10:80")
+        json.dumps(stack.stats())
+
+
+def buildSYN():
+    from vpnkit.wire.tcp import SYN, Segment, TCPOptions, emitTCP
+
+    seg = Segment(40000, 80, 1000, 0, SYN, 64240, TCPOptions(mss=1460))
+    return emitTCP(seg, ip("192.168.65.3"), REMOTE_IP)

@@ -425,6 +425,21 @@ class MakeServiceTests(_OptionsMixin, SynchronousTestCase):
         )  # fmt: skip
         return options, makeService(options, self.reactor)
 
+    def test_logStats(self):
+        """
+        L{VPNKitService.logStats} (what C{kill -USR1} triggers under
+        twistd) logs the stack's statistics as one JSON event.
+        """
+        from twisted.logger import globalLogPublisher
+
+        options, service = self.makeAll()
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        service.logStats()
+        [event] = [e for e in events if e.get("log_format", "").startswith("stats:")]
+        self.assertEqual(json.loads(event["stats"]), service.stack.stats())
+
     def test_children(self):
         """
         The service is a L{VPNKitService} (a L{MultiService}) with one child

@@ -106,6 +106,35 @@ class Stack:
             # it rather than keep host sockets open forever.
             self.tcp.guestDetached(packed)
 
+    # -- observability -------------------------------------------------------
+
+    def stats(self):
+        """
+        Every counter, and the live state: guests, TCP connections (each
+        with its state, bytes each way and retransmissions) and connects
+        in flight.  Plain data, ready for JSON.
+        """
+        connections = []
+        for connection in self.tcp.connections():
+            tcb = connection.tcb
+            connections.append(
+                {
+                    "flow": str(connection.flow),
+                    "state": str(tcb.state),
+                    "bytesFromGuest": tcb.bytesReceived,
+                    "bytesToGuest": tcb.bytesSent,
+                    "retransmits": tcb.retransmits,
+                }
+            )
+        return {
+            "counters": self.counters.asDict(),
+            "guests": [
+                {"link": port.link.description, "ip": str(port.lease.ip)}
+                for port in self.switch.ports()
+            ],
+            "tcp": {"connections": connections, "pending": self.tcp.pendingCount},
+        }
+
     # -- DHCP settings -------------------------------------------------------
 
     def setDHCPFile(self, parsed):

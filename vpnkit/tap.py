@@ -7,7 +7,9 @@ the stack, one service per guest link listener or tap device, and the
 watched configuration files.
 """
 
+import json
 import os
+import signal
 import socket
 import stat
 import sys
@@ -359,6 +361,15 @@ class VPNKitService(MultiService):
         self.stack = stack
         self.exitOnError = exitOnError
 
+    def _statsSignal(self, signum, frame):
+        self.stack.reactor.callFromThread(self.logStats)
+
+    def logStats(self):
+        """
+        Log every counter and the live connections as one JSON event.
+        """
+        log.info("stats: {stats}", stats=json.dumps(self.stack.stats(), sort_keys=True))
+
     def _guarded(self, start):
         try:
             start()
@@ -375,6 +386,10 @@ class VPNKitService(MultiService):
 
     def startService(self):
         self._guarded(super().startService)
+        if self.exitOnError:
+            # Run by twistd: `kill -USR1` logs the statistics.  Embedders
+            # keep their own signal handlers.
+            signal.signal(signal.SIGUSR1, self._statsSignal)
         config = self.stack.config
         log.info(
             "vpnkit {version} ready: gateway {gateway}, host alias {host}, guests "
