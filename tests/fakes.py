@@ -56,6 +56,7 @@ class OpenedTap:
     mtu: int
     fd: int
     guest: socket.socket
+    offload: bool = False
 
 
 @implementer(ITunSystem)
@@ -72,7 +73,7 @@ class FakeTunSystem:
         self.openError = openError
         self._sendBuffer = sendBuffer
 
-    def openTap(self, netns, name, mac, mtu):
+    def openTap(self, netns, name, mac, mtu, offload=False):
         if self.openError is not None:
             raise self.openError
         tap, guest = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -82,7 +83,7 @@ class FakeTunSystem:
         tap.setblocking(False)
         guest.setblocking(False)
         fd = tap.detach()
-        self.opened.append(OpenedTap(netns, name, mac, mtu, fd, guest))
+        self.opened.append(OpenedTap(netns, name, mac, mtu, fd, guest, offload))
         return fd
 
     def read(self, fd, size):
@@ -90,6 +91,9 @@ class FakeTunSystem:
 
     def write(self, fd, frame):
         return os.write(fd, frame)
+
+    def writev(self, fd, buffers):
+        return os.writev(fd, buffers)
 
     def close(self, fd):
         self.closed.append(fd)

@@ -285,6 +285,7 @@ class GoldenCountersTests(SynchronousTestCase):
                     "allocationFailures": 0,
                     "txQueueFull": 0,
                     "txErrors": 0,
+                    "unsupportedOffload": 0,
                     "linksOpened": 2,
                     "linksClosed": 0,
                 },
@@ -297,6 +298,8 @@ class GoldenCountersTests(SynchronousTestCase):
                     "ipv6": 1,
                     "vlan": 0,
                     "noRoute": 0,
+                    "segmented": 0,
+                    "tooBigForLink": 0,
                 },
                 "arp": {
                     "requests": 1,

@@ -29,6 +29,7 @@ from tests.helpers import (
     capturedFrames,
     ip,
     mac,
+    makeStack,
     nonZeroCounters,
 )
 
@@ -515,3 +516,46 @@ class SendFrameTests(SwitchTestMixin, SynchronousTestCase):
         self.assertEqual(
             nonZeroCounters(self.counters), {"link.linksOpened": 3, "ethernet.noRoute": 1}
         )
+
+
+class OffloadForwardingTests(SynchronousTestCase):
+    """
+    A tap guest with segmentation offload may send TCP super-segments of up
+    to 64 KiB; the switch never hands another guest a frame beyond the MTU.
+    """
+
+    def setUp(self):
+        self.stack, (self.a, self.b) = makeStack(2)
+        # Guest A's link accepts 64 KiB frames, as a tap with offload does.
+        self.a.port.maxFrame = 14 + 0xFFFF
+
+    def test_superSegmentCutForTheOtherGuest(self):
+        """
+        A 20,000-byte TCP frame from A to B's MAC reaches B as MTU-sized
+        frames carrying the same bytes (C{ethernet.segmented}).
+        """
+        from vpnkit.wire.ipv4 import buildHeader, parseIPv4
+        from vpnkit.wire.tcp import ACK, Segment, emitTCP, parseTCP
+
+        payload = bytes(i % 249 for i in range(20000))
+        tcp = emitTCP(Segment(1, 2, 100, 200, ACK, 50, payload=payload), self.a.ip, self.b.ip)
+        frame = self.b.mac + self.a.mac + b"\x08\x00" + buildHeader(self.a.ip, self.b.ip, 6, len(tcp)) + tcp
+        self.a.send(frame)
+        frames = self.b.link.frames
+        self.assertEqual(len(frames), 14)
+        self.assertTrue(all(len(f) <= 1514 for f in frames))
+        joined = b"".join(
+            parseTCP(parseIPv4(f[14:])[1], self.a.ip, self.b.ip).payload for f in frames
+        )
+        self.assertEqual(joined, payload)
+        self.assertEqual(self.stack.counters.ethernet.segmented, 1)
+
+    def test_oversizeNonTCPDropped(self):
+        """
+        An oversize frame that is not TCP cannot be cut and is counted
+        C{ethernet.tooBigForLink}.
+        """
+        frame = self.b.mac + self.a.mac + b"\x08\x00" + bytes(3000)
+        self.a.send(frame)
+        self.assertEqual(self.b.link.frames, [])
+        self.assertEqual(self.stack.counters.ethernet.tooBigForLink, 1)

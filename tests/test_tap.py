@@ -27,6 +27,7 @@ from vpnkit.protocols.links import QEMUServerFactory, VMNetServerFactory
 from vpnkit.stack import Stack
 from vpnkit.tap import LinkSpec, NetnsTapService, Options, VPNKitService, makeService
 from vpnkit.watch import WatchedFile
+from vpnkit.wire.virtio import NO_OFFLOAD
 
 INIT = b"VMN3T" + b"\x16\x00\x00\x00" + b"0123456789012345678901234567890123456789"
 
@@ -623,14 +624,17 @@ class NetnsTapServiceTests(SynchronousTestCase):
 
     def test_frames(self):
         """
-        A frame the guest writes on its tap reaches the stack, and the reply
-        comes back as one frame.
+        The tap is opened with offload (a virtio-net header before every
+        frame): a frame the guest writes behind its header reaches the
+        stack, and the reply comes back as one frame behind an all-zero
+        header (no offload asked of the guest).
         """
         self.service.startService()
-        guest = self.system.opened[0].guest
-        guest.send(arpRequest())
+        opened = self.system.opened[0]
+        self.assertTrue(opened.offload)
+        opened.guest.send(NO_OFFLOAD + arpRequest())
         self.service.link.doRead()
-        self.assertEqual(drainSocket(guest), [arpReply()])
+        self.assertEqual(drainSocket(opened.guest), [NO_OFFLOAD + arpReply()])
         self.assertEqual(self.stack.counters.link.framesIn, 1)
 
     def test_stop(self):

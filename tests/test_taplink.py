@@ -401,3 +401,117 @@ class TapLinkTests(SynchronousTestCase):
         self.link.connectionLost(Failure(why))
         self.closed[0].trap(ConnectionDone)
         self.assertEqual(self.system.closed, [self.fd])
+
+
+class OffloadTests(SynchronousTestCase):
+    """
+    L{TapLink} with C{offload}: frames behind a virtio-net header, large
+    TCP segments and partial checksums from the guest's kernel.
+    """
+
+    def setUp(self):
+        self.system = FakeTunSystem()
+        self.addCleanup(self.system.cleanup)
+        self.fd = self.system.openTap(None, "tap0", GUEST_MAC, 1500, offload=True)
+        self.guest = self.system.opened[0].guest
+        self.reactor = FakeFDReactor()
+        self.counters = LinkCounters()
+        self.received = []
+        self.link = TapLink(
+            self.fd,
+            self.system,
+            self.received.append,
+            self.counters,
+            1550,
+            "tap0",
+            reactor=self.reactor,
+            offload=True,
+        )
+        self.link.startReading()
+
+    def tcpFrame(self, payloadSize, partial):
+        """
+        An Ethernet/IPv4/TCP frame with C{payloadSize} bytes; with
+        C{partial}, its checksum field holds only the pseudo-header sum (as
+        the kernel leaves it for offload).
+        """
+        from vpnkit.wire.checksum import pseudoHeaderSum
+        from vpnkit.wire.ipv4 import buildHeader
+        from vpnkit.wire.tcp import ACK, Segment, emitTCP
+
+        src, dst = bytes([192, 168, 65, 3]), bytes([192, 168, 65, 2])
+        payload = bytes(i % 251 for i in range(payloadSize))
+        tcp = emitTCP(Segment(40000, 5201, 1000, 2000, ACK, 512, payload=payload), src, dst)
+        if partial:
+            s = pseudoHeaderSum(src, dst, 6, len(tcp)) % 0xFFFF
+            tcp = tcp[:16] + s.to_bytes(2, "big") + tcp[18:]
+        ip = buildHeader(src, dst, 6, len(tcp))
+        complete = emitTCP(Segment(40000, 5201, 1000, 2000, ACK, 512, payload=payload), src, dst)
+        eth = b"\xf6\x16\x36\xbc\xf9\xc6" + GUEST_MAC + b"\x08\x00"
+        return eth + ip + tcp, eth + ip + complete
+
+    def header(self, flags=0, gsoType=0, gsoSize=0, csumStart=0, csumOffset=0):
+        from vpnkit.wire.virtio import VirtioNetHeader, emitVirtioNetHeader
+
+        return emitVirtioNetHeader(
+            VirtioNetHeader(flags, gsoType, 54, gsoSize, csumStart, csumOffset)
+        )
+
+    def test_partialChecksumCompleted(self):
+        """
+        A 64 KiB TSO segment with F_NEEDS_CSUM is accepted (beyond the MTU)
+        and handed on with its TCP checksum complete.
+        """
+        from vpnkit.wire.virtio import F_NEEDS_CSUM, GSO_TCPV4
+
+        partial, complete = self.tcpFrame(65000, partial=True)
+        self.guest.send(self.header(F_NEEDS_CSUM, GSO_TCPV4, 1460, 34, 16) + partial)
+        self.link.doRead()
+        self.assertEqual(self.received, [complete])
+        self.assertEqual(self.counters.framesIn, 1)
+
+    def test_plainFrameLimitedByMTU(self):
+        """
+        Without segmentation offload a frame is still limited by the MTU.
+        """
+        _, complete = self.tcpFrame(1600, partial=False)
+        self.guest.send(self.header() + complete)
+        self.link.doRead()
+        self.assertEqual(self.received, [])
+        self.assertEqual(self.counters.oversizeFrames, 1)
+
+    def test_unsupportedOffloadDropped(self):
+        """
+        A segmentation type vpnkit did not enable (UDP, TCPv6) is counted and
+        dropped.
+        """
+        from vpnkit.wire.virtio import GSO_TCPV6
+
+        _, complete = self.tcpFrame(100, partial=False)
+        self.guest.send(self.header(0, GSO_TCPV6, 1440) + complete)
+        self.link.doRead()
+        self.assertEqual(self.received, [])
+        self.assertEqual(self.counters.unsupportedOffload, 1)
+
+    def test_badChecksumOffsetDropped(self):
+        """
+        A checksum position outside the frame is counted, not a crash.
+        """
+        from vpnkit.wire.virtio import F_NEEDS_CSUM
+
+        _, complete = self.tcpFrame(10, partial=False)
+        self.guest.send(self.header(F_NEEDS_CSUM, 0, 0, 5000, 16) + complete)
+        self.link.doRead()
+        self.assertEqual(self.received, [])
+        self.assertEqual(self.counters.unsupportedOffload, 1)
+
+    def test_sendAddsHeader(self):
+        """
+        Frames to the guest go behind an all-zero header (no offload
+        requested of the guest's kernel).
+        """
+        from vpnkit.wire.virtio import NO_OFFLOAD
+
+        self.link.sendFrame(b"\x01" * 60)
+        self.assertEqual(drainSocket(self.guest), [NO_OFFLOAD + b"\x01" * 60])
+        self.assertEqual(self.link.maxFrameSize, 14 + 65535)

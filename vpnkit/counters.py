@@ -39,6 +39,7 @@ class LinkCounters:
     allocationFailures: int = 0
     txQueueFull: int = 0
     txErrors: int = 0
+    unsupportedOffload: int = 0
     linksOpened: int = 0
     linksClosed: int = 0
 
@@ -53,6 +54,8 @@ class EthernetCounters:
     ipv6: int = 0
     vlan: int = 0
     noRoute: int = 0
+    segmented: int = 0
+    tooBigForLink: int = 0
 
 
 @dataclass

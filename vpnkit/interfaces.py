@@ -117,11 +117,13 @@ class ITunSystem(Interface):
     same one-frame-per-read semantics.
     """
 
-    def openTap(netns, name, mac, mtu):
+    def openTap(netns, name, mac, mtu, offload=False):
         """
         Create (or attach to) tap device C{name} inside network namespace
         C{netns} (a path such as C{/var/run/netns/guest}, or C{None} for
-        ours), set its MAC and MTU, bring it up.
+        ours), set its MAC and MTU, bring it up.  With C{offload}, every
+        frame read or written is preceded by a 10-byte virtio-net header and
+        the device offers checksum and TCPv4 segmentation offload.
 
         @return: a non-blocking file descriptor, one frame per read/write.
         @raise OSError: the namespace or device could not be used.
@@ -135,6 +137,12 @@ class ITunSystem(Interface):
     def write(fd, frame):
         """
         Write one frame; raise C{BlockingIOError} when the device is full.
+        """
+
+    def writev(fd, buffers):
+        """
+        Write one frame given in pieces (a header and the frame), as one
+        write.
         """
 
     def close(fd):

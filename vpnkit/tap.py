@@ -311,7 +311,9 @@ class NetnsTapService(Service):
         except AllocationError as e:
             raise ConfigError(f"--netns {self._netns}: {e}") from None
         try:
-            fd = self._system.openTap(self._netns, self._ifname, lease.mac, stack.config.mtu)
+            fd = self._system.openTap(
+                self._netns, self._ifname, lease.mac, stack.config.mtu, offload=True
+            )
         except OSError as e:
             stack.pool.release(lease)
             raise ConfigError(f"--netns {self._netns}: cannot create {self._ifname}: {e}") from None
@@ -335,6 +337,7 @@ class NetnsTapService(Service):
             self._description,
             reactor=stack.reactor,
             onClose=closed,
+            offload=True,
         )
         port = stack.attachLink(self.link, lease, lease.mac)
         self.link.frameReceived = port.frameReceived

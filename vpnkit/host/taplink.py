@@ -4,12 +4,18 @@ L{TapLink}: a tap device's file descriptor as a guest link.
 
 Each read returns one frame and each write sends one, so there is no
 framing to get wrong: a frame that is too short or too long is counted and
-dropped, and the link stays up.  Writes that find the device full wait in a
+dropped, and the link stays up.
+
+With C{offload}, each frame travels behind a virtio-net header and the
+guest's kernel may hand over TCP segments of up to 64 KiB with partial
+checksums (see L{vpnkit.wire.virtio}); the link completes the checksums, so
+everything above it sees ordinary (if large) frames.  Writes that find the device full wait in a
 bounded queue; beyond it frames are dropped, as a NIC with a full ring
 would.
 """
 
 from collections import deque
+from struct import Struct
 
 from twisted.internet.interfaces import IPushProducer, IReadDescriptor, IWriteDescriptor
 from twisted.python.failure import Failure
@@ -18,7 +24,17 @@ from zope.interface import implementer
 
 from vpnkit.interfaces import ILink
 from vpnkit.log import logger
+from vpnkit.wire import ParseError
 from vpnkit.wire.ethernet import HEADER_LENGTH
+from vpnkit.wire.virtio import (
+    F_NEEDS_CSUM,
+    GSO_ECN,
+    GSO_NONE,
+    GSO_TCPV4,
+    NO_OFFLOAD,
+    completeChecksum,
+)
+from vpnkit.wire.virtio import LENGTH as VNET_HEADER
 
 __all__ = ["TapLink"]
 
@@ -28,6 +44,10 @@ log = logger("vpnkit.taplink")
 READ_BATCH = 64
 # Frames waiting for a full device.
 TX_QUEUE_FRAMES = 1024
+# The largest segmentation-offload frame: a 64 KiB IPv4 datagram.
+GSO_MAX_FRAME = HEADER_LENGTH + 0xFFFF
+
+_vnet = Struct("=BBHHHH")
 
 
 @implementer(ILink, IReadDescriptor, IWriteDescriptor, IPushProducer)
@@ -50,6 +70,7 @@ class TapLink:
         description,
         reactor=None,
         onClose=None,
+        offload=False,
     ):
         if reactor is None:
             from twisted.internet import reactor
@@ -58,7 +79,10 @@ class TapLink:
         self.frameReceived = frameReceived
         self._counters = counters
         self._maxFrame = maxFrame
-        self._readSize = max(maxFrame + 1, 65536 + 1)
+        self._offload = offload
+        # What the switch may hand this link, and accept from it.
+        self.maxFrameSize = GSO_MAX_FRAME if offload else maxFrame
+        self._readSize = max(maxFrame, GSO_MAX_FRAME) + VNET_HEADER + 1
         self._reactor = reactor
         self._onClose = onClose
         self._queue = deque()
@@ -96,26 +120,65 @@ class TapLink:
                 return None
             except OSError as e:
                 return ConnectionLost(f"reading {self.description}: {e}")
+            if not frame:
+                return ConnectionDone(f"{self.description} closed")
+            if self._offload:
+                frame = self._unwrap(frame)
+                if frame is None:
+                    continue
+            elif len(frame) > self._maxFrame:
+                counters.oversizeFrames += 1
+                continue
             n = len(frame)
             if n < HEADER_LENGTH:
-                if n == 0:
-                    return ConnectionDone(f"{self.description} closed")
                 counters.shortFrames += 1
-                continue
-            if n > self._maxFrame:
-                counters.oversizeFrames += 1
                 continue
             counters.framesIn += 1
             counters.bytesIn += n
             self.frameReceived(frame)
         return None
 
+    def _unwrap(self, data):
+        """
+        The frame behind a virtio-net header, its checksum completed; or
+        C{None} (counted) for one that cannot be used.
+        """
+        counters = self._counters
+        if len(data) < VNET_HEADER + HEADER_LENGTH:
+            counters.shortFrames += 1
+            return None
+        flags, gsoType, _, _, csumStart, csumOffset = _vnet.unpack_from(data)
+        gsoType &= ~GSO_ECN
+        if gsoType == GSO_NONE:
+            limit = self._maxFrame
+        elif gsoType == GSO_TCPV4:
+            limit = GSO_MAX_FRAME
+        else:
+            counters.unsupportedOffload += 1
+            return None
+        frame = data[VNET_HEADER:]
+        if len(frame) > limit:
+            counters.oversizeFrames += 1
+            return None
+        if flags & F_NEEDS_CSUM:
+            try:
+                frame = completeChecksum(frame, csumStart, csumOffset)
+            except ParseError:
+                counters.unsupportedOffload += 1
+                return None
+        return frame
+
+    def _write(self, frame):
+        if self._offload:
+            return self._system.writev(self._fd, (NO_OFFLOAD, frame))
+        return self._system.write(self._fd, frame)
+
     def doWrite(self):
         queue = self._queue
-        write = self._system.write
+        write = self._write
         while queue:
             try:
-                write(self._fd, queue[0])
+                write(queue[0])
             except BlockingIOError:
                 return None
             except OSError as e:
@@ -154,7 +217,7 @@ class TapLink:
             counters.bytesOut += len(frame)
             return
         try:
-            self._system.write(self._fd, frame)
+            self._write(frame)
         except BlockingIOError:
             self._queue.append(frame)
             self._reactor.addWriter(self)

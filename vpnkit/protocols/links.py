@@ -127,6 +127,7 @@ class _StreamLink(Protocol):
         self._pack = self.prefix.pack
         self._decoder = FrameDecoder(self.prefix, stack.config.maxFrameSize)
         self._port = None
+        self.maxFrameSize = stack.config.maxFrameSize
         self._closing = False
         self._paused = False
         self._queuedWhilePaused = 0

@@ -16,6 +16,8 @@ from zope.interface import implementer
 
 from vpnkit.interfaces import IFrameReceiver, IFrameTransmitter
 from vpnkit.log import logger
+from vpnkit.wire import ParseError
+from vpnkit.wire.gso import segmentTCPv4
 from vpnkit.wire.ethernet import (
     ETHERTYPE_IPV6,
     ETHERTYPE_VLAN,
@@ -42,14 +44,17 @@ class SwitchPort:
         (vmnet, tap), otherwise learned from the first frame the guest sends.
     """
 
-    __slots__ = ("link", "lease", "mac", "attached", "_switch")
+    __slots__ = ("link", "lease", "mac", "attached", "maxFrame", "_switch")
 
-    def __init__(self, switch, link, lease, mac):
+    def __init__(self, switch, link, lease, mac, maxFrame):
         self._switch = switch
         self.link = link
         self.lease = lease
         self.mac = mac
         self.attached = True
+        # The largest frame the link carries: the MTU's, or 64 KiB on a tap
+        # with segmentation offload.
+        self.maxFrame = maxFrame
 
     def frameReceived(self, frame):
         if self.attached:
@@ -69,6 +74,7 @@ class EthernetSwitch:
     def __init__(self, config, counters):
         self._serverMAC = config.serverMAC
         self._maxFrame = config.maxFrameSize
+        self._wireFrame = config.mtu + HEADER_LENGTH
         self._counters = counters.ethernet
         self._linkCounters = counters.link
         self._receivers = {}
@@ -93,7 +99,9 @@ class EthernetSwitch:
 
         @return: the L{SwitchPort} the link feeds its frames to.
         """
-        port = SwitchPort(self, link, lease, mac)
+        port = SwitchPort(
+            self, link, lease, mac, getattr(link, "maxFrameSize", None) or self._maxFrame
+        )
         self._ports.append(port)
         self._byIP[lease.ip.packed] = port
         if mac is not None:
@@ -143,7 +151,7 @@ class EthernetSwitch:
         if n < HEADER_LENGTH:
             self._linkCounters.shortFrames += 1
             return
-        if n > self._maxFrame:
+        if n > port.maxFrame:
             self._linkCounters.oversizeFrames += 1
             return
         dst, src, ethertype = _header.unpack_from(frame)
@@ -158,7 +166,7 @@ class EthernetSwitch:
                     counters.notForUs += 1
                 else:
                     counters.switched += 1
-                    other.link.sendFrame(frame)
+                    self.sendToPort(other, frame)
                 return
         receiver = self._receivers.get(ethertype)
         if receiver is None:
@@ -172,6 +180,24 @@ class EthernetSwitch:
         receiver.ethernetPayloadReceived(
             EthernetHeader(dst, src, ethertype), frame[HEADER_LENGTH:]
         )
+
+    def sendToPort(self, port, frame):
+        """
+        Hand C{frame} to C{port}'s link, cutting a segmentation-offload
+        super-segment (only a tap with offload produces them) into frames
+        that fit the MTU, as the sender's NIC would have.
+        """
+        if len(frame) <= self._wireFrame:
+            port.link.sendFrame(frame)
+            return
+        try:
+            pieces = segmentTCPv4(frame, self._wireFrame)
+        except ParseError:
+            self._counters.tooBigForLink += 1
+            return
+        self._counters.segmented += 1
+        for piece in pieces:
+            port.link.sendFrame(piece)
 
     def _learn(self, port, mac):
         if mac in self._byMAC:

@@ -1,0 +1,92 @@
+# -*- test-case-name: tests.test_wire_virtio -*-
+"""
+The virtio-net header a tap device carries with C{IFF_VNET_HDR}, and the
+completion of the partial checksums it announces.
+
+With checksum and TCP segmentation offload enabled on a tap, the guest's
+kernel hands vpnkit TCP segments of up to 64 KiB (C{GSO_TCPV4}, to be cut
+into C{gsoSize} pieces on a real wire) whose checksum holds only the
+pseudo-header sum (C{F_NEEDS_CSUM}).  Forty 1500-byte frames become one
+read: the single largest saving for a user-space stack.
+"""
+
+from dataclasses import dataclass
+from struct import Struct
+
+from vpnkit.wire import MalformedError, TruncatedError
+from vpnkit.wire.checksum import onesComplementSum
+
+__all__ = [
+    "LENGTH",
+    "F_NEEDS_CSUM",
+    "F_DATA_VALID",
+    "GSO_NONE",
+    "GSO_TCPV4",
+    "GSO_ECN",
+    "NO_OFFLOAD",
+    "VirtioNetHeader",
+    "parseVirtioNetHeader",
+    "emitVirtioNetHeader",
+    "completeChecksum",
+]
+
+F_NEEDS_CSUM = 1
+F_DATA_VALID = 2
+GSO_NONE = 0
+GSO_TCPV4 = 1
+GSO_UDP = 3
+GSO_TCPV6 = 4
+GSO_ECN = 0x80
+
+# Native byte order, as the tap device uses unless told otherwise.
+_header = Struct("=BBHHHH")
+LENGTH = _header.size  # 10
+NO_OFFLOAD = bytes(LENGTH)
+
+
+@dataclass(frozen=True, slots=True)
+class VirtioNetHeader:
+    flags: int = 0
+    gsoType: int = GSO_NONE
+    hdrLen: int = 0
+    gsoSize: int = 0
+    csumStart: int = 0
+    csumOffset: int = 0
+
+
+def parseVirtioNetHeader(data):
+    """
+    The header at the start of C{data} (the frame follows it).
+
+    @raise TruncatedError: fewer than 10 bytes.
+    """
+    if len(data) < LENGTH:
+        raise TruncatedError(f"virtio-net header of {len(data)} bytes")
+    return VirtioNetHeader(*_header.unpack_from(data))
+
+
+def emitVirtioNetHeader(header):
+    return _header.pack(
+        header.flags,
+        header.gsoType,
+        header.hdrLen,
+        header.gsoSize,
+        header.csumStart,
+        header.csumOffset,
+    )
+
+
+def completeChecksum(frame, start, offset):
+    """
+    Finish a partial checksum: the 16-bit field at C{start + offset} holds
+    the pseudo-header sum; the ones'-complement sum of everything from
+    C{start} on (that field included) is complemented into it.
+
+    @return: the frame with its checksum complete.
+    @raise MalformedError: the field lies outside the frame.
+    """
+    position = start + offset
+    if position + 2 > len(frame) or start >= len(frame):
+        raise MalformedError(f"checksum field at {position} outside a {len(frame)}-byte frame")
+    csum = ~onesComplementSum(frame[start:]) & 0xFFFF
+    return b"".join((frame[:position], csum.to_bytes(2, "big"), frame[position + 2 :]))
