@@ -79,18 +79,32 @@ class _GuestSide(Protocol):
 
     def __init__(self, host):
         self.host = host
+        self._producing = False
 
     def connectionMade(self):
         hostTransport = self.host.transport
         # Each side throttles the other: nothing buffers without bound.
         hostTransport.registerProducer(self.transport, True)
+        self._producing = True
         self.transport.registerProducer(hostTransport, True)
+
+    def _stopProducing(self, transport):
+        """
+        The guest will send nothing more: stop being the host transport's
+        producer.  Twisted half-closes (or closes) a transport only once no
+        paused producer is registered: with one, FileDescriptor.doWrite
+        resumes it instead, and the FIN never reaches the host.
+        """
+        if self._producing:
+            self._producing = False
+            transport.unregisterProducer()
 
     def dataReceived(self, data):
         self.host.transport.write(data)
 
     def readConnectionLost(self):
         transport = self.host.transport
+        self._stopProducing(transport)
         if hasattr(transport, "loseWriteConnection"):
             transport.loseWriteConnection()
         else:
@@ -103,7 +117,7 @@ class _GuestSide(Protocol):
         transport = self.host.transport
         if transport is None:
             return
-        transport.unregisterProducer()
+        self._stopProducing(transport)
         if reason.check(error.ConnectionDone):
             transport.loseConnection()
         else:

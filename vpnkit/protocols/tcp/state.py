@@ -67,11 +67,12 @@ S = State
 # (state, event) -> new state.  Events: "synAcked" (the handshake
 # completed), "close" (the application will send no more), "finAcked" (the
 # guest acknowledged our FIN), "finReceived" (the guest's FIN arrived in
-# order), "timeWaitExpired".  RST and give-up go straight to CLOSED.
+# order), "timeWaitExpired".  RST and give-up go straight to CLOSED.  A
+# close in SYN-RECEIVED takes effect once the handshake completes (RFC 9293
+# 3.10.4: "queue for processing after entering ESTABLISHED state").
 TRANSITIONS = {
     (S.SYN_SENT, "synAcked"): S.ESTABLISHED,
     (S.SYN_RECEIVED, "synAcked"): S.ESTABLISHED,
-    (S.SYN_RECEIVED, "close"): S.FIN_WAIT_1,
     (S.ESTABLISHED, "close"): S.FIN_WAIT_1,
     (S.CLOSE_WAIT, "close"): S.LAST_ACK,
     (S.FIN_WAIT_1, "finAcked"): S.FIN_WAIT_2,
@@ -348,6 +349,10 @@ class TCPControlBlock:
         if self._closeRequested:
             return
         self._closeRequested = True
+        if self.state is S.SYN_RECEIVED:
+            # Our SYN is not acknowledged yet, and the send buffer counts
+            # from just after it: FIN (and any data) waits for the ACK.
+            return
         new = TRANSITIONS.get((self.state, "close"))
         if new is not None:
             self.state = new
@@ -363,8 +368,12 @@ class TCPControlBlock:
         if self.state is S.CLOSED:
             return []
         out = []
-        if self.state is not S.SYN_SENT and (self._accepted or self.state in _SYNCHRONIZED):
-            out.append(self._make(self.sndNxt, RST | ACK))
+        # No RST from TIME-WAIT (RFC 9293 3.10.5): the guest has finished
+        # both ways, and a RST could only hit a new connection on the pair.
+        if self.state not in (S.SYN_SENT, S.TIME_WAIT) and (
+            self._accepted or self.state in _SYNCHRONIZED
+        ):
+            out.append(self._make(self._acceptableSeq(), RST | ACK))
         self._enterClosed("aborted")
         return out
 
@@ -413,9 +422,15 @@ class TCPControlBlock:
         if not acceptable:
             if flags & RST:
                 return []
-            if state is S.TIME_WAIT and flags & SYN:
-                # A new connection reusing the pair: the caller decides.
-                return []
+            if state is S.TIME_WAIT:
+                if flags & SYN:
+                    # A new connection reusing the pair: the caller decides.
+                    return []
+                if flags & FIN:
+                    # The guest's FIN again (it lies just behind rcv.nxt, so
+                    # it is never "acceptable"): our ACK was lost.  Answer
+                    # it and restart the timer (RFC 9293 3.10.7.4).
+                    self._timeWaitAt = now + self.config.timeWait
             self._ackNow = True
             return self.dispatch(now)
 
@@ -446,6 +461,8 @@ class TCPControlBlock:
             self._retries = 0
             self._rtoAt = None
             self.state = TRANSITIONS[(state, "synAcked")]
+            if self._closeRequested:
+                self.state = TRANSITIONS[(self.state, "close")]
             state = self.state
             self._updateWindow(seg)
         if not self._processAck(seg, now):
@@ -487,6 +504,8 @@ class TCPControlBlock:
             return []
         self.irs = seg.seq
         self.rcvNxt = (seg.seq + 1) & _MASK
+        # The window our SYN offered starts at the guest's first byte.
+        self._rcvAdvRight = (self.rcvNxt + min(self.config.receiveBuffer, 65535)) & _MASK
         self._negotiate(seg)
         if flags & ACK:
             self.sndUna = seg.ack
@@ -496,7 +515,8 @@ class TCPControlBlock:
                 self._timing = None
             self._rtoAt = None
             self._retries = 0
-            self.sndWnd = seg.window << self._sndShift
+            # The window of a SYN-ACK is never scaled (RFC 7323 2.2).
+            self.sndWnd = seg.window
             self._sndWl1 = seg.seq
             self._sndWl2 = seg.ack
             self.state = TRANSITIONS[(S.SYN_SENT, "synAcked")]
@@ -536,6 +556,14 @@ class TCPControlBlock:
             return True
         oldWindow = self.sndWnd
         self._updateWindow(seg)
+        if oldWindow == 0 and self.sndWnd:
+            # The window reopened.  What we sent into it while it was
+            # closed (a probe) was dropped unless this ACK covers it: send
+            # from snd.una again rather than leave a hole (BSD pulls snd.nxt
+            # back the same way).  Karn: what is resent is not timed.
+            if self.sndNxt != self.sndUna:
+                self.sndNxt = self.sndUna
+                self._timing = None
         if acked == 0:
             if (
                 not seg.payload
@@ -564,8 +592,12 @@ class TCPControlBlock:
             self.sndNxt = ack
         if self._sacked:
             self._sacked = [r for r in self._sacked if _diff(r[1], ack) > 0]
-            if self._sacked and _diff(self._sacked[0][0], ack) < 0:
-                self._sacked[0][0] = ack
+            if self._sacked and _diff(self._sacked[0][0], ack) <= 0:
+                # The guest acknowledged up to data it said it held, and no
+                # further: it dropped that data (reneged, RFC 2018 8).  Its
+                # SACK blocks can no longer be trusted; skipping them would
+                # leave the hole at snd.una unsent forever.
+                self._sacked = []
         # RTT sample (Karn: the timed segment was never retransmitted).
         if self._timing is not None and _diff(ack, self._timing[0]) >= 0:
             self._rtt.sample(now - self._timing[1])
@@ -669,8 +701,14 @@ class TCPControlBlock:
                     self.bytesReceived += len(more)
                 # Filling a hole is acknowledged at once (RFC 5681 4.2).
                 self._ackNow = True
-                if not self._assembler:
+                # The last out-of-order range is kept relative to rcv.nxt,
+                # which just moved.
+                last = self._lastOutOfOrder
+                moved = len(payload) + len(more)
+                if not self._assembler or last is None or last[1] <= moved:
                     self._lastOutOfOrder = None
+                else:
+                    self._lastOutOfOrder = (last[0] - moved, last[1] - moved)
             self._unackedSegments += 1
             if self._unackedSegments >= 2 or len(payload) >= 2 * mss:
                 self._ackNow = True
@@ -750,7 +788,7 @@ class TCPControlBlock:
             return []
         if self._rtoAt is not None and now >= self._rtoAt:
             if not self._retransmissionTimeout(now):
-                return [self._make(self.sndNxt, RST | ACK)] if self._synAcked else []
+                return [self._make(self._acceptableSeq(), RST | ACK)] if self._synAcked else []
             state = self.state
         if not self._accepted:
             return out
@@ -765,7 +803,7 @@ class TCPControlBlock:
         if self._ackAt is not None and now >= self._ackAt:
             self._ackNow = True
         if self._ackNow and state is not S.SYN_SENT:
-            out.append(self._make(self.sndNxt, ACK))
+            out.append(self._make(self._acceptableSeq(), ACK))
             self._ackSent()
         self.segmentsOut += len(out)
         return out
@@ -825,13 +863,16 @@ class TCPControlBlock:
             if retransmission and self._sacked:
                 skip, limit = self._sackedAt(seq)
                 if skip:
-                    offset += skip
+                    # Never past the data: a block can end with our FIN,
+                    # which is then sent again at its own sequence number.
+                    offset = min(offset + skip, total)
                     continue
                 if limit is not None:
                     size = min(size, limit)
-            elif size < mss and offset + size < total and offset > 0:
+            elif not retransmission and size < mss and offset + size < total and offset > 0:
                 # Sender silly-window avoidance: with data in flight, wait
-                # for room for a full segment.
+                # for room for a full segment (not for data already sent
+                # once, as _canSendNow says).
                 break
             flags = ACK | PSH if offset + size == total else ACK
             out.append(self._make(seq, flags, buf.peek(offset, size)))
@@ -932,6 +973,21 @@ class TCPControlBlock:
         if self._finSent and _diff(self.sndMax, self.sndUna) > 0:
             self._finSent = False
         return True
+
+    def _acceptableSeq(self):
+        """
+        The sequence number for a segment without data (an ACK, a RST):
+        one the guest finds acceptable.  Not snd.nxt, which a timeout winds
+        back: below the guest's rcv.nxt the segment would be dropped (or
+        answered with an ACK we would find unacceptable in turn, for ever).
+        So snd.max, but never past the right edge of the guest's window
+        (where a zero-window probe leaves it), as Linux's
+        tcp_acceptable_seq() does.
+        """
+        if not self._synAcked:
+            return self.sndMax
+        edge = (self.sndUna + self.sndWnd) & _MASK
+        return edge if _diff(self.sndMax, edge) > 0 else self.sndMax
 
     def _make(self, seq, flags, payload=b""):
         return Segment(

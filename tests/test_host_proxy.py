@@ -1,0 +1,175 @@
+"""
+Tests for L{vpnkit.host.proxy}: where a guest's TCP connection is dialled
+(L{HostTCPForwarder}) and the protocol on the host socket (L{HostSide}).
+"""
+
+from ipaddress import IPv4Address
+
+from twisted.internet import error
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from tests.helpers import FakeHostNetwork, ip
+from vpnkit.config import StackConfig
+from vpnkit.host.proxy import HostSide, HostTCPForwarder
+from vpnkit.interfaces import ITCPForwarder
+from vpnkit.protocols.tcp.forwarder import Flow
+
+GUEST = ip("192.168.65.3")
+
+
+def flow(dst, port=80):
+    return Flow(GUEST, 40000, ip(dst), port)
+
+
+class FakeGuest:
+    """
+    Records the calls a L{HostSide} makes on the guest connection.
+    """
+
+    def __init__(self):
+        self.calls = []
+
+    def write(self, data):
+        self.calls.append(("write", data))
+
+    def loseWriteConnection(self):
+        self.calls.append("loseWriteConnection")
+
+    def loseConnection(self):
+        self.calls.append("loseConnection")
+
+    def abortConnection(self):
+        self.calls.append("abortConnection")
+
+    def unregisterProducer(self):
+        self.calls.append("unregisterProducer")
+
+
+class ForwarderTests(SynchronousTestCase):
+    def setUp(self):
+        self.network = FakeHostNetwork()
+        self.forwarder = HostTCPForwarder(StackConfig(), self.network, timeout=12.5)
+
+    def test_interface(self):
+        """
+        HostTCPForwarder provides ITCPForwarder.
+        """
+        self.assertTrue(verifyObject(ITCPForwarder, self.forwarder))
+
+    def test_targets(self):
+        """
+        The host alias is the host's 127.0.0.1, same port; any other
+        address is dialled as it is; the gateway is not forwarded.
+        """
+        self.assertEqual(self.forwarder.target(flow("192.168.65.2", 8080)), ("127.0.0.1", 8080))
+        self.assertEqual(self.forwarder.target(flow("203.0.113.9", 443)), ("203.0.113.9", 443))
+        self.assertIsNone(self.forwarder.target(flow("192.168.65.1", 80)))
+
+    def test_noHostAlias(self):
+        """
+        With the alias disabled, its address is dialled like any other.
+        """
+        forwarder = HostTCPForwarder(StackConfig(hostIP=None), self.network)
+        self.assertEqual(forwarder.target(flow("192.168.65.2", 80)), ("192.168.65.2", 80))
+
+    def test_connect(self):
+        """
+        connectionRequested dials the target with the configured timeout
+        and a fresh HostSide; the Deferred fires with that protocol.
+        """
+        d = self.forwarder.connectionRequested(flow("192.168.65.2", 22))
+        [pending] = self.network.connects
+        self.assertEqual((pending.host, pending.port, pending.timeout), ("127.0.0.1", 22, 12.5))
+        self.assertIsInstance(pending.protocol, HostSide)
+        transport = self.network.succeed()
+        self.assertIs(self.successResultOf(d), pending.protocol)
+        self.assertIs(pending.protocol.transport, transport)
+
+    def test_gatewayRefused(self):
+        """
+        The gateway's ports fail at once with ConnectionRefusedError,
+        without dialling.
+        """
+        d = self.forwarder.connectionRequested(flow("192.168.65.1", 80))
+        self.failureResultOf(d, error.ConnectionRefusedError)
+        self.assertEqual(self.network.connects, [])
+
+    def test_failurePassedOn(self):
+        """
+        A failed connect fails the Deferred with the same error.
+        """
+        d = self.forwarder.connectionRequested(flow("203.0.113.9"))
+        self.network.fail(error.ConnectionRefusedError())
+        self.failureResultOf(d, error.ConnectionRefusedError)
+
+    def test_configAddresses(self):
+        """
+        The forwarder follows a configured gateway and host alias.
+        """
+        config = StackConfig(
+            gatewayIP=IPv4Address("10.1.0.1"),
+            hostIP=IPv4Address("10.1.0.254"),
+            lowestIP=IPv4Address("10.1.0.2"),
+            highestIP=IPv4Address("10.1.0.200"),
+        )
+        forwarder = HostTCPForwarder(config, self.network)
+        self.assertEqual(forwarder.target(flow("10.1.0.254", 5)), ("127.0.0.1", 5))
+        self.assertIsNone(forwarder.target(flow("10.1.0.1", 5)))
+
+
+class HostSideTests(SynchronousTestCase):
+    def setUp(self):
+        self.side = HostSide()
+        self.side.makeConnection(StringTransport())
+        self.guest = FakeGuest()
+        self.side.guest = self.guest
+
+    def test_halfCloseable(self):
+        """
+        HostSide wants to hear about each half of a close.
+        """
+        self.assertTrue(IHalfCloseableProtocol.providedBy(self.side))
+
+    def test_dataToGuest(self):
+        """
+        The host's bytes are written to the guest connection.
+        """
+        self.side.dataReceived(b"abc")
+        self.assertEqual(self.guest.calls, [("write", b"abc")])
+
+    def test_eofToGuest(self):
+        """
+        The host's EOF closes the guest connection's write side.
+        """
+        self.side.readConnectionLost()
+        self.side.writeConnectionLost()
+        self.assertEqual(self.guest.calls, ["loseWriteConnection"])
+
+    def test_cleanClose(self):
+        """
+        A clean close of the host socket closes the guest connection
+        gracefully, once.
+        """
+        self.side.connectionLost(Failure(error.ConnectionDone()))
+        self.side.connectionLost(Failure(error.ConnectionDone()))
+        self.assertEqual(self.guest.calls, ["unregisterProducer", "loseConnection"])
+        self.assertIsNone(self.side.guest)
+
+    def test_abnormalClose(self):
+        """
+        A reset or any other loss of the host socket resets the guest.
+        """
+        self.side.connectionLost(Failure(error.ConnectionLost()))
+        self.assertEqual(self.guest.calls, ["unregisterProducer", "abortConnection"])
+
+    def test_noGuestYet(self):
+        """
+        Losing the connection before a guest was attached is harmless.
+        """
+        side = HostSide()
+        side.makeConnection(StringTransport())
+        side.connectionLost(Failure(error.ConnectionLost()))
