@@ -287,6 +287,23 @@ class PortForwarderTests(SynchronousTestCase):
         client.readConnectionLost()
         self.assertTrue(guest.writeClosed)
 
+    def test_guestEOFUnregistersBeforeHalfClose(self):
+        """
+        The guest's EOF half-closes the host client only after the guest
+        stopped being its producer: Twisted resumes a registered producer
+        instead of sending FIN.
+        """
+        client, transport = self.accept()
+        *_, protocol, d = self.connector.tcp[0]
+        guest = _GuestConnection()
+        protocol.makeConnection(guest)
+        d.callback(guest)
+        calls = []
+        transport.unregisterProducer = lambda: calls.append("unregister")
+        transport.loseWriteConnection = lambda: calls.append("loseWrite")
+        protocol.readConnectionLost()
+        self.assertEqual(calls, ["unregister", "loseWrite"])
+
     def test_guestRefusesClosesClient(self):
         """
         When the guest refuses (or is gone), the host client is reset at

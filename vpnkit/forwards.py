@@ -219,19 +219,29 @@ class _GuestEnd(Protocol):
 
     def __init__(self, client):
         self._client = client
+        self._producing = True
+
+    def _stopProducing(self, transport):
+        # Twisted half-closes a transport only once no paused producer is
+        # registered on it (otherwise it resumes the producer instead).
+        if self._producing:
+            self._producing = False
+            transport.unregisterProducer()
 
     def dataReceived(self, data):
         self._client.transport.write(data)
 
     def readConnectionLost(self):
-        self._client.transport.loseWriteConnection()
+        transport = self._client.transport
+        self._stopProducing(transport)
+        transport.loseWriteConnection()
 
     def writeConnectionLost(self):
         pass
 
     def connectionLost(self, reason):
         transport = self._client.transport
-        transport.unregisterProducer()
+        self._stopProducing(transport)
         if reason.check(error.ConnectionDone):
             transport.loseConnection()
         else:
