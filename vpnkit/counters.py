@@ -145,6 +145,34 @@ class TCPCounters:
     resetsReceived: int = 0
     timeouts: int = 0
     retransmits: int = 0
+    outboundOpened: int = 0
+    outboundFailed: int = 0
+
+
+@dataclass
+class DNSCounters:
+    """
+    The gateway's DNS server and its upstream forwarder.
+    """
+
+    udpQueries: int = 0
+    tcpQueries: int = 0
+    ignored: int = 0
+    answered: int = 0
+    nxdomain: int = 0
+    servfail: int = 0
+    truncated: int = 0
+    builtin: int = 0
+    hostsFile: int = 0
+    cacheHits: int = 0
+    upstreamQueries: int = 0
+    upstreamRetransmits: int = 0
+    upstreamReplies: int = 0
+    upstreamBadReplies: int = 0
+    upstreamTimeouts: int = 0
+    upstreamErrors: int = 0
+    upstreamTCP: int = 0
+    systemLookups: int = 0
 
 
 @dataclass

@@ -63,6 +63,7 @@ class Stack:
             self.tcpForwarder,
             reactor,
             maxConnections=maxConnections,
+            guestPresent=lambda ip: self.switch.portForIP(ip) is not None,
         )
 
         self.switch.addProto(ETHERTYPE_ARP, self.arp)

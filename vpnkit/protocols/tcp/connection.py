@@ -17,6 +17,7 @@ C{pollAt}.  Flow control is Twisted's producer/consumer model both ways:
 """
 
 from twisted.internet import error
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IConsumer,
     IHalfCloseableProtocol,
@@ -30,6 +31,10 @@ from vpnkit.log import logger
 from vpnkit.protocols.tcp.state import State
 
 __all__ = ["TCPConnection"]
+
+_SYNCHRONIZED = frozenset(
+    {State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING}
+)
 
 log = logger("vpnkit.tcp")
 
@@ -61,6 +66,23 @@ class TCPConnection:
         self._eofDelivered = False
         self._closedNotified = False
         self._connected = False
+        # An active open (into the guest) waiting for the handshake: the
+        # Deferred to fire and the protocol to attach once established.
+        self._established = None
+        self._pendingProtocol = None
+
+    def whenEstablished(self, protocol):
+        """
+        For a connection vpnkit opens into the guest: attach C{protocol}
+        once the guest completes the handshake.
+
+        @return: a L{Deferred} firing with this connection then, or failing
+            with C{ConnectionRefusedError} (the guest answered RST) or
+            C{TimeoutError} (it never answered).
+        """
+        self._established = Deferred()
+        self._pendingProtocol = protocol
+        return self._established
 
     # -- wiring --------------------------------------------------------------
 
@@ -102,6 +124,12 @@ class TCPConnection:
 
     def _afterEvent(self, now):
         tcb = self.tcb
+        if self._established is not None and tcb.state in _SYNCHRONIZED:
+            d, self._established = self._established, None
+            protocol, self._pendingProtocol = self._pendingProtocol, None
+            self.makeConnection(protocol)
+            d.callback(self)
+            return
         self._deliver()
         if tcb.pollAt(now) == now:
             self._emit(tcb.dispatch(now))
@@ -175,6 +203,14 @@ class TCPConnection:
             return
         self._closedNotified = True
         self._layer.connectionClosed(self)
+        if self._established is not None:
+            d, self._established = self._established, None
+            self._pendingProtocol = None
+            if self.tcb.error == "timeout":
+                d.errback(error.TimeoutError("the guest did not answer"))
+            else:
+                d.errback(error.ConnectionRefusedError("the guest refused the connection"))
+            return
         self._notifyProtocol()
 
     def _notifyProtocol(self):

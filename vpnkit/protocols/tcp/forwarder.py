@@ -16,6 +16,7 @@ from ipaddress import IPv4Address
 from typing import NamedTuple
 
 from twisted.internet import error
+from twisted.internet.defer import fail
 from twisted.internet.address import IPv4Address as TwistedIPv4Address
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Protocol
@@ -143,6 +144,7 @@ class TCPLayer:
         maxConnections=None,
         maxPending=512,
         rng=None,
+        guestPresent=None,
     ):
         self._ipv4 = ipv4
         self._icmp = icmp
@@ -156,6 +158,7 @@ class TCPLayer:
         self._connections = {}
         self._pending = {}
         self._limitLog = RateLimitedLog(log, reactor)
+        self._guestPresent = guestPresent or (lambda ip: True)
 
     # -- introspection ---------------------------------------------------------
 
@@ -331,6 +334,37 @@ class TCPLayer:
         for flow, connection in list(self._connections.items()):
             if flow.guestIP == guestIP:
                 connection.abortConnection()
+
+    def connectToGuest(self, guestIP, guestPort, srcIP, srcPort, protocol):
+        """
+        Open a connection into a guest (for a port forward): vpnkit sends
+        the SYN from C{srcIP}:C{srcPort} (packed address).
+
+        @return: a L{Deferred} firing with the established
+            L{TCPConnection} (C{protocol} attached), or failing: at once
+            with C{ConnectionRefusedError} when no guest holds C{guestIP}
+            or the pair is in use, later when the guest refuses or does not
+            answer.
+        """
+        counters = self._counters
+        flow = Flow(guestIP, guestPort, srcIP, srcPort)
+        if flow in self._connections or flow in self._pending:
+            counters.outboundFailed += 1
+            return fail(error.ConnectionRefusedError(f"{flow} is already in use"))
+        if not self._guestPresent(guestIP):
+            counters.outboundFailed += 1
+            return fail(error.ConnectionRefusedError(f"no guest holds {IPv4Address(guestIP)}"))
+        counters.outboundOpened += 1
+        now = self._clock.seconds()
+        tcb, segments = TCPControlBlock.connect(
+            srcPort, guestPort, self._rng.getrandbits(32), now, self.tcpConfig
+        )
+        connection = TCPConnection(self, flow, tcb, self._clock)
+        self._connections[flow] = connection
+        d = connection.whenEstablished(protocol)
+        self.sendSegments(flow, segments)
+        connection.start()
+        return d
 
     def peerAddress(self, flow):
         return TwistedIPv4Address("TCP", str(IPv4Address(flow.guestIP)), flow.guestPort)
