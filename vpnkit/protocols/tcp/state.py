@@ -206,6 +206,10 @@ class TCPControlBlock:
         self._timeWaitAt = None
         self._accepted = False
 
+        # The most payload one segment may carry: the MSS, unless the link
+        # takes segmentation-offload super-segments (set by the layer).
+        self.segmentLimit = 0
+
         # Statistics, for diagnostics.
         self.bytesSent = 0
         self.bytesReceived = 0
@@ -434,7 +438,11 @@ class TCPControlBlock:
             self._ackNow = True
             return self.dispatch(now)
 
-        # 2. RST (RFC 5961 3.2: only an exact match resets).
+        # 2. RST (RFC 5961 3.2: only an exact match resets).  In TIME-WAIT
+        # the connection is complete and the timer runs out regardless
+        # (RFC 1337: a stray RST must not assassinate it).
+        if flags & RST and state is S.TIME_WAIT:
+            return []
         if flags & RST:
             if offset == 0:
                 self._enterClosed("reset")
@@ -619,9 +627,9 @@ class TCPControlBlock:
         else:
             self._dupAcks = 0
             if self.cwnd < self.ssthresh:
-                self.cwnd += min(acked, mss)
+                self.cwnd += acked
             else:
-                self.cwnd += max(1, mss * mss // self.cwnd)
+                self.cwnd += max(1, mss * acked // self.cwnd)
         # Retransmission timer (RFC 6298 5.2/5.3).
         if self.sndMax == self.sndUna:
             self._rtoAt = None
@@ -856,10 +864,11 @@ class TCPControlBlock:
         else:
             window = min(self.sndWnd, self.cwnd)
         sent = False
+        largest = max(mss, self.segmentLimit)
         while offset < total and offset < window:
-            size = min(mss, total - offset, window - offset)
             seq = (una + offset) & _MASK
             retransmission = _diff(seq, self.sndMax) < 0
+            size = min(mss if retransmission else largest, total - offset, window - offset)
             if retransmission and self._sacked:
                 skip, limit = self._sackedAt(seq)
                 if skip:
