@@ -515,3 +515,33 @@ class OffloadTests(SynchronousTestCase):
         self.link.sendFrame(b"\x01" * 60)
         self.assertEqual(drainSocket(self.guest), [NO_OFFLOAD + b"\x01" * 60])
         self.assertEqual(self.link.maxFrameSize, 14 + 65535)
+
+    def test_superSegmentSentWithOffload(self):
+        """
+        A TCP frame beyond the MTU goes to the guest's kernel as one
+        segmentation-offload super-segment: a GSO_TCPV4 header and the frame
+        with a partial checksum.
+        """
+        from vpnkit.wire.virtio import (
+            F_NEEDS_CSUM,
+            GSO_TCPV4,
+            completeChecksum,
+            parseVirtioNetHeader,
+        )
+
+        _, complete = self.tcpFrame(20000, partial=False)
+        self.link.sendFrame(complete)
+        [written] = drainSocket(self.guest)
+        header = parseVirtioNetHeader(written)
+        self.assertEqual((header.flags, header.gsoType, header.gsoSize), (F_NEEDS_CSUM, GSO_TCPV4, 1460))
+        self.assertEqual(completeChecksum(written[10:], 34, 16), complete)
+        self.assertEqual(self.link.segmentLimit, 0xFFFF - 80)
+
+    def test_oversizeNonTCPNotSent(self):
+        """
+        An oversized frame that is not TCP cannot be offloaded: counted as a
+        transmit error, nothing written.
+        """
+        self.link.sendFrame(b"\x02" * 12 + b"\x08\x06" + bytes(3000))
+        self.assertEqual(drainSocket(self.guest), [])
+        self.assertEqual(self.counters.txErrors, 1)

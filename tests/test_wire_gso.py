@@ -112,3 +112,31 @@ class VirtioTests(SynchronousTestCase):
         self.assertNotEqual(broken, frame)
         self.assertEqual(completeChecksum(broken, tcpStart, 16), frame)
         self.assertRaises(MalformedError, completeChecksum, frame, tcpStart, 5000)
+
+
+class SegmentationOffloadTests(SynchronousTestCase):
+    def test_headerAndPartialChecksum(self):
+        """
+        An oversized TCP frame becomes a GSO_TCPV4 header asking for pieces
+        that fit the MTU, and the frame with the partial checksum the
+        receiving kernel completes: completing it gives back the original.
+        """
+        from vpnkit.wire.virtio import segmentationOffload
+
+        frame, _ = superFrame(30000, flags=ACK)
+        header, partial = segmentationOffload(frame, 1500)
+        self.assertEqual(
+            parseVirtioNetHeader(header), VirtioNetHeader(F_NEEDS_CSUM, GSO_TCPV4, 54, 1460, 34, 16)
+        )
+        self.assertEqual(len(partial), len(frame))
+        self.assertNotEqual(partial, frame)
+        self.assertEqual(completeChecksum(partial, 34, 16), frame)
+
+    def test_onlyTCP(self):
+        """
+        Anything but IPv4/TCP cannot be offloaded.
+        """
+        from vpnkit.wire.virtio import segmentationOffload
+
+        udp = ETH + buildHeader(SRC, DST, 17, 8) + bytes(8)
+        self.assertRaises(MalformedError, segmentationOffload, udp, 1500)

@@ -33,6 +33,7 @@ from vpnkit.wire.virtio import (
     GSO_TCPV4,
     NO_OFFLOAD,
     completeChecksum,
+    segmentationOffload,
 )
 from vpnkit.wire.virtio import LENGTH as VNET_HEADER
 
@@ -71,6 +72,7 @@ class TapLink:
         reactor=None,
         onClose=None,
         offload=False,
+        mtu=None,
     ):
         if reactor is None:
             from twisted.internet import reactor
@@ -80,6 +82,10 @@ class TapLink:
         self._counters = counters
         self._maxFrame = maxFrame
         self._offload = offload
+        self._mtu = mtu if mtu is not None else maxFrame - 50
+        # With offload, TCP frames beyond the MTU go to the guest's kernel
+        # as segmentation-offload super-segments: their largest payload.
+        self.segmentLimit = (0xFFFF - 20 - 60) if offload else 0
         # What the switch may hand this link, and accept from it.
         self.maxFrameSize = GSO_MAX_FRAME if offload else maxFrame
         self._readSize = max(maxFrame, GSO_MAX_FRAME) + VNET_HEADER + 1
@@ -168,10 +174,22 @@ class TapLink:
                 return None
         return frame
 
-    def _write(self, frame):
+    def _prepare(self, frame):
+        """
+        What to write for C{frame}: itself, or (with offload) a virtio-net
+        header and the frame; an IPv4/TCP frame beyond the MTU becomes a
+        segmentation-offload super-segment.
+        """
+        if not self._offload:
+            return frame
+        if len(frame) <= self._mtu + HEADER_LENGTH:
+            return (NO_OFFLOAD, frame)
+        return segmentationOffload(frame, self._mtu)
+
+    def _write(self, item):
         if self._offload:
-            return self._system.writev(self._fd, (NO_OFFLOAD, frame))
-        return self._system.write(self._fd, frame)
+            return self._system.writev(self._fd, item)
+        return self._system.write(self._fd, item)
 
     def doWrite(self):
         queue = self._queue
@@ -208,18 +226,23 @@ class TapLink:
         if self._closed:
             return
         counters = self._counters
+        try:
+            item = self._prepare(frame)
+        except ParseError:
+            counters.txErrors += 1
+            return
         if self._queue:
             if len(self._queue) >= TX_QUEUE_FRAMES:
                 counters.txQueueFull += 1
                 return
-            self._queue.append(frame)
+            self._queue.append(item)
             counters.framesOut += 1
             counters.bytesOut += len(frame)
             return
         try:
-            self._write(frame)
+            self._write(item)
         except BlockingIOError:
-            self._queue.append(frame)
+            self._queue.append(item)
             self._reactor.addWriter(self)
         except OSError as e:
             counters.txErrors += 1

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from struct import Struct
 
 from vpnkit.wire import MalformedError, TruncatedError
-from vpnkit.wire.checksum import onesComplementSum
+from vpnkit.wire.checksum import onesComplementSum, pseudoHeaderSum
 
 __all__ = [
     "LENGTH",
@@ -28,6 +28,7 @@ __all__ = [
     "parseVirtioNetHeader",
     "emitVirtioNetHeader",
     "completeChecksum",
+    "segmentationOffload",
 ]
 
 F_NEEDS_CSUM = 1
@@ -90,3 +91,30 @@ def completeChecksum(frame, start, offset):
         raise MalformedError(f"checksum field at {position} outside a {len(frame)}-byte frame")
     csum = ~onesComplementSum(frame[start:]) & 0xFFFF
     return b"".join((frame[:position], csum.to_bytes(2, "big"), frame[position + 2 :]))
+
+
+def segmentationOffload(frame, mtu):
+    """
+    Hand an oversized IPv4/TCP frame to a tap as one segmentation-offload
+    super-segment, the way a kernel hands one to a NIC: a header asking for
+    C{GSO_TCPV4} pieces that fit C{mtu}, and the TCP checksum turned back
+    into the partial (pseudo-header) sum the receiver completes.
+
+    @return: C{(header, frame)} to write together.
+    @raise MalformedError: not IPv4/TCP, or no room for payload in C{mtu}.
+    """
+    if len(frame) < 14 + 20 + 20 or frame[12:14] != b"\x08\x00" or frame[23] != 6:
+        raise MalformedError("segmentation offload needs an IPv4/TCP frame")
+    ihl = (frame[14] & 0x0F) * 4
+    tcpStart = 14 + ihl
+    doff = (frame[tcpStart + 12] >> 4) * 4
+    gsoSize = mtu - ihl - doff
+    if gsoSize <= 0 or len(frame) < tcpStart + doff:
+        raise MalformedError("no room for TCP payload")
+    src = frame[26:30]
+    dst = frame[30:34]
+    partial = pseudoHeaderSum(src, dst, 6, len(frame) - tcpStart) % 0xFFFF or 0xFFFF
+    position = tcpStart + 16
+    frame = b"".join((frame[:position], partial.to_bytes(2, "big"), frame[position + 2 :]))
+    header = _header.pack(F_NEEDS_CSUM, GSO_TCPV4, tcpStart + doff, gsoSize, tcpStart, 16)
+    return header, frame
