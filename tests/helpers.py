@@ -473,18 +473,39 @@ class FakeHostNetwork:
         self.connects[index].deferred.errback(exception)
 
 
-def makeStack(guests=1, learnMACs=False, hostNetwork=None, **config):
+def makeStack(
+    guests=1,
+    learnMACs=False,
+    hostNetwork=None,
+    sockets=None,
+    dnsConfig=None,
+    systemLookup=None,
+    **config,
+):
     """
     A L{Stack} for C{StackConfig(**config)} on a L{task.Clock}, with
     C{guests} guests attached: the first holds 192.168.65.3 and
     02:50:00:00:00:01, the next .4 and :02, and so on.  Host connections
-    go to a L{FakeHostNetwork} (C{stack.hostNetwork}).
+    go to a L{FakeHostNetwork} (C{stack.hostNetwork}), host datagram
+    sockets are L{tests.fakesockets.FakeDatagramSockets}
+    (C{stack.sockets}); C{dnsConfig} and C{systemLookup} go to the stack.
 
     @return: C{(stack, [Guest, ...])}
     """
+    from tests.fakesockets import FakeDatagramSockets
+
     hostNetwork = hostNetwork if hostNetwork is not None else FakeHostNetwork()
-    stack = Stack(StackConfig(**config), reactor=task.Clock(), hostNetwork=hostNetwork)
+    sockets = sockets if sockets is not None else FakeDatagramSockets()
+    stack = Stack(
+        StackConfig(**config),
+        reactor=task.Clock(),
+        hostNetwork=hostNetwork,
+        sockets=sockets,
+        dnsConfig=dnsConfig,
+        systemLookup=systemLookup,
+    )
     stack.hostNetwork = hostNetwork
+    stack.sockets = sockets
     return stack, [attachGuest(stack, n, learnMACs) for n in range(1, guests + 1)]
 
 

@@ -3,6 +3,8 @@ Tests for L{vpnkit.protocols.icmp}: echo answered for vpnkit's own
 addresses, never forged for anyone else.
 """
 
+import errno
+
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -10,7 +12,7 @@ from vpnkit.config import StackConfig
 from vpnkit.counters import StackCounters
 from vpnkit.interfaces import IIPv4Receiver
 from vpnkit.protocols.icmp import ICMPLayer
-from vpnkit.wire.icmp import ECHO_REPLY, ECHO_REQUEST, ICMPMessage, echoID, emitICMP
+from vpnkit.wire.icmp import ECHO_REPLY, ECHO_REQUEST, ICMPMessage, echoID, emitICMP, parseICMP
 from vpnkit.wire.ipv4 import FLAG_DF, PROTO_ICMP, IPv4Header
 
 from tests.helpers import (
@@ -146,13 +148,14 @@ class NotAnsweredTests(EchoTestMixin, SynchronousTestCase):
     What vpnkit does not answer.
     """
 
-    def test_remote(self):
+    def test_remoteNotForged(self):
         """
-        An echo request to a remote address is not answered (vpnkit never
-        forges replies) and is counted as C{unsupported}.
+        An echo request to a remote address is not answered by vpnkit (it
+        never forges replies): it goes to a host ICMP socket, and nothing
+        comes back until the host hears a reply.
         """
         self.assertEqual(self.ping(REMOTE_IP), [])
-        self.assertCounters({"icmp.unsupported": 1})
+        self.assertCounters({"icmp.echoForwarded": 1, "icmp.flowsOpened": 1})
 
     def test_unusedSubnetAddress(self):
         """
@@ -288,3 +291,122 @@ class LayerTests(SynchronousTestCase):
         self.layer.ipPayloadReceived(self.header(HOST_IP), request)
         self.assertEqual(len(self.sender.sent), 1)
         self.assertEqual(nonZeroCounters(self.counters), {"icmp.echoRequests": 1})
+
+
+class ForwardTests(EchoTestMixin, SynchronousTestCase):
+    """
+    Echo to remote hosts through host ICMP ("ping") sockets.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.sockets = self.stack.sockets
+
+    def reply(self, sock, seq=1, payload=PAYLOAD, host="198.51.100.10"):
+        """
+        The host's ping socket receives the echo reply (carrying the
+        socket's own identifier, as the kernel's does).
+        """
+        rest = sock.port.to_bytes(2, "big") + seq.to_bytes(2, "big")
+        sock.deliver(emitICMP(ICMPMessage(ECHO_REPLY, 0, 0, rest, payload)), host, 0)
+
+    def test_forwarded(self):
+        """
+        The request leaves through a new ICMP socket to the destination,
+        with the guest's TTL, DF flag, sequence number and payload; the
+        real reply comes back from the destination with the guest's own
+        identifier restored.
+        """
+        self.assertEqual(self.ping(REMOTE_IP, ident=0x1234, seq=7, ttl=42), [])
+        [sock] = self.sockets.opened
+        self.assertEqual(sock.kind, "icmp")
+        [sent] = sock.takeSent()
+        self.assertEqual((sent.host, sent.port, sent.ttl, sent.dontFragment), ("198.51.100.10", 0, 42, True))
+        message = parseICMP(sent.data)
+        self.assertEqual((message.type, echoID(message)[1], message.payload), (ECHO_REQUEST, 7, PAYLOAD))
+        self.reply(sock, seq=7)
+        [frame] = self.a.takeFrames()
+        self.assertEchoReply(frame, REMOTE_IP, 0x1234, 7, PAYLOAD)
+        self.assertEqual(self.stack.counters.icmp.echoForwardReplies, 1)
+
+    def test_perGuestIdentifier(self):
+        """
+        Each guest (address, identifier) gets its own socket; a second
+        request of the same ping reuses it.
+        """
+        self.ping(REMOTE_IP, ident=1, seq=1)
+        self.ping(REMOTE_IP, ident=1, seq=2)
+        self.ping(REMOTE_IP, ident=2, seq=1)
+        self.b.send(buildICMPEcho(self.b.mac, self.b.ip, REMOTE_IP, ident=1))
+        self.assertEqual(len(self.sockets.opened), 3)
+        self.assertEqual(len(self.sockets.opened[0].sent), 2)
+
+    def test_notAReply(self):
+        """
+        Anything but an echo reply on the socket is dropped
+        (C{unknownReplies}).
+        """
+        self.ping(REMOTE_IP)
+        [sock] = self.sockets.opened
+        sock.deliver(b"\x08\x00\x00\x00\x00\x01\x00\x01", "198.51.100.10", 0)
+        sock.deliver(b"\x00\x00", "198.51.100.10", 0)
+        self.assertEqual(self.a.takeFrames(), [])
+        self.assertEqual(self.stack.counters.icmp.unknownReplies, 2)
+
+    def test_noPermission(self):
+        """
+        When the host refuses ICMP sockets (C{ping_group_range}), one
+        warning is logged however many requests come, no reply is sent,
+        and each request is counted (C{forwardUnavailable}).
+        """
+        from twisted.logger import globalLogPublisher
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.sockets.icmpError = PermissionError(errno.EACCES, "Permission denied")
+        for seq in range(5):
+            self.assertEqual(self.ping(REMOTE_IP, seq=seq), [])
+        warnings = [e for e in events if e.get("log_namespace") == "vpnkit.icmp"]
+        self.assertEqual(len(warnings), 1)
+        self.assertIn("ping_group_range", warnings[0]["log_format"])
+        self.assertEqual(self.stack.counters.icmp.forwardUnavailable, 5)
+
+    def test_expiry(self):
+        """
+        An echo flow idle for 60 s closes its socket.
+        """
+        self.ping(REMOTE_IP)
+        [sock] = self.sockets.opened
+        self.stack.reactor.advance(60)
+        self.assertTrue(sock.closed)
+        self.assertEqual(self.stack.counters.icmp.flowsExpired, 1)
+
+    def test_timeExceeded(self):
+        """
+        Time exceeded from a router for a forwarded request reaches the
+        guest from that router, quoting the guest's request (its own
+        identifier and TTL).
+        """
+        from vpnkit.host.sockets import HostSocketError
+
+        self.ping(REMOTE_IP, ident=0x4242, seq=3, ttl=1)
+        [sock] = self.sockets.opened
+        inner = sock.sent[0].data[:4] + sock.port.to_bytes(2, "big") + sock.sent[0].data[6:]
+        sock.fail(HostSocketError("icmp", errno.EHOSTUNREACH, 11, 0, 0, "192.0.2.254", "198.51.100.10", 0, inner))
+        [frame] = self.a.takeFrames()
+        _, header, message = parseICMPFrame(frame)
+        self.assertEqual((header.src, message.type, message.code), (ip("192.0.2.254"), 11, 0))
+        from tests.test_ipv4 import parseQuote
+
+        quoted, rest = parseQuote(message.payload)
+        self.assertEqual((quoted.ttl, quoted.dst, rest[4:8]), (1, REMOTE_IP, b"\x42\x42\x00\x03"))
+        self.assertEqual(self.stack.counters.icmp.hostErrorsTranslated, 1)
+
+    def test_detach(self):
+        """
+        A guest that goes away takes its echo sockets with it.
+        """
+        self.ping(REMOTE_IP)
+        self.stack.detachLink(self.a.port)
+        self.assertTrue(self.sockets.opened[0].closed)

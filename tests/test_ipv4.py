@@ -23,6 +23,8 @@ from vpnkit.wire.ipv4 import (
     parseIPv4,
 )
 
+from twisted.internet import task
+
 from tests.helpers import (
     BROADCAST_IP,
     BROADCAST_MAC,
@@ -36,9 +38,23 @@ from tests.helpers import (
     ip,
     mac,
     nonZeroCounters,
+    parseICMPFrame,
 )
 
 PAYLOAD = b"some transport payload"
+
+
+def parseQuote(data):
+    """
+    The datagram header and payload bytes an ICMP error quotes (its total
+    length describes the original, not the quote).
+    """
+    hl = (data[0] & 0x0F) * 4
+    patched = data[:2] + len(data).to_bytes(2, "big") + data[4:]
+    header, _ = parseIPv4(patched, verifyChecksum=False)
+    from dataclasses import replace
+
+    return replace(header, totalLength=int.from_bytes(data[2:4], "big")), bytes(data[hl:])
 
 
 class IPv4TestMixin:
@@ -54,7 +70,8 @@ class IPv4TestMixin:
         self.counters = StackCounters()
         self.pool = AddressPool(self.config)
         self.switch = EthernetSwitch(self.config, self.counters)
-        self.layer = IPv4Layer(self.config, self.switch, self.counters)
+        self.clock = task.Clock()
+        self.layer = IPv4Layer(self.config, self.switch, self.counters, self.clock)
         self.switch.addProto(ETHERTYPE_IPV4, self.layer)
         self.udp = DatagramRecorder()
         self.icmp = DatagramRecorder()
@@ -214,36 +231,85 @@ class ReceiveTests(IPv4TestMixin, SynchronousTestCase):
 
     def test_firstFragment(self):
         """
-        A first fragment (more-fragments set) is counted as
-        C{fragmentsDropped}.
+        A first fragment (more-fragments set) is held for reassembly
+        (C{fragmentsQueued}); nothing is delivered yet.
         """
-        self.fromA(REMOTE_IP, flags=FLAG_MF)
+        self.fromA(REMOTE_IP, flags=FLAG_MF, payload=b"x" * 16)
         self.assertNothingDelivered()
-        self.assertCounters({"ipv4.fragmentsDropped": 1})
+        self.assertCounters({"ipv4.fragmentsQueued": 1})
 
     def test_lastFragment(self):
         """
-        A last fragment (an offset, no more-fragments) is counted as
-        C{fragmentsDropped}.
+        A last fragment alone is held too.
         """
         self.fromA(REMOTE_IP, flags=0, fragmentOffset=1480)
         self.assertNothingDelivered()
-        self.assertCounters({"ipv4.fragmentsDropped": 1})
+        self.assertCounters({"ipv4.fragmentsQueued": 1})
+
+    def test_reassembled(self):
+        """
+        Both fragments of a datagram, last first, reach the receiver as one
+        datagram: MF clear, offset 0, the whole payload.
+        """
+        self.fromA(REMOTE_IP, flags=0, fragmentOffset=16, payload=b"tail", ident=5)
+        self.fromA(REMOTE_IP, flags=FLAG_MF, payload=b"h" * 16, ident=5)
+        [(header, payload)] = self.udp.received
+        self.assertEqual((header.flags, header.fragmentOffset, header.ident), (0, 0, 5))
+        self.assertEqual(payload, b"h" * 16 + b"tail")
+        self.assertEqual(self.counters.ipv4.fragmentsQueued, 1)
+        self.assertEqual(self.counters.ipv4.reassembled, 1)
 
     def test_capturedFragments(self):
         """
         The three fragments of a 4,000-byte UDP datagram a real Linux guest
-        sent are each counted as C{fragmentsDropped}.
+        sent reach the UDP receiver as one datagram of 4,008 bytes.
         """
         frames = capturedFrames()[65:68]
         for frame in frames:
             eth, payload = parseEthernet(frame)
             self.layer.ethernetPayloadReceived(eth, payload)
-        self.assertNothingDelivered()
+        [(header, payload)] = self.udp.received
+        self.assertEqual(len(payload), 4008)
         self.assertEqual(
             nonZeroCounters(self.counters),
-            {"link.linksOpened": 2, "ipv4.received": 3, "ipv4.fragmentsDropped": 3},
+            {
+                "link.linksOpened": 2,
+                "ipv4.received": 3,
+                "ipv4.fragmentsQueued": 2,
+                "ipv4.reassembled": 1,
+            },
         )
+
+    def test_reassemblyTimeout(self):
+        """
+        A datagram still incomplete 30 seconds after its first fragment is
+        dropped, and the guest gets ICMP time exceeded (code 1, fragment
+        reassembly) from the address it wrote to, quoting that fragment.
+        """
+        self.fromA(REMOTE_IP, flags=FLAG_MF, payload=b"q" * 16, ident=9)
+        self.clock.advance(29.9)
+        self.assertEqual(self.linkA.frames, [])
+        self.clock.advance(0.1)
+        [frame] = self.linkA.frames
+        eth, header, message = parseICMPFrame(frame)
+        self.assertEqual((header.src, header.dst), (REMOTE_IP, self.ipA))
+        self.assertEqual((message.type, message.code), (11, 1))
+        quoted, rest = parseQuote(message.payload)
+        self.assertEqual((quoted.ident, quoted.flags, rest), (9, FLAG_MF, b"q" * 8))
+        self.assertEqual(self.counters.ipv4.reassemblyTimeout, 1)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_overlapDropped(self):
+        """
+        Overlapping fragments with different data drop the datagram
+        (C{fragmentOverlap}); its remaining fragment is dropped too.
+        """
+        self.fromA(REMOTE_IP, flags=FLAG_MF, payload=b"a" * 16, ident=3)
+        self.fromA(REMOTE_IP, flags=FLAG_MF, fragmentOffset=8, payload=b"b" * 16, ident=3)
+        self.fromA(REMOTE_IP, flags=0, fragmentOffset=24, payload=b"c", ident=3)
+        self.assertNothingDelivered()
+        self.assertEqual(self.counters.ipv4.fragmentOverlap, 1)
+        self.assertEqual(self.counters.ipv4.fragmentsDropped, 1)
 
     def test_unknownProtocol(self):
         """
@@ -314,6 +380,35 @@ class ForwardTests(IPv4TestMixin, SynchronousTestCase):
         self.assertEqual(self.linkB.frames[0][:6], b"\xff" * 6)
         self.assertEqual(self.counters.ipv4.notRouted, 1)
         self.assertEqual(self.counters.ipv4.forwarded, 0)
+
+    def test_forwardFragmented(self):
+        """
+        A datagram for another guest larger than the MTU (the link allows
+        a little more) without DF is forwarded in fragments.
+        """
+        self.fromA(self.ipB, flags=0, payload=b"z" * 1500, ident=77)
+        frames = self.linkB.frames
+        self.assertEqual(len(frames), 2)
+        headers = [parseIPv4(f[14:])[0] for f in frames]
+        self.assertEqual([(h.flags, h.fragmentOffset, h.ttl) for h in headers], [(1, 0, 63), (0, 1480, 63)])
+        self.assertEqual(self.counters.ipv4.forwarded, 1)
+
+    def test_forwardDontFragment(self):
+        """
+        The same datagram with DF set is not forwarded: the sender gets
+        ICMP fragmentation needed from the gateway with the next-hop MTU
+        (RFC 1191), quoting its datagram.
+        """
+        self.fromA(self.ipB, payload=b"z" * 1500, ident=78)
+        self.assertEqual(self.linkB.frames, [])
+        [frame] = self.linkA.frames
+        eth, header, message = parseICMPFrame(frame)
+        self.assertEqual((header.src, header.dst), (ip("192.168.65.1"), self.ipA))
+        self.assertEqual((message.type, message.code, message.rest), (3, 4, b"\x00\x00\x05\xdc"))
+        quoted, rest = parseQuote(message.payload)
+        self.assertEqual((quoted.ident, quoted.totalLength, quoted.ttl), (78, 1520, 64))
+        self.assertEqual(rest, b"z" * 8)
+        self.assertEqual(self.counters.ipv4.fragNeededSent, 1)
 
     def test_ttlOne(self):
         """
@@ -445,17 +540,35 @@ class SendTests(IPv4TestMixin, SynchronousTestCase):
         self.assertEqual(len(self.linkA.frames), 1)
         self.assertEqual(self.linkA.frames, self.linkB.frames)
 
+    def test_fragmented(self):
+        """
+        A datagram larger than the MTU goes out in fragments (DF clear, one
+        identification, each at most the MTU) that reassemble to it; one of
+        exactly the MTU goes out whole with DF set.
+        """
+        self.assertTrue(self.layer.sendIPv4(REMOTE_IP, self.ipA, PROTO_UDP, b"x" * 1480))
+        [frame] = self.linkA.takeFrames()
+        self.assertEqual(len(frame), 14 + 1500)
+        self.assertEqual(parseIPv4(frame[14:])[0].flags, FLAG_DF)
+        payload = bytes(range(256)) * 12
+        self.assertTrue(self.layer.sendIPv4(REMOTE_IP, self.ipA, PROTO_UDP, payload, ttl=9))
+        frames = self.linkA.takeFrames()
+        self.assertEqual([len(f) for f in frames], [1514, 1514, 14 + 20 + 112])
+        headers = [parseIPv4(f[14:])[0] for f in frames]
+        self.assertEqual({(h.ident, h.ttl, h.src, h.dst) for h in headers}, {(1, 9, REMOTE_IP, self.ipA)})
+        self.assertEqual([(h.flags, h.fragmentOffset) for h in headers], [(1, 0), (1, 1480), (0, 2960)])
+        self.assertEqual(b"".join(bytes(parseIPv4(f[14:])[1]) for f in frames), payload)
+        self.assertEqual(self.counters.ipv4.fragmentedDatagrams, 1)
+        self.assertEqual(self.counters.ipv4.fragmentsSent, 3)
+        self.assertEqual(self.counters.ipv4.sent, 2)
+
     def test_tooBig(self):
         """
-        A datagram larger than the MTU is refused and counted as C{tooBig};
-        one of exactly the MTU is sent.
+        A payload no IPv4 datagram can carry is refused (C{tooBig}).
         """
-        self.assertFalse(self.layer.sendIPv4(REMOTE_IP, self.ipA, PROTO_UDP, b"x" * 1481))
+        self.assertFalse(self.layer.sendIPv4(REMOTE_IP, self.ipA, PROTO_UDP, b"x" * 65516))
         self.assertEqual(self.linkA.frames, [])
         self.assertEqual(nonZeroCounters(self.counters), {"link.linksOpened": 2, "ipv4.tooBig": 1})
-        self.assertTrue(self.layer.sendIPv4(REMOTE_IP, self.ipA, PROTO_UDP, b"x" * 1480))
-        [frame] = self.linkA.frames
-        self.assertEqual(len(frame), 14 + 1500)
 
 
 class JumboSendTests(IPv4TestMixin, SynchronousTestCase):
@@ -467,14 +580,15 @@ class JumboSendTests(IPv4TestMixin, SynchronousTestCase):
 
     def test_jumbo(self):
         """
-        With MTU 9000, a 9000-byte datagram is sent and a 9001-byte one is
-        refused.
+        With MTU 9000, a 9000-byte datagram is sent whole and a 9001-byte
+        one in two fragments (the first carrying 8,976 bytes, the largest
+        multiple of 8 that fits).
         """
         self.assertTrue(self.layer.sendIPv4(REMOTE_IP, self.ipA, PROTO_UDP, b"x" * 8980))
-        self.assertFalse(self.layer.sendIPv4(REMOTE_IP, self.ipA, PROTO_UDP, b"x" * 8981))
-        self.assertEqual([len(f) for f in self.linkA.frames], [9014])
-        self.assertEqual(self.counters.ipv4.tooBig, 1)
-        self.assertEqual(self.counters.ipv4.sent, 1)
+        self.assertTrue(self.layer.sendIPv4(REMOTE_IP, self.ipA, PROTO_UDP, b"x" * 8981))
+        self.assertEqual([len(f) for f in self.linkA.frames], [9014, 14 + 20 + 8976, 14 + 20 + 5])
+        self.assertEqual(self.counters.ipv4.fragmentsSent, 2)
+        self.assertEqual(self.counters.ipv4.sent, 2)
 
 
 class SwitchPathTests(IPv4TestMixin, SynchronousTestCase):

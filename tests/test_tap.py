@@ -444,7 +444,8 @@ class MakeServiceTests(_OptionsMixin, SynchronousTestCase):
     def test_children(self):
         """
         The service is a L{VPNKitService} (a L{MultiService}) with one child
-        per link, named after it, and a L{WatchedFile} for C{--dhcp-path}.
+        per link, named after it, and a L{WatchedFile} for C{--dhcp-path},
+        the hosts file and (without C{--dns}) the host's C{resolv.conf}.
         """
         options, service = self.makeAll()
         self.assertIsInstance(service, VPNKitService)
@@ -458,6 +459,8 @@ class MakeServiceTests(_OptionsMixin, SynchronousTestCase):
                     "qemu on tcp:127.0.0.1:5555",
                     f"netns on netns:{self.ns}:eth1",
                     "dhcp-path",
+                    "hosts",
+                    "resolv.conf",
                 ]
             ),
         )
@@ -522,7 +525,8 @@ class MakeServiceTests(_OptionsMixin, SynchronousTestCase):
     def test_startAndStop(self):
         """
         Starting the service listens on the Unix path and the TCP port and
-        starts polling the watched file; stopping it undoes that.
+        starts polling the watched files (C{--dhcp-path}, the hosts file,
+        C{resolv.conf}); stopping it undoes that.
         """
         options = self.parse("--ethernet", self.sock, "--qemu", "tcp:127.0.0.1:5555", "--dhcp-path", self.dhcp)
         service = makeService(options, self.reactor)
@@ -530,7 +534,7 @@ class MakeServiceTests(_OptionsMixin, SynchronousTestCase):
         service.startService()
         self.assertEqual([s[0] for s in self.reactor.unixServers], [self.sock])
         self.assertEqual([(s[0], s[3]) for s in self.reactor.tcpServers], [(5555, "127.0.0.1")])
-        self.assertEqual(len(self.reactor.getDelayedCalls()), 1)
+        self.assertEqual(len(self.reactor.getDelayedCalls()), 3)
         self.assertTrue(service.running)
         service.stopService()
         self.assertFalse(service.running)

@@ -3,6 +3,7 @@ Tests for L{vpnkit.protocols.udp}: checksum checks, delivery to vpnkit's
 own services, and sending datagrams to guests.
 """
 
+from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -207,6 +208,110 @@ class UDPLayerTests(SynchronousTestCase):
         self.assertEqual(nonZeroCounters(self.counters), {})
 
 
+class VirtualPortTests(SynchronousTestCase):
+    """
+    L{UDPLayer.listen}: a stock L{DatagramProtocol} on a gateway port.
+    """
+
+    def setUp(self):
+        self.counters = StackCounters()
+        self.sender = SenderRecorder()
+        self.layer = UDPLayer(StackConfig(), self.sender, self.counters)
+        self.protocol = _Echo()
+        self.port = self.layer.listen(5353, self.protocol)
+
+    def test_interfaces(self):
+        """
+        The port provides C{IUDPTransport} and C{IListeningPort}, and
+        started the protocol.
+        """
+        from twisted.internet.interfaces import IListeningPort, IUDPTransport
+
+        self.assertTrue(verifyObject(IUDPTransport, self.port))
+        self.assertTrue(verifyObject(IListeningPort, self.port))
+        self.assertTrue(self.protocol.started)
+        self.assertEqual((self.port.getHost().host, self.port.getHost().port), ("192.168.65.1", 5353))
+
+    def test_roundTrip(self):
+        """
+        A datagram to the gateway's port reaches C{datagramReceived} with
+        the guest's address as text; C{write} answers that address from
+        the gateway's port.
+        """
+        datagram = emitUDP(4444, 5353, b"ping", GUEST_IP, GATEWAY_IP)
+        header = IPv4Header(0, 20 + len(datagram), 0, 2, 0, 64, PROTO_UDP, 0, GUEST_IP, GATEWAY_IP)
+        self.layer.ipPayloadReceived(header, datagram)
+        self.assertEqual(self.protocol.received, [(b"ping", ("192.168.65.3", 4444))])
+        [(src, dst, protocol, data, ttl, _)] = self.sender.sent
+        self.assertEqual((src, dst), (GATEWAY_IP, GUEST_IP))
+        self.assertEqual(parseUDP(data, src, dst)[1], b"pong")
+        self.assertEqual(parseUDP(data, src, dst)[0].srcPort, 5353)
+
+    def test_notOnBroadcast(self):
+        """
+        Virtual ports listen on the gateway only, not on broadcast.
+        """
+        datagram = emitUDP(4444, 5353, b"ping", GUEST_IP, BROADCAST_IP)
+        header = IPv4Header(0, 20 + len(datagram), 0, 2, 0, 64, PROTO_UDP, 0, GUEST_IP, BROADCAST_IP)
+        self.layer.ipPayloadReceived(header, datagram)
+        self.assertEqual(self.protocol.received, [])
+
+    def test_portTaken(self):
+        """
+        A port already served cannot be listened on again, by either kind
+        of service.
+        """
+        self.assertRaises(ValueError, self.layer.listen, 5353, _Echo())
+        self.assertRaises(ValueError, self.layer.bindService, 5353, ServiceRecorder())
+
+    def test_serviceRaises(self):
+        """
+        A protocol that raises on a datagram does not take the caller down:
+        the error is counted (C{serviceErrors}) and logged, as the reactor
+        does for real ports.
+        """
+
+        def explode(data, addr):
+            raise RuntimeError("bad service")
+
+        self.protocol.datagramReceived = explode
+        datagram = emitUDP(4444, 5353, b"ping", GUEST_IP, GATEWAY_IP)
+        header = IPv4Header(0, 20 + len(datagram), 0, 2, 0, 64, PROTO_UDP, 0, GUEST_IP, GATEWAY_IP)
+        self.layer.ipPayloadReceived(header, datagram)
+        self.assertEqual(self.counters.udp.serviceErrors, 1)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_stopListening(self):
+        """
+        After C{stopListening} the protocol is stopped and the port free.
+        """
+        self.port.stopListening()
+        self.assertFalse(self.protocol.started)
+        self.layer.listen(5353, _Echo())
+
+
+class _Echo(DatagramProtocol):
+    """
+    A stock L{DatagramProtocol} that answers "pong".
+    """
+
+    noisy = False
+    started = False
+
+    def __init__(self):
+        self.received = []
+
+    def startProtocol(self):
+        self.started = True
+
+    def stopProtocol(self):
+        self.started = False
+
+    def datagramReceived(self, data, addr):
+        self.received.append((data, addr))
+        self.transport.write(b"pong", addr)
+
+
 class StackUDPTests(SynchronousTestCase):
     """
     UDP frames through the whole stack.
@@ -215,13 +320,15 @@ class StackUDPTests(SynchronousTestCase):
     def setUp(self):
         self.stack, (self.a,) = makeStack(1)
 
-    def test_noHandler(self):
+    def test_remoteGoesToNAT(self):
         """
-        A datagram to a remote host (no NAT yet) is counted as C{noHandler}
-        and nothing is sent back.
+        A datagram to a remote host goes to the NAT, which sends it from a
+        host socket (see C{test_udpnat}); nothing comes back by itself.
         """
         self.a.send(buildUDP(self.a.mac, self.a.ip, 40000, REMOTE_IP, 53, b"query"))
         self.assertEqual(self.a.takeFrames(), [])
+        [sock] = self.stack.sockets.opened
+        self.assertEqual([(s.data, s.host, s.port) for s in sock.sent], [(b"query", "198.51.100.10", 53)])
         self.assertEqual(
             nonZeroCounters(self.stack.counters),
             {
@@ -229,7 +336,8 @@ class StackUDPTests(SynchronousTestCase):
                 "ethernet.received": 1,
                 "ipv4.received": 1,
                 "udp.received": 1,
-                "udp.noHandler": 1,
+                "udp.natFlowsOpened": 1,
+                "udp.natSent": 1,
             },
         )
 

@@ -54,6 +54,10 @@ class StackConfig:
     highestIP: IPv4Address = IPv4Address("192.168.65.254")
     serverMAC: bytes = DEFAULT_SERVER_MAC
     domain: str | None = None
+    hostNames: tuple = ("host.internal",)
+    gatewayNames: tuple = ("gateway.internal",)
+    vmNames: tuple = ("vm.internal",)
+    maxUDPFlows: int = 1024
     subnet: IPv4Network = field(init=False)
 
     def __post_init__(self):
@@ -99,6 +103,16 @@ class StackConfig:
                     f"--host-ip {self.hostIP} lies inside the guest range "
                     f"{self.lowestIP}..{self.highestIP}"
                 )
+        if self.maxUDPFlows < 1:
+            raise ConfigError(f"--udp-max-flows: {self.maxUDPFlows} is not a positive number")
+        for flag, names in [
+            ("--host-names", self.hostNames),
+            ("--gateway-names", self.gatewayNames),
+            ("--vm-names", self.vmNames),
+        ]:
+            for name in names:
+                if not name or not name.isascii() or len(name) > 253 or " " in name:
+                    raise ConfigError(f"{flag}: {name!r} is not a DNS name")
         if len(self.serverMAC) != 6 or self.serverMAC[0] & 1:
             raise ConfigError("--server-macaddr must be a unicast MAC address")
         object.__setattr__(self, "subnet", subnet)
@@ -119,3 +133,20 @@ class StackConfig:
     @property
     def hostPacked(self):
         return self.hostIP.packed if self.hostIP is not None else None
+
+    def builtinNames(self):
+        """
+        The names vpnkit's DNS answers itself, each with its address:
+        C{--gateway-names} the gateway, C{--host-names} the host alias (when
+        enabled), C{--vm-names} the first guest address (as the reference:
+        not each guest's own).
+        """
+        names = {}
+        for name in self.vmNames:
+            names[name] = self.lowestIP
+        if self.hostIP is not None:
+            for name in self.hostNames:
+                names[name] = self.hostIP
+        for name in self.gatewayNames:
+            names[name] = self.gatewayIP
+        return names

@@ -18,6 +18,7 @@ __all__ = [
     "UDPCounters",
     "DHCPCounters",
     "TCPCounters",
+    "DNSCounters",
     "StackCounters",
 ]
 
@@ -81,6 +82,18 @@ class IPv4Counters:
     noRoute: int = 0
     tooBig: int = 0
     unsupportedProtocol: int = 0
+    # Reassembly (vpnkit.protocols.fragments) and fragmentation.
+    fragmentsQueued: int = 0
+    fragmentsDuplicate: int = 0
+    fragmentOverlap: int = 0
+    fragmentLimit: int = 0
+    fragmentMalformed: int = 0
+    reassembled: int = 0
+    reassemblyTimeout: int = 0
+    timeExceededSent: int = 0
+    fragmentedDatagrams: int = 0
+    fragmentsSent: int = 0
+    fragNeededSent: int = 0
 
 
 @dataclass
@@ -91,6 +104,17 @@ class ICMPCounters:
     badChecksum: int = 0
     unsupported: int = 0
     unreachableSent: int = 0
+    # Echo forwarded through host ICMP sockets, and host errors passed on.
+    echoForwarded: int = 0
+    echoForwardReplies: int = 0
+    forwardUnavailable: int = 0
+    forwardFailed: int = 0
+    unknownReplies: int = 0
+    flowsOpened: int = 0
+    flowsExpired: int = 0
+    flowsEvicted: int = 0
+    hostErrorsTranslated: int = 0
+    hostErrorsDropped: int = 0
 
 
 @dataclass
@@ -100,6 +124,18 @@ class UDPCounters:
     badChecksum: int = 0
     noHandler: int = 0
     sent: int = 0
+    serviceErrors: int = 0
+    # NAT through host sockets (vpnkit.protocols.udpnat).
+    natSent: int = 0
+    natReceived: int = 0
+    natNotForwarded: int = 0
+    natFlowsOpened: int = 0
+    natFlowsExpired: int = 0
+    natFlowsEvicted: int = 0
+    natBindFailed: int = 0
+    natSendFailed: int = 0
+    natErrorsTranslated: int = 0
+    natErrorsDropped: int = 0
 
 
 @dataclass
@@ -185,6 +221,7 @@ class StackCounters:
     udp: UDPCounters = field(default_factory=UDPCounters)
     dhcp: DHCPCounters = field(default_factory=DHCPCounters)
     tcp: TCPCounters = field(default_factory=TCPCounters)
+    dns: DNSCounters = field(default_factory=DNSCounters)
 
     def asDict(self):
         """

@@ -13,6 +13,11 @@ __all__ = [
     "IIPv4Sender",
     "IUDPService",
     "ITunSystem",
+    "ITCPForwarder",
+    "IHostNetwork",
+    "IDatagramReceiver",
+    "IDatagramSocket",
+    "IHostDatagramSockets",
 ]
 
 
@@ -181,4 +186,78 @@ class IHostNetwork(Interface):
         @return: a L{Deferred} firing with C{protocol} once connected, or
             failing with the connect error (C{TimeoutError} after
             C{timeout} seconds).
+        """
+
+
+class IDatagramReceiver(Interface):
+    """
+    What a host datagram socket reports to.
+    """
+
+    def datagramReceived(data, host, port):
+        """
+        A datagram arrived from C{host} (text) and C{port} (0 for ICMP
+        sockets, whose C{data} is the whole ICMP message).
+        """
+
+    def errorReceived(error):
+        """
+        The host reported an error for a datagram this socket sent: a
+        L{vpnkit.host.sockets.HostSocketError} (an ICMP message from a
+        router or the destination, or a local refusal such as
+        C{EMSGSIZE}).
+        """
+
+
+class IDatagramSocket(Interface):
+    """
+    One host datagram socket (UDP, or an unprivileged ICMP "ping" socket).
+    """
+
+    port = Attribute(
+        "The local port; for an ICMP socket the echo identifier the kernel "
+        "puts in every request it sends."
+    )
+
+    def sendTo(data, host, port, ttl=None, dontFragment=False):
+        """
+        Send one datagram to C{host} (text), C{port}, with this IP TTL and
+        DF flag.
+
+        @raise OSError: the host refused at once (C{EMSGSIZE}, a full
+            buffer, no route); errors reported later arrive through
+            L{IDatagramReceiver.errorReceived}.
+        """
+
+    def close():
+        """
+        Close the socket; nothing is reported after this.
+        """
+
+
+class IHostDatagramSockets(Interface):
+    """
+    The seam to the host's datagram sockets.  The real implementation is
+    L{vpnkit.host.sockets.HostDatagramSockets}; tests use
+    C{tests.fakesockets.FakeDatagramSockets}, checked against the real one
+    on loopback in C{tests/test_host_sockets_real.py}.
+    """
+
+    def openUDP(receiver, family=None):
+        """
+        A UDP socket bound to the wildcard address and a port the host
+        picks, reporting to C{receiver} (an L{IDatagramReceiver}).
+        C{family} is C{socket.AF_INET} (the default) or C{AF_INET6}.
+
+        @return: an L{IDatagramSocket}.
+        @raise OSError: no socket (C{EMFILE}, ...).
+        """
+
+    def openICMP(receiver):
+        """
+        An ICMP echo ("ping") socket reporting to C{receiver}.
+
+        @return: an L{IDatagramSocket}.
+        @raise OSError: C{EACCES} when C{net.ipv4.ping_group_range} does
+            not include our group, C{EMFILE}, ...
         """

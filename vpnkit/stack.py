@@ -8,22 +8,32 @@ one place the layers are composed; L{vpnkit.tap.makeService} adds the
 listeners and files around it.
 """
 
+from twisted.names.dns import DNSDatagramProtocol
+
 from vpnkit.counters import StackCounters
 from vpnkit.host.network import HostNetwork
 from vpnkit.host.proxy import HostTCPForwarder
+from vpnkit.host.resolvers import SystemResolver
+from vpnkit.host.sockets import HostDatagramSockets
 from vpnkit.leases import AddressPool
 from vpnkit.log import logger
 from vpnkit.protocols.arp import ARPResponder
 from vpnkit.protocols.dhcp import SERVER_PORT, DHCPServer, DHCPSettings
+from vpnkit.protocols.dns import BuiltinResolver, GatewayDNSFactory, HostsResolver
+from vpnkit.protocols.dnsforward import Forwarder
 from vpnkit.protocols.icmp import ICMPLayer
 from vpnkit.protocols.ipv4 import IPv4Layer
+from vpnkit.protocols.localtcp import GatewayTCPForwarder
 from vpnkit.protocols.switch import EthernetSwitch
 from vpnkit.protocols.tcp.forwarder import TCPLayer
 from vpnkit.protocols.udp import UDPLayer
+from vpnkit.protocols.udpnat import UDPNAT
 from vpnkit.wire.ethernet import ETHERTYPE_ARP, ETHERTYPE_IPV4
 from vpnkit.wire.ipv4 import PROTO_ICMP, PROTO_TCP, PROTO_UDP
 
 __all__ = ["Stack"]
+
+DNS_PORT = 53
 
 log = logger("vpnkit.stack")
 
@@ -33,28 +43,75 @@ class Stack:
     @ivar config: the L{vpnkit.config.StackConfig}.
     @ivar counters: the L{vpnkit.counters.StackCounters} every layer counts
         into.
+    @ivar dns: the gateway's L{GatewayDNSFactory} (UDP and TCP port 53).
+
+    @param sockets: the L{vpnkit.interfaces.IHostDatagramSockets} for the
+        UDP NAT, ICMP echo and upstream DNS (the host's, by default).
+    @param dnsConfig: the upstream servers
+        (L{vpnkit.protocols.dnsforward.DNSConfig}): from C{--dns}, or the
+        host's C{resolv.conf}; none by default.
+    @param systemLookup: when given, A and AAAA are answered by the host's
+        resolver through this C{lookup(name, family)} (see
+        L{vpnkit.host.resolvers}), other types by the C{dnsConfig} servers.
     """
 
     def __init__(
-        self, config, reactor=None, hostNetwork=None, connectTimeout=30.0, maxConnections=None
+        self,
+        config,
+        reactor=None,
+        hostNetwork=None,
+        connectTimeout=30.0,
+        maxConnections=None,
+        sockets=None,
+        dnsConfig=None,
+        systemLookup=None,
     ):
         if reactor is None:
             from twisted.internet import reactor
         if hostNetwork is None:
             hostNetwork = HostNetwork(reactor)
+        if sockets is None:
+            sockets = HostDatagramSockets(reactor)
         self.config = config
         self.reactor = reactor
         self.counters = StackCounters()
         self.pool = AddressPool(config)
         self._dhcpFile = (None, ())
+        self._dnsSearch = ()
 
         self.switch = EthernetSwitch(config, self.counters)
         self.arp = ARPResponder(config, self.switch, self.counters)
-        self.ipv4 = IPv4Layer(config, self.switch, self.counters)
-        self.icmp = ICMPLayer(config, self.ipv4, self.counters)
-        self.udp = UDPLayer(config, self.ipv4, self.counters)
+        self.ipv4 = IPv4Layer(config, self.switch, self.counters, reactor)
+        self.icmp = ICMPLayer(config, self.ipv4, self.counters, sockets, reactor)
+        self.udp = UDPLayer(config, self.ipv4, self.counters, self.icmp)
+        self.udpNAT = UDPNAT(
+            config,
+            self.udp,
+            self.ipv4,
+            sockets,
+            reactor,
+            self.counters,
+            maxFlows=config.maxUDPFlows,
+        )
+        self.udp.nat = self.udpNAT
         self.dhcp = DHCPServer(config, self.switch, self.udp, self.counters, self.dhcpSettings)
-        self.tcpForwarder = HostTCPForwarder(config, hostNetwork, connectTimeout)
+
+        # DNS: builtin names, then the hosts file, then upstream.
+        self.dnsForwarder = Forwarder(dnsConfig, sockets, hostNetwork, reactor, self.counters)
+        upstream = self.dnsForwarder
+        if systemLookup is not None:
+            upstream = SystemResolver(systemLookup, self.dnsForwarder, self.counters)
+        self.hosts = HostsResolver(self.counters)
+        self.dns = GatewayDNSFactory(
+            [BuiltinResolver(config.builtinNames(), self.counters), self.hosts, upstream],
+            self.counters,
+            reactor,
+        )
+
+        self.hostTCPForwarder = HostTCPForwarder(config, hostNetwork, connectTimeout)
+        self.tcpForwarder = GatewayTCPForwarder(
+            config, {DNS_PORT: self.dns}, self.hostTCPForwarder, reactor
+        )
         self.tcp = TCPLayer(
             config,
             self.ipv4,
@@ -72,6 +129,9 @@ class Stack:
         self.ipv4.addProto(PROTO_UDP, self.udp)
         self.ipv4.addProto(PROTO_TCP, self.tcp)
         self.udp.bindService(SERVER_PORT, self.dhcp)
+        dnsOverUDP = DNSDatagramProtocol(self.dns, reactor=reactor)
+        dnsOverUDP.noisy = False
+        self.udp.listen(DNS_PORT, dnsOverUDP)
 
     # -- guests ------------------------------------------------------------
 
@@ -106,6 +166,8 @@ class Stack:
             # Nobody holds the address any more: its connections die with
             # it rather than keep host sockets open forever.
             self.tcp.guestDetached(packed)
+            self.udpNAT.guestDetached(packed)
+            self.icmp.guestDetached(packed)
 
     # -- observability -------------------------------------------------------
 
@@ -134,6 +196,8 @@ class Stack:
                 for port in self.switch.ports()
             ],
             "tcp": {"connections": connections, "pending": self.tcp.pendingCount},
+            "udp": {"flows": len(self.udpNAT.flows)},
+            "icmp": {"flows": len(self.icmp.flows)},
         }
 
     # -- DHCP settings -------------------------------------------------------
@@ -155,4 +219,26 @@ class Stack:
         domain = self.config.domain
         if domain is None:
             domain = fileDomain if fileDomain is not None else "localdomain"
-        return DHCPSettings(domainName=domain or None, searchDomains=search)
+        return DHCPSettings(domainName=domain or None, searchDomains=search or self._dnsSearch)
+
+    # -- DNS settings -------------------------------------------------------
+
+    def setDNSConfig(self, dnsConfig):
+        """
+        Use new upstream servers (a re-read C{--dns} file or C{resolv.conf});
+        C{None} when the file is gone.
+        """
+        self.dnsForwarder.setConfig(dnsConfig)
+
+    def setDNSSearch(self, domains):
+        """
+        The C{--dns} file's C{search} list, offered in DHCP option 119 when
+        C{dhcp.json} gives none (the reference never passed it on).
+        """
+        self._dnsSearch = tuple(domains or ())
+
+    def setHosts(self, entries):
+        """
+        Serve the names of a parsed hosts file (C{None}: none).
+        """
+        self.hosts.setEntries(entries)

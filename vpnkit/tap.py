@@ -32,7 +32,10 @@ from vpnkit.host.taplink import TapLink
 from vpnkit.host.tundev import LinuxTunSystem, netnsPath
 from vpnkit.leases import AllocationError
 from vpnkit.log import logger, setDebug
+from vpnkit.host.resolvers import getaddrinfoLookup
 from vpnkit.protocols.dhcp import parseDHCPSettings
+from vpnkit.protocols.dns import parseHosts
+from vpnkit.protocols.dnsforward import parseDNSConfig, parseResolvConf
 from vpnkit.protocols.links import QEMUServerFactory, VMNetServerFactory
 from vpnkit.stack import Stack
 from vpnkit.watch import WatchedFile, readConfigText
@@ -42,6 +45,9 @@ from vpnkit.wire.ethernet import parseMAC
 __all__ = ["Options", "makeService", "VPNKitService"]
 
 log = logger("vpnkit.tap")
+
+DEFAULT_HOSTS = "/etc/hosts"
+RESOLV_CONF = "/etc/resolv.conf"
 
 
 def _ip(flag, value):
@@ -96,6 +102,13 @@ class LinkSpec:
 
     def describe(self):
         return f"{self.kind} on {':'.join(str(a) for a in self.address)}"
+
+
+def _names(value):
+    """
+    A comma-separated list of names (empty items dropped).
+    """
+    return tuple(name.strip() for name in value.split(",") if name.strip())
 
 
 def parseEthernet(value):
@@ -164,6 +177,13 @@ class Options(usage.Options):
         ["tap", None, "tap0", "Interface name for --netns when the spec names none."],
         ["max-connections", None, None, "Refuse (RST) guest TCP connections beyond this many."],
         ["connect-timeout", None, "30", "Seconds a host connect may take before the guest gets RST."],
+        ["dns", None, None, "Upstream DNS servers (nameserver IP[#PORT], zone, timeout, order, search); "
+         "re-read on change.  Without it A/AAAA use the host's resolver."],
+        ["hosts", None, None, "Hosts file served by DNS (default /etc/hosts; '' for none); re-read on change."],
+        ["host-names", None, "host.internal", "Comma-separated names DNS answers with the host alias."],
+        ["gateway-names", None, "gateway.internal", "Comma-separated names DNS answers with the gateway."],
+        ["vm-names", None, "vm.internal", "Comma-separated names DNS answers with --lowest-ip."],
+        ["udp-max-flows", None, "1024", "Most guest UDP sources NATed at once (the least recently used goes)."],
     ]
 
     def __init__(self):
@@ -222,6 +242,10 @@ class Options(usage.Options):
                 mtu=_int("mtu", self["mtu"]),
                 gatewayIP=_ip("gateway-ip", self["gateway-ip"]),
                 hostIP=None if hostIP == IPv4Address("0.0.0.0") else hostIP,
+                hostNames=_names(self["host-names"]),
+                gatewayNames=_names(self["gateway-names"]),
+                vmNames=_names(self["vm-names"]),
+                maxUDPFlows=_int("udp-max-flows", self["udp-max-flows"]),
                 lowestIP=_ip("lowest-ip", self["lowest-ip"]),
                 highestIP=_ip("highest-ip", self["highest-ip"]),
                 serverMAC=mac,
@@ -256,6 +280,29 @@ class Options(usage.Options):
                 self.dhcpSettings = parseDHCPSettings(self.dhcpText, self["dhcp-path"])
             except ConfigError as e:
                 raise usage.UsageError(f"--dhcp-path: {e}") from None
+        self._dnsOptions()
+
+    def _dnsOptions(self):
+        """
+        Read C{--dns} and C{--hosts} now, so a bad file stops start-up
+        with one line naming it.
+        """
+        self.dnsConfig = self.dnsText = None
+        if self["dns"] is not None:
+            try:
+                self.dnsText = readConfigText(self["dns"])
+                self.dnsConfig = parseDNSConfig(self.dnsText, self["dns"])
+            except ConfigError as e:
+                raise usage.UsageError(f"--dns: {e}") from None
+        self.hostsPath = self["hosts"] if self["hosts"] is not None else DEFAULT_HOSTS
+        self.hostsText = None
+        if self.hostsPath:
+            try:
+                self.hostsText = readConfigText(self.hostsPath)
+            except ConfigError as e:
+                if self["hosts"] is not None:
+                    # Named on the command line: it must be there.
+                    raise usage.UsageError(f"--hosts: {e}") from None
 
 
 class _UnixListenService(StreamServerEndpointService):
@@ -431,11 +478,23 @@ def makeService(options, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
     setDebug(bool(options["debug"]))
+    dnsConfig, systemLookup = options.dnsConfig, None
+    if dnsConfig is None:
+        # No --dns: the host's resolver for A/AAAA, resolv.conf's servers
+        # for the other types.
+        systemLookup = getaddrinfoLookup(reactor)
+        try:
+            resolvText = readConfigText(RESOLV_CONF)
+        except ConfigError:
+            resolvText = ""
+        dnsConfig = parseResolvConf(resolvText, RESOLV_CONF)
     stack = Stack(
         options.config,
         reactor,
         connectTimeout=options.connectTimeout,
         maxConnections=options.maxConnections,
+        dnsConfig=dnsConfig,
+        systemLookup=systemLookup,
     )
     top = VPNKitService(stack, exitOnError=options.underTwistd)
     for spec in options.links:
@@ -453,4 +512,31 @@ def makeService(options, reactor=None):
         )
         watcher.setName("dhcp-path")
         watcher.setServiceParent(top)
+    _watchDNSFiles(options, stack, reactor, top, systemLookup is not None)
     return top
+
+
+def _watchDNSFiles(options, stack, reactor, top, system):
+    """
+    Watch C{--dns} (or, without it, C{/etc/resolv.conf}) and the hosts
+    file, applying each change to the stack.
+    """
+    watchers = []
+    if not system:
+        stack.setDNSSearch(options.dnsConfig.search)
+
+        def dnsChanged(config):
+            stack.setDNSConfig(config)
+            stack.setDNSSearch(config.search if config is not None else ())
+
+        watchers.append(("dns", options["dns"], parseDNSConfig, dnsChanged, options.dnsText))
+    else:
+        watchers.append(("resolv.conf", RESOLV_CONF, parseResolvConf, stack.setDNSConfig, None))
+    if options.hostsPath:
+        # A missing default hosts file is no hosts file, until it appears.
+        stack.setHosts(parseHosts(options.hostsText or ""))
+        watchers.append(("hosts", options.hostsPath, parseHosts, stack.setHosts, options.hostsText))
+    for name, path, parse, onChange, text in watchers:
+        watcher = WatchedFile(path, parse, onChange, reactor, initialText=text)
+        watcher.setName(name)
+        watcher.setServiceParent(top)

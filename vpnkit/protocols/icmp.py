@@ -1,38 +1,119 @@
 # -*- test-case-name: tests.test_icmp -*-
 """
-ICMP: echo requests to the gateway and the host alias are answered here.
+ICMP: echo requests to the gateway and the host alias are answered here;
+echo requests to any other (forwardable) address are sent from the host
+through an unprivileged ICMP socket, and only the real replies come back.
 
-Echo to any other address is never answered by vpnkit itself (no forged
-replies); forwarding it through a host ICMP socket comes with the UDP/ICMP
-work.
+vpnkit never forges a reply.  Each guest (address, echo identifier) gets
+its own host "ping" socket, whose identifier the kernel chooses; replies
+arriving on it get the guest's identifier back.  ICMP errors the host
+receives for such a request (time exceeded, unreachable) are passed to the
+guest from the router that sent them, quoting the guest's request.  When the
+host does not allow ICMP sockets (C{net.ipv4.ping_group_range}), one line
+is logged and requests are dropped: the guest sees no reply, as it would
+behind a firewall.
 """
+
+import errno
+from collections import OrderedDict
 
 from zope.interface import implementer
 
-from vpnkit.interfaces import IIPv4Receiver
+from vpnkit.interfaces import IDatagramReceiver, IIPv4Receiver
+from vpnkit.log import RateLimitedLog, logger
+from vpnkit.protocols.flowtable import FlowExpiry, FlowTable
+from vpnkit.protocols.udpnat import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_FLOWS,
+    LOCALHOST,
+    forwardable,
+    icmpErrorFor,
+)
 from vpnkit.wire import ChecksumError, ParseError
 from vpnkit.wire.icmp import (
     DEST_UNREACHABLE,
     ECHO_REPLY,
     ECHO_REQUEST,
     ICMPMessage,
+    echoID,
     emitICMP,
     parseICMP,
 )
-from vpnkit.wire.ipv4 import PROTO_ICMP, quoteHeader
+from vpnkit.wire.ipv4 import FLAG_DF, PROTO_ICMP, formatIP, packIP, quoteHeader
 
 __all__ = ["ICMPLayer"]
+
+log = logger("vpnkit.icmp")
+
+# Requests remembered per flow (by sequence number) to quote in errors.
+_QUOTES_PER_FLOW = 16
+_NO_PERMISSION = (errno.EACCES, errno.EPERM, errno.EPROTONOSUPPORT, errno.EAFNOSUPPORT)
+
+
+@implementer(IDatagramReceiver)
+class _EchoFlow:
+    """
+    One guest's echo identifier and its host ICMP socket.
+    """
+
+    __slots__ = ("layer", "key", "socket", "requests")
+
+    def __init__(self, layer, key):
+        self.layer = layer
+        self.key = key
+        self.socket = None
+        self.requests = OrderedDict()
+
+    def remember(self, seq, header, quote):
+        requests = self.requests
+        requests[seq] = (header, quote)
+        requests.move_to_end(seq)
+        if len(requests) > _QUOTES_PER_FLOW:
+            requests.popitem(last=False)
+
+    def datagramReceived(self, data, host, port):
+        self.layer._replyFromHost(self, data, host)
+
+    def errorReceived(self, error):
+        self.layer._errorFromHost(self, error)
+
+    def close(self):
+        if self.socket is not None:
+            self.socket.close()
 
 
 @implementer(IIPv4Receiver)
 class ICMPLayer:
-    def __init__(self, config, ipv4, counters):
+    """
+    @param sockets: the L{vpnkit.interfaces.IHostDatagramSockets} echo is
+        forwarded through, or C{None} not to forward it.
+    @param clock: the L{IReactorTime} that times echo flows out.
+    """
+
+    def __init__(
+        self,
+        config,
+        ipv4,
+        counters,
+        sockets=None,
+        clock=None,
+        maxFlows=DEFAULT_MAX_FLOWS,
+        idleTimeout=DEFAULT_IDLE_TIMEOUT,
+    ):
+        self._config = config
         self._gateway = config.gatewayPacked
+        self._hostAlias = config.hostPacked
         self._local = {config.gatewayPacked}
         if config.hostIP is not None:
             self._local.add(config.hostPacked)
         self._ipv4 = ipv4
         self._counters = counters.icmp
+        self._sockets = sockets
+        self._clock = clock
+        self.flows = FlowTable(maxFlows, idleTimeout)
+        self._expiry = FlowExpiry(self.flows, clock, self._expired) if clock else None
+        self._unavailableLogged = False
+        self._failureLog = RateLimitedLog(log, clock) if clock else None
 
     def ipPayloadReceived(self, header, payload):
         counters = self._counters
@@ -44,12 +125,16 @@ class ICMPLayer:
         except ParseError:
             counters.malformed += 1
             return
-        if message.type == ECHO_REQUEST and message.code == 0 and header.dst in self._local:
-            counters.echoRequests += 1
-            reply = ICMPMessage(ECHO_REPLY, 0, 0, message.rest, message.payload)
-            if self._ipv4.sendIPv4(header.dst, header.src, PROTO_ICMP, emitICMP(reply)):
-                counters.echoReplies += 1
-            return
+        if message.type == ECHO_REQUEST and message.code == 0:
+            if header.dst in self._local:
+                counters.echoRequests += 1
+                reply = ICMPMessage(ECHO_REPLY, 0, 0, message.rest, message.payload)
+                if self._ipv4.sendIPv4(header.dst, header.src, PROTO_ICMP, emitICMP(reply)):
+                    counters.echoReplies += 1
+                return
+            if self._sockets is not None and forwardable(self._config, header.dst):
+                self._forwardEcho(header, message, payload[:8])
+                return
         counters.unsupported += 1
 
     def sendUnreachable(self, code, header, quote):
@@ -62,3 +147,129 @@ class ICMPLayer:
         message = ICMPMessage(DEST_UNREACHABLE, code, 0, b"\0\0\0\0", quoteHeader(header) + quote)
         if self._ipv4.sendIPv4(self._gateway, header.src, PROTO_ICMP, emitICMP(message)):
             self._counters.unreachableSent += 1
+
+    # -- echo through host ICMP sockets ---------------------------------------------
+
+    def _forwardEcho(self, header, message, quote):
+        counters = self._counters
+        ident, seq = echoID(message)
+        key = (header.src, ident)
+        now = self._clock.seconds()
+        flow = self.flows.get(key)
+        if flow is None:
+            flow = self._open(key, now)
+            if flow is None:
+                return
+        else:
+            self.flows.touch(key, now)
+        flow.remember(seq, header, quote)
+        # The kernel puts the socket's own identifier in, and the checksum.
+        request = emitICMP(ICMPMessage(ECHO_REQUEST, 0, 0, message.rest, message.payload))
+        try:
+            flow.socket.sendTo(
+                request,
+                formatIP(header.dst),
+                0,
+                ttl=header.ttl,
+                dontFragment=bool(header.flags & FLAG_DF),
+            )
+        except OSError as e:
+            counters.forwardFailed += 1
+            log.debug("echo to {dst} failed: {error}", dst=formatIP(header.dst), error=e)
+            return
+        counters.echoForwarded += 1
+
+    def _open(self, key, now):
+        counters = self._counters
+        for old in self.flows.makeRoom():
+            counters.flowsEvicted += 1
+            old.close()
+        flow = _EchoFlow(self, key)
+        try:
+            flow.socket = self._sockets.openICMP(flow)
+        except OSError as e:
+            if e.errno in _NO_PERMISSION:
+                counters.forwardUnavailable += 1
+                if not self._unavailableLogged:
+                    self._unavailableLogged = True
+                    log.warn(
+                        "ping to remote hosts will not work: the host refuses ICMP sockets "
+                        "({error}); allow our group in net.ipv4.ping_group_range",
+                        error=e.strerror or e,
+                    )
+            else:
+                counters.forwardFailed += 1
+                self._failureLog.warn("cannot open a host ICMP socket: {error}", error=e)
+            return None
+        counters.flowsOpened += 1
+        self.flows.add(key, flow, now)
+        self._expiry.arm()
+        return flow
+
+    def _expired(self, flows):
+        for flow in flows:
+            self._counters.flowsExpired += 1
+            flow.close()
+
+    def _replyFromHost(self, flow, data, host):
+        counters = self._counters
+        if self.flows.get(flow.key) is not flow:
+            return
+        try:
+            # The host already verified the checksum; a short message is
+            # not a reply.
+            message = parseICMP(data, verifyChecksum=False)
+            source = packIP(host)
+        except (ParseError, ValueError):
+            counters.unknownReplies += 1
+            return
+        if message.type != ECHO_REPLY:
+            counters.unknownReplies += 1
+            return
+        self.flows.touch(flow.key, self._clock.seconds())
+        guestIP, ident = flow.key
+        if host == LOCALHOST and self._hostAlias is not None:
+            source = self._hostAlias
+        rest = ident.to_bytes(2, "big") + message.rest[2:]
+        reply = emitICMP(ICMPMessage(ECHO_REPLY, 0, 0, rest, message.payload))
+        if self._ipv4.sendIPv4(source, guestIP, PROTO_ICMP, reply):
+            counters.echoForwardReplies += 1
+
+    def _errorFromHost(self, flow, error):
+        counters = self._counters
+        if self.flows.get(flow.key) is not flow:
+            return
+        # The failed request comes back from its ICMP header on.
+        seq = int.from_bytes(error.payload[6:8], "big") if len(error.payload) >= 8 else None
+        remembered = flow.requests.get(seq)
+        if remembered is None and error.origin == "local" and flow.requests:
+            # The host's own refusals (EMSGSIZE) carry no request: it was
+            # the latest.
+            remembered = next(reversed(flow.requests.values()))
+        if remembered is None:
+            counters.hostErrorsDropped += 1
+            return
+        header, quote = remembered
+        translated = icmpErrorFor(error, header, quote, self._gateway, self._hostAlias)
+        if translated is None:
+            counters.hostErrorsDropped += 1
+            return
+        source, message = translated
+        counters.hostErrorsTranslated += 1
+        self._ipv4.sendIPv4(source, header.src, PROTO_ICMP, message)
+
+    def guestDetached(self, guestIP):
+        """
+        Close the echo flows of a guest that went away.
+        """
+        for flow in self.flows.values():
+            if flow.key[0] == guestIP:
+                self.flows.remove(flow.key)
+                flow.close()
+
+    def close(self):
+        if self._expiry is not None:
+            self._expiry.stop()
+        for flow in self.flows.values():
+            self.flows.remove(flow.key)
+            flow.close()

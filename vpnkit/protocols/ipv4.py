@@ -1,41 +1,68 @@
 # -*- test-case-name: tests.test_ipv4 -*-
 """
-The IPv4 layer: header checks, demultiplexing by protocol, routing between
-guests, and building the datagrams vpnkit sends.
+The IPv4 layer: header checks, reassembly of fragments, demultiplexing by
+protocol, routing between guests, and building (and when they exceed the
+MTU, fragmenting) the datagrams vpnkit sends.
 
 vpnkit accepts datagrams for I{any} destination that is not another guest:
 the gateway, the host alias and every remote host are all impersonated
-here, behind the server MAC.
+here, behind the server MAC.  Fragments for vpnkit are reassembled (see
+L{vpnkit.protocols.fragments}); fragments for another guest are routed as
+they are, as a router would.
 """
+
+from dataclasses import replace
 
 from zope.interface import implementer
 
 from vpnkit.interfaces import IEthernetPayloadReceiver, IIPv4Sender
 from vpnkit.log import logger
-from vpnkit.wire import ChecksumError, TruncatedError, ParseError
+from vpnkit.protocols import fragments
+from vpnkit.wire import ChecksumError, ParseError, TruncatedError
 from vpnkit.wire.ethernet import ETHERTYPE_IPV4
-from vpnkit.wire.ipv4 import FLAG_DF, buildHeader, emitIPv4, parseIPv4
-from dataclasses import replace
+from vpnkit.wire.icmp import DEST_UNREACHABLE, TIME_EXCEEDED, ICMPMessage, emitICMP
+from vpnkit.wire.ipv4 import (
+    FLAG_DF,
+    PROTO_ICMP,
+    IPv4Header,
+    buildHeader,
+    emitIPv4,
+    parseIPv4,
+    quoteHeader,
+)
 
-__all__ = ["IPv4Layer"]
+__all__ = ["IPv4Layer", "MAX_PAYLOAD"]
 
 log = logger("vpnkit.ipv4")
 
 _ETHERTYPE = ETHERTYPE_IPV4.to_bytes(2, "big")
+MAX_PAYLOAD = 0xFFFF - 20
+# ICMP codes (RFC 792).
+_FRAG_NEEDED = 4
+_REASSEMBLY_TIME_EXCEEDED = 1
 
 
 @implementer(IEthernetPayloadReceiver, IIPv4Sender)
 class IPv4Layer:
     """
     @param switch: the L{vpnkit.protocols.switch.EthernetSwitch}.
+    @param reactor: the L{IReactorTime} that times reassembly out.
+    @param reassembler: a L{fragments.Reassembler} (its limits); a default
+        one when not given.
     """
 
-    def __init__(self, config, switch, counters):
+    def __init__(self, config, switch, counters, reactor=None, reassembler=None):
         self._serverMAC = config.serverMAC
+        self._gateway = config.gatewayPacked
         self._mtu = config.mtu
         self._switch = switch
         self._counters = counters.ipv4
         self._protocols = {}
+        self._clock = reactor
+        self.reassembler = reassembler if reassembler is not None else fragments.Reassembler()
+        self._timer = None
+        self._timerAt = None
+        self._ident = 0
 
     def addProto(self, number, receiver):
         """
@@ -62,18 +89,23 @@ class IPv4Layer:
         except ParseError:
             counters.malformed += 1
             return
-        if ip.isFragment:
-            counters.fragmentsDropped += 1
-            return
         other = self._switch.portForIP(ip.dst)
         if other is not None:
             # Only a frame sent to our MAC is ours to route; a broadcast one
-            # already reached that guest through the switch.
+            # already reached that guest through the switch.  Fragments are
+            # routed as they are: routers do not reassemble.
             if header.dst == self._serverMAC:
                 self._forward(other, ip, data)
             else:
                 counters.notRouted += 1
             return
+        if ip.isFragment:
+            outcome, whole = self.reassembler.add(ip, data, self._now())
+            setattr(counters, outcome, getattr(counters, outcome) + 1)
+            self._rearm()
+            if whole is None:
+                return
+            ip, data = whole
         receiver = self._protocols.get(ip.protocol)
         if receiver is None:
             counters.unsupportedProtocol += 1
@@ -83,7 +115,8 @@ class IPv4Layer:
     def _forward(self, port, ip, data):
         """
         Route a datagram from one guest to another (a guest that sent it to
-        the gateway's MAC rather than the peer's).
+        the gateway's MAC rather than the peer's), fragmenting it when it
+        is larger than the MTU and allowed to be fragmented.
         """
         counters = self._counters
         if port.mac is None:
@@ -92,27 +125,111 @@ class IPv4Layer:
         if ip.ttl <= 1:
             counters.ttlExpired += 1
             return
+        if ip.headerLength + len(data) > self._mtu and ip.flags & FLAG_DF:
+            self.sendFragmentationNeeded(ip, data[:8], self._mtu)
+            return
+        ip = replace(ip, ttl=ip.ttl - 1)
+        if ip.headerLength + len(data) > self._mtu:
+            datagrams = fragments.fragment(ip, data, self._mtu)
+            counters.fragmentedDatagrams += 1
+            counters.fragmentsSent += len(datagrams)
+        else:
+            datagrams = [emitIPv4(ip, data)]
         counters.forwarded += 1
-        datagram = emitIPv4(replace(ip, ttl=ip.ttl - 1), data)
-        port.link.sendFrame(port.mac + self._serverMAC + _ETHERTYPE + datagram)
+        head = port.mac + self._serverMAC + _ETHERTYPE
+        for datagram in datagrams:
+            port.link.sendFrame(head + datagram)
+
+    # -- reassembly timer ------------------------------------------------------
+
+    def _reactor(self):
+        if self._clock is None:
+            from twisted.internet import reactor
+
+            self._clock = reactor
+        return self._clock
+
+    def _now(self):
+        return self._reactor().seconds()
+
+    def _rearm(self):
+        at = self.reassembler.pollAt()
+        if at is None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = self._timerAt = None
+            return
+        if self._timer is not None:
+            if self._timerAt <= at:
+                return
+            self._timer.cancel()
+        clock = self._reactor()
+        self._timerAt = at
+        self._timer = clock.callLater(max(0.0, at - clock.seconds()), self._expire)
+
+    def _expire(self):
+        self._timer = self._timerAt = None
+        for expired in self.reassembler.expire(self._now()):
+            self._counters.reassemblyTimeout += 1
+            if expired.first is not None:
+                # RFC 792/1122: fragment zero arrived, so the sender is told,
+                # by the host that gave up reassembling (the one it
+                # addressed, which vpnkit stands for).
+                first = expired.first
+                self._counters.timeExceededSent += 1
+                self._sendError(
+                    first.dst, TIME_EXCEEDED, _REASSEMBLY_TIME_EXCEEDED, first, expired.quote
+                )
+        self._rearm()
+
+    # -- ICMP errors the IP layer itself sends ------------------------------------
+
+    def sendFragmentationNeeded(self, header, quote, mtu):
+        """
+        Tell a guest that its datagram (C{header}, the first 8 payload
+        bytes C{quote}) cannot go further unfragmented while it has DF set:
+        ICMP destination unreachable, fragmentation needed, with the
+        next-hop C{mtu} (RFC 1191), from the gateway.
+        """
+        self._counters.fragNeededSent += 1
+        self._sendError(
+            self._gateway, DEST_UNREACHABLE, _FRAG_NEEDED, header, quote, mtu.to_bytes(4, "big")
+        )
+
+    def _sendError(self, src, type_, code, header, quote, rest=b"\0\0\0\0"):
+        message = ICMPMessage(type_, code, 0, rest, quoteHeader(header) + bytes(quote[:8]))
+        self.sendIPv4(src, header.src, PROTO_ICMP, emitICMP(message))
 
     # -- send --------------------------------------------------------------
 
     def sendIPv4(self, src, dst, protocol, payload, ttl=64, dstMAC=None):
         counters = self._counters
-        if 20 + len(payload) > self._mtu:
-            # Fragmentation towards the guest comes with the UDP work.
+        if dstMAC is not None:
+            head = dstMAC + self._serverMAC + _ETHERTYPE
+            transmit = self._switch.sendFrame
+        else:
+            port = self._switch.portForIP(dst)
+            if port is None or port.mac is None:
+                counters.noRoute += 1
+                return False
+            head = port.mac + self._serverMAC + _ETHERTYPE
+            transmit = port.link.sendFrame
+        n = len(payload)
+        if 20 + n <= self._mtu:
+            header = buildHeader(src, dst, protocol, n, ttl, 0, FLAG_DF)
+            counters.sent += 1
+            transmit(b"".join((head, header, payload)))
+            return True
+        if n > MAX_PAYLOAD:
             counters.tooBig += 1
             return False
-        header = buildHeader(src, dst, protocol, len(payload), ttl, 0, FLAG_DF)
-        if dstMAC is not None:
-            counters.sent += 1
-            self._switch.sendFrame(b"".join((dstMAC, self._serverMAC, _ETHERTYPE, header, payload)))
-            return True
-        port = self._switch.portForIP(dst)
-        if port is None or port.mac is None:
-            counters.noRoute += 1
-            return False
+        # Larger than the link: fragments (the reference drops these).
+        self._ident = (self._ident + 1) & 0xFFFF
+        whole = IPv4Header(0, 20 + n, self._ident, 0, 0, ttl, protocol, 0, src, dst)
+        datagrams = fragments.fragment(whole, payload, self._mtu)
         counters.sent += 1
-        port.link.sendFrame(b"".join((port.mac, self._serverMAC, _ETHERTYPE, header, payload)))
+        counters.fragmentedDatagrams += 1
+        counters.fragmentsSent += len(datagrams)
+        for datagram in datagrams:
+            transmit(head + datagram)
         return True

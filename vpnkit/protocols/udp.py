@@ -1,41 +1,150 @@
 # -*- test-case-name: tests.test_udp -*-
 """
-UDP: checksum checks and delivery to the services vpnkit answers itself
-(DHCP on port 67 of the gateway or the broadcast address).
+UDP: checksum checks, delivery to the services vpnkit answers itself, and
+everything else to the NAT.
+
+vpnkit's own services are of two kinds: an L{IUDPService} sees the IP and
+UDP headers (DHCP on port 67 of the gateway or a broadcast address), and
+an ordinary Twisted L{DatagramProtocol} listens on a L{VirtualUDPPort} of
+the gateway (DNS on port 53: C{twisted.names}' own
+C{DNSDatagramProtocol}, unmodified).  A datagram for a port of the gateway
+that no service owns gets ICMP port unreachable, as any host would answer.
+Datagrams for the host alias and remote hosts go to the
+L{vpnkit.protocols.udpnat.UDPNAT}.
 """
 
+from twisted.internet.address import IPv4Address as TwistedIPv4Address
+from twisted.internet.interfaces import IListeningPort, IUDPTransport
 from zope.interface import implementer
 
 from vpnkit.interfaces import IIPv4Receiver
+from vpnkit.log import logger
 from vpnkit.wire import ChecksumError, ParseError
-from vpnkit.wire.ipv4 import PROTO_UDP
+from vpnkit.wire.ipv4 import PROTO_UDP, formatIP, packIP
 from vpnkit.wire.udp import emitUDP, parseUDP
 
-__all__ = ["UDPLayer"]
+__all__ = ["UDPLayer", "VirtualUDPPort"]
+
+log = logger("vpnkit.udp")
 
 _BROADCAST = b"\xff\xff\xff\xff"
+_PORT_UNREACHABLE = 3
+
+
+@implementer(IUDPTransport, IListeningPort)
+class VirtualUDPPort:
+    """
+    A UDP port of the gateway, presented to a L{DatagramProtocol} exactly
+    like one the reactor's C{listenUDP} returns: C{write(data, (host,
+    port))} sends to a guest, and datagrams arrive through the protocol's
+    C{datagramReceived(data, (host, port))}.
+    """
+
+    def __init__(self, layer, address, port, protocol):
+        self._layer = layer
+        self._address = address
+        self._port = port
+        self.protocol = protocol
+        self.listening = False
+
+    def startListening(self):
+        self.listening = True
+        self.protocol.makeConnection(self)
+
+    def stopListening(self):
+        if self.listening:
+            self.listening = False
+            self._layer._unlisten(self._port)
+            self.protocol.doStop()
+
+    loseConnection = stopListening
+
+    def write(self, data, addr=None):
+        if addr is None or not self.listening:
+            return
+        host, port = addr
+        self._layer.sendDatagram(self._address, self._port, packIP(host), port, data)
+
+    def writeSequence(self, seq, addr=None):
+        self.write(b"".join(seq), addr)
+
+    def connect(self, host, port):
+        raise NotImplementedError("virtual UDP ports are not connectable")
+
+    def getHost(self):
+        return TwistedIPv4Address("UDP", formatIP(self._address), self._port)
+
+    def setBroadcastAllowed(self, enabled):
+        pass
+
+    def getBroadcastAllowed(self):
+        return False
+
+    def datagramReceived(self, ipHeader, udpHeader, payload):
+        address = (formatIP(ipHeader.src), udpHeader.srcPort)
+        try:
+            self.protocol.datagramReceived(bytes(payload), address)
+        except Exception:
+            # As the reactor does for a real port: one bad datagram must not
+            # take the guest's link down with it.
+            self._layer.serviceFailed(self._port)
 
 
 @implementer(IIPv4Receiver)
 class UDPLayer:
-    def __init__(self, config, ipv4, counters):
+    """
+    @param icmp: the L{vpnkit.protocols.icmp.ICMPLayer}, for port
+        unreachable.
+    @ivar nat: the L{vpnkit.protocols.udpnat.UDPNAT} for datagrams to the
+        host alias and remote hosts, or C{None} to drop them.
+    """
+
+    def __init__(self, config, ipv4, counters, icmp=None):
         self._ipv4 = ipv4
+        self._icmp = icmp
         self._counters = counters.udp
+        self._gateway = config.gatewayPacked
         self._localDestinations = {
             config.gatewayPacked,
             _BROADCAST,
             config.subnet.broadcast_address.packed,
         }
         self._services = {}
+        self._ports = {}
+        self.nat = None
 
     def bindService(self, port, service):
         """
         Deliver datagrams for C{port} on the gateway (or a broadcast address)
         to C{service}, an L{vpnkit.interfaces.IUDPService}.
         """
-        if port in self._services:
+        if port in self._services or port in self._ports:
             raise ValueError(f"UDP port {port} already bound")
         self._services[port] = service
+
+    def listen(self, port, protocol):
+        """
+        Serve C{protocol} (a L{DatagramProtocol}) on the gateway's UDP
+        C{port}, like C{reactor.listenUDP}.
+
+        @return: the L{VirtualUDPPort}, already listening.
+        """
+        if port in self._services or port in self._ports:
+            raise ValueError(f"UDP port {port} already bound")
+        virtual = VirtualUDPPort(self, self._gateway, port, protocol)
+        self._ports[port] = virtual
+        virtual.startListening()
+        return virtual
+
+    def _unlisten(self, port):
+        self._ports.pop(port, None)
+
+    def serviceFailed(self, port):
+        """
+        A local service raised handling a datagram: count and log it.
+        """
+        self._counters.serviceErrors += 1
+        log.failure("the service on UDP port {port} failed", port=port)
 
     def ipPayloadReceived(self, header, payload):
         counters = self._counters
@@ -50,10 +159,20 @@ class UDPLayer:
             return
         if header.dst in self._localDestinations:
             service = self._services.get(udp.dstPort)
+            if service is None and header.dst == self._gateway:
+                service = self._ports.get(udp.dstPort)
             if service is not None:
                 service.datagramReceived(header, udp, data)
                 return
-        counters.noHandler += 1
+            counters.noHandler += 1
+            if header.dst == self._gateway and self._icmp is not None:
+                # As a host would; never for a broadcast (RFC 1122 3.2.2).
+                self._icmp.sendUnreachable(_PORT_UNREACHABLE, header, payload[:8])
+            return
+        if self.nat is None:
+            counters.noHandler += 1
+            return
+        self.nat.datagramFromGuest(header, udp, data, payload[:8])
 
     def sendDatagram(self, src, srcPort, dst, dstPort, payload, ttl=64, dstMAC=None):
         """

@@ -1,0 +1,515 @@
+"""
+Tests for L{vpnkit.protocols.dns}: the gateway's DNS server, with
+C{twisted.names}' own C{DNSDatagramProtocol} on the gateway's virtual UDP
+port 53 and C{DNSProtocol} on guest TCP connections, in front of the
+resolver chain (builtin names, hosts file, upstream).
+"""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from ipaddress import ip_address
+
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IResolver
+from twisted.names import dns, error
+from twisted.names.error import DNSQueryTimeoutError
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from vpnkit.config import StackConfig
+from vpnkit.counters import StackCounters
+from vpnkit.protocols.dns import (
+    BuiltinResolver,
+    GatewayDNSFactory,
+    HostsResolver,
+    RcodeError,
+    parseHosts,
+)
+from vpnkit.protocols.udp import UDPLayer
+from vpnkit.wire.ipv4 import PROTO_UDP, IPv4Header
+from vpnkit.wire.udp import emitUDP, parseUDP
+
+from tests.helpers import GATEWAY_IP, SenderRecorder, ip
+
+GUEST_IP = ip("192.168.65.3")
+FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None)
+
+
+def query(name, type=dns.A, id=0x1234, edns=None, queries=None):
+    message = dns.Message(id=id, recDes=1)
+    message.queries = queries if queries is not None else [dns.Query(name, type, dns.IN)]
+    if edns is not None:
+        message.additional = [dns._OPTHeader(udpPayloadSize=edns)]
+    return message
+
+
+def aRecord(name, address, ttl=300):
+    return dns.RRHeader(name, dns.A, dns.IN, ttl, dns.Record_A(address, ttl))
+
+
+def soa(zone=b"example.test"):
+    record = dns.Record_SOA(b"ns." + zone, b"root." + zone, 1, 60, 60, 60, 60)
+    return dns.RRHeader(zone, dns.SOA, dns.IN, 60, record)
+
+
+@implementer(IResolver)
+class FakeUpstream:
+    """
+    The end of the chain: answers from a table, or fails as told, and
+    records what it was asked.
+
+    @ivar answers: C{{(name, type): (answers, authority, additional) or an
+        exception or a Deferred}}.
+    """
+
+    def __init__(self):
+        self.answers = {}
+        self.asked = []
+
+    def query(self, q, timeout=None):
+        self.asked.append((q.name.name, q.type))
+        result = self.answers.get((q.name.name, q.type))
+        if result is None:
+            return defer.fail(RcodeError(dns.ENAME, authority=[soa()]))
+        if isinstance(result, Exception):
+            return defer.fail(result)
+        if isinstance(result, defer.Deferred):
+            return result
+        return defer.succeed(result)
+
+
+class ServerMixin:
+    """
+    The gateway's UDP port 53 on a L{UDPLayer} whose datagrams a
+    L{SenderRecorder} keeps: queries go in as datagrams, answers are taken
+    apart with C{dns.Message}.
+    """
+
+    def setUp(self):
+        self.config = StackConfig(hostNames=("host.internal", "builtins.should.be.higher.priority"))
+        self.counters = StackCounters()
+        self.clock = task.Clock()
+        self.sender = SenderRecorder()
+        self.udp = UDPLayer(self.config, self.sender, self.counters)
+        self.hosts = HostsResolver(self.counters)
+        self.upstream = FakeUpstream()
+        self.factory = GatewayDNSFactory(
+            [BuiltinResolver(self.config.builtinNames(), self.counters), self.hosts, self.upstream],
+            self.counters,
+            self.clock,
+        )
+        self.udp.listen(53, dns.DNSDatagramProtocol(self.factory, reactor=self.clock))
+
+    def ask(self, message, sport=33333):
+        """
+        Send C{message} from the guest; return the parsed answers sent
+        back (usually one), checking each went to the asking port.
+        """
+        self.sender.sent = []
+        datagram = emitUDP(sport, 53, message.toStr(), GUEST_IP, GATEWAY_IP)
+        header = IPv4Header(0, 20 + len(datagram), 0, 2, 0, 64, PROTO_UDP, 0, GUEST_IP, GATEWAY_IP)
+        self.udp.ipPayloadReceived(header, datagram)
+        return self.answers(sport)
+
+    def answers(self, sport=33333):
+        result = []
+        for src, dst, protocol, data, _, _ in self.sender.sent:
+            self.assertEqual((src, dst, protocol), (GATEWAY_IP, GUEST_IP, PROTO_UDP))
+            udp, payload = parseUDP(data, src, dst)
+            self.assertEqual((udp.srcPort, udp.dstPort), (53, sport))
+            message = dns.Message()
+            message.fromStr(payload)
+            message.size = len(payload)
+            result.append(message)
+        self.sender.sent = []
+        return result
+
+    def askOne(self, name, type=dns.A, **kwargs):
+        [answer] = self.ask(query(name, type, **kwargs))
+        return answer
+
+
+def addresses(message):
+    return [r.payload.dottedQuad() if r.type == dns.A else r.payload._address for r in message.answers]
+
+
+class BuiltinTests(ServerMixin, SynchronousTestCase):
+    """
+    C{--host-names}, C{--gateway-names} and C{--vm-names}.
+    """
+
+    def test_interfaces(self):
+        """
+        The resolvers provide C{IResolver}.
+        """
+        self.assertTrue(verifyObject(IResolver, BuiltinResolver({}, self.counters)))
+        self.assertTrue(verifyObject(IResolver, self.hosts))
+
+    def test_names(self):
+        """
+        Each builtin name is answered with its address, TTL 0, marked
+        authoritative, with the query's id and RD, RA set; upstream is
+        never asked.
+        """
+        for name, expected in [
+            (b"host.internal", "192.168.65.2"),
+            (b"gateway.internal", "192.168.65.1"),
+            (b"vm.internal", "192.168.65.3"),
+            (b"HOST.Internal.", "192.168.65.2"),
+        ]:
+            answer = self.askOne(name, id=77)
+            self.assertEqual(addresses(answer), [expected])
+            self.assertEqual(
+                (answer.id, answer.answer, answer.rCode, answer.auth, answer.recDes, answer.recAv),
+                (77, 1, dns.OK, 1, 1, 1),
+            )
+            self.assertEqual(answer.answers[0].ttl, 0)
+        self.assertEqual(self.upstream.asked, [])
+        self.assertEqual(self.counters.dns.builtin, 4)
+
+    def test_otherTypesNoData(self):
+        """
+        AAAA (and MX, TXT) for a builtin name is NOERROR with no records:
+        the name exists, it has no such data (the reference's NXDOMAIN
+        would make resolvers that ask A and AAAA together give up on A).
+        """
+        for type in (dns.AAAA, dns.MX, dns.TXT):
+            answer = self.askOne(b"host.internal", type)
+            self.assertEqual((answer.rCode, answer.answers), (dns.OK, []))
+        self.assertEqual(self.upstream.asked, [])
+
+    def test_hostAliasDisabled(self):
+        """
+        With the host alias disabled, the host names are not builtin.
+        """
+        config = StackConfig(hostIP=None)
+        self.assertNotIn("host.internal", config.builtinNames())
+        self.assertIn("gateway.internal", config.builtinNames())
+
+
+class HostsTests(ServerMixin, SynchronousTestCase):
+    """
+    The hosts file, between the builtin names and upstream.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.hosts.setEntries(
+            parseHosts(
+                "192.0.2.7 myhost.test alias.test\n"
+                "192.0.2.8 myhost.test\n"
+                "2001:db8::7 myhost.test\n"
+                "192.0.2.9 v4only.test\n"
+                "127.0.0.2 builtins.should.be.higher.priority\n"
+            )
+        )
+
+    def test_answers(self):
+        """
+        A gets every IPv4 address of the name, in file order; AAAA every
+        IPv6 one; aliases on a line work; TTL 0.
+        """
+        self.assertEqual(addresses(self.askOne(b"myhost.test")), ["192.0.2.7", "192.0.2.8"])
+        self.assertEqual(addresses(self.askOne(b"alias.test")), ["192.0.2.7"])
+        answer = self.askOne(b"myhost.test", dns.AAAA)
+        self.assertEqual([r.payload.address for r in answer.answers], [ip_address("2001:db8::7").packed])
+        self.assertEqual({r.ttl for r in answer.answers}, {0})
+        self.assertEqual(self.upstream.asked, [])
+
+    def test_otherFamilyNoData(self):
+        """
+        AAAA for a name the file gives only an IPv4 address is NODATA,
+        without asking upstream.
+        """
+        answer = self.askOne(b"v4only.test", dns.AAAA)
+        self.assertEqual((answer.rCode, answer.answers), (dns.OK, []))
+        self.assertEqual(self.upstream.asked, [])
+
+    def test_otherTypesUpstream(self):
+        """
+        Types a hosts file cannot hold (MX) go upstream.
+        """
+        self.upstream.answers[(b"myhost.test", dns.MX)] = (
+            [dns.RRHeader(b"myhost.test", dns.MX, dns.IN, 60, dns.Record_MX(10, b"mail.test"))],
+            [],
+            [],
+        )
+        answer = self.askOne(b"myhost.test", dns.MX)
+        self.assertEqual(answer.answers[0].payload.name.name, b"mail.test")
+        self.assertEqual(self.upstream.asked, [(b"myhost.test", dns.MX)])
+
+    def test_builtinFirst(self):
+        """
+        A name both builtin and in the hosts file gets exactly one answer,
+        the builtin one (the reference's C{_etc_hosts_priority}).
+        """
+        answer = self.askOne(b"builtins.should.be.higher.priority")
+        self.assertEqual(addresses(answer), ["192.168.65.2"])
+
+    def test_hostsBeforeUpstream(self):
+        """
+        A name in the hosts file is answered from it even when upstream
+        knows it too.
+        """
+        self.upstream.answers[(b"myhost.test", dns.A)] = ([aRecord(b"myhost.test", "198.51.100.1")], [], [])
+        self.assertEqual(addresses(self.askOne(b"myhost.test")), ["192.0.2.7", "192.0.2.8"])
+        self.assertEqual(self.upstream.asked, [])
+
+    def test_reloaded(self):
+        """
+        New entries take effect at once; a name removed goes upstream.
+        """
+        self.hosts.setEntries(parseHosts("192.0.2.99 added.test\n"))
+        self.assertEqual(addresses(self.askOne(b"added.test")), ["192.0.2.99"])
+        self.assertEqual(self.askOne(b"myhost.test").rCode, dns.ENAME)
+        self.hosts.setEntries(None)
+        self.assertEqual(self.askOne(b"added.test").rCode, dns.ENAME)
+
+
+class UpstreamAnswerTests(ServerMixin, SynchronousTestCase):
+    """
+    What the server makes of upstream's answers.
+    """
+
+    def test_success(self):
+        """
+        Upstream's answer, authority and additional records are relayed
+        with NOERROR.
+        """
+        glue = aRecord(b"ns.example.test", "192.0.2.53")
+        self.upstream.answers[(b"www.example.test", dns.A)] = (
+            [aRecord(b"www.example.test", "192.0.2.1")],
+            [soa()],
+            [glue],
+        )
+        answer = self.askOne(b"www.example.test")
+        self.assertEqual(answer.rCode, dns.OK)
+        self.assertEqual(addresses(answer), ["192.0.2.1"])
+        self.assertEqual([r.type for r in answer.authority], [dns.SOA])
+        self.assertEqual([r.name.name for r in answer.additional], [b"ns.example.test"])
+
+    def test_nxdomainKept(self):
+        """
+        Upstream's NXDOMAIN stays NXDOMAIN, with its SOA (the reference
+        turns it into NOERROR over UDP).
+        """
+        answer = self.askOne(b"missing.example.test")
+        self.assertEqual(answer.rCode, dns.ENAME)
+        self.assertEqual([r.type for r in answer.authority], [dns.SOA])
+        self.assertEqual(self.counters.dns.nxdomain, 1)
+
+    def test_otherRcodes(self):
+        """
+        REFUSED and NODATA (NOERROR with only an SOA) are relayed as they
+        are.
+        """
+        self.upstream.answers[(b"r.test", dns.A)] = RcodeError(dns.EREFUSED)
+        self.upstream.answers[(b"n.test", dns.A)] = RcodeError(dns.OK, authority=[soa()])
+        self.assertEqual(self.askOne(b"r.test").rCode, dns.EREFUSED)
+        answer = self.askOne(b"n.test")
+        self.assertEqual((answer.rCode, answer.answers, len(answer.authority)), (dns.OK, [], 1))
+
+    def test_failureIsServfail(self):
+        """
+        Upstream failing altogether (every server timed out) is SERVFAIL,
+        not silence.
+        """
+        self.upstream.answers[(b"t.test", dns.A)] = DNSQueryTimeoutError(None)
+        self.upstream.answers[(b"e.test", dns.A)] = ConnectionError("boom")
+        self.assertEqual(self.askOne(b"t.test").rCode, dns.ESERVER)
+        self.assertEqual(self.askOne(b"e.test").rCode, dns.ESERVER)
+        self.assertEqual(self.counters.dns.servfail, 2)
+
+    def test_chainExhausted(self):
+        """
+        A chain whose every resolver passes is NXDOMAIN.
+        """
+        self.upstream.answers[(b"d.test", dns.A)] = error.DomainError()
+        self.assertEqual(self.askOne(b"d.test").rCode, dns.ENAME)
+
+    def test_later(self):
+        """
+        The answer goes out when upstream answers, to the port that asked.
+        """
+        d = defer.Deferred()
+        self.upstream.answers[(b"slow.test", dns.A)] = d
+        self.assertEqual(self.ask(query(b"slow.test"), sport=4000), [])
+        d.callback(([aRecord(b"slow.test", "192.0.2.2")], [], []))
+        [answer] = self.answers(sport=4000)
+        self.assertEqual(addresses(answer), ["192.0.2.2"])
+
+
+class TruncationTests(ServerMixin, SynchronousTestCase):
+    """
+    UDP answers fit 512 bytes or the client's EDNS0 size; TCP never
+    truncates (see L{TCPTests}).
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.big = [aRecord(b"very.big.name", f"198.51.100.{i}") for i in range(1, 61)]
+        self.upstream.answers[(b"very.big.name", dns.A)] = (self.big, [soa()], [])
+
+    def test_512(self):
+        """
+        Without EDNS0, 60 A records are cut to the 30 that fit 512 bytes
+        (12 + 19 + 30 x 16 = 511; the reference's encoder fits 29), the
+        authority section goes, and TC is set; every record sent is whole.
+        """
+        answer = self.askOne(b"very.big.name")
+        self.assertEqual((answer.trunc, len(answer.answers), answer.authority), (1, 30, []))
+        self.assertLessEqual(answer.size, 512)
+        self.assertEqual(self.counters.dns.truncated, 1)
+
+    def test_edns(self):
+        """
+        A client announcing 1232 bytes gets all 60 records (about 1000
+        bytes), with an OPT record of its own.
+        """
+        answer = self.askOne(b"very.big.name", edns=1232)
+        self.assertEqual((answer.trunc, len(answer.answers)), (0, 60))
+        self.assertEqual([r.type for r in answer.additional], [dns.OPT])
+        self.assertGreater(answer.size, 512)
+
+    def test_ednsSmall(self):
+        """
+        A client announcing 700 bytes gets what fits 700, with TC.
+        """
+        answer = self.askOne(b"very.big.name", edns=700)
+        self.assertEqual(answer.trunc, 1)
+        self.assertLessEqual(answer.size, 700)
+        self.assertGreater(len(answer.answers), 30)
+
+    def test_additionalDroppedFirst(self):
+        """
+        When leaving out the additional section is enough, it goes without
+        TC (RFC 2181 9).
+        """
+        extra = [aRecord(b"x%d.test" % i, "192.0.2.1") for i in range(30)]
+        self.upstream.answers[(b"a.test", dns.A)] = ([aRecord(b"a.test", "192.0.2.1")], [], extra)
+        answer = self.askOne(b"a.test")
+        self.assertEqual((answer.trunc, len(answer.answers), answer.additional), (0, 1, []))
+
+
+class IgnoredTests(ServerMixin, SynchronousTestCase):
+    """
+    Messages the server does not answer, as the reference.
+    """
+
+    def test_notQueries(self):
+        """
+        A response (QR set), a query without a question and one with two
+        questions get no answer, and are counted as C{ignored}.
+        """
+        response = query(b"host.internal")
+        response.answer = 1
+        self.assertEqual(self.ask(response), [])
+        self.assertEqual(self.ask(query(None, queries=[])), [])
+        two = [dns.Query(b"a.test"), dns.Query(b"b.test")]
+        self.assertEqual(self.ask(query(None, queries=two)), [])
+        self.assertEqual(self.counters.dns.ignored, 3)
+        self.assertEqual(self.upstream.asked, [])
+
+    def test_garbage(self):
+        """
+        Bytes that are not a DNS message get no answer.
+        """
+        datagram = emitUDP(1234, 53, b"\x00\x01garbage", GUEST_IP, GATEWAY_IP)
+        header = IPv4Header(0, 20 + len(datagram), 0, 2, 0, 64, PROTO_UDP, 0, GUEST_IP, GATEWAY_IP)
+        self.udp.ipPayloadReceived(header, datagram)
+        self.assertEqual(self.sender.sent, [])
+
+
+class FuzzTests(ServerMixin, SynchronousTestCase):
+    """
+    Mutated queries never break the server.
+    """
+
+    @FUZZ
+    @given(
+        st.lists(
+            st.tuples(st.integers(min_value=0, max_value=200), st.integers(min_value=0, max_value=255)),
+            max_size=6,
+        ),
+        st.integers(min_value=0, max_value=80),
+    )
+    def test_mutatedQueries(self, flips, cut):
+        """
+        A real query with bytes changed and cut short either gets no answer
+        or an answer that parses; nothing raises and no service error is
+        counted.
+        """
+        data = bytearray(query(b"host.internal", edns=1232).toStr())
+        for offset, value in flips:
+            if offset < len(data):
+                data[offset] = value
+        data = bytes(data[: len(data) - cut])
+        self.sender.sent = []
+        datagram = emitUDP(1234, 53, data, GUEST_IP, GATEWAY_IP)
+        header = IPv4Header(0, 20 + len(datagram), 0, 2, 0, 64, PROTO_UDP, 0, GUEST_IP, GATEWAY_IP)
+        self.udp.ipPayloadReceived(header, datagram)
+        self.answers(sport=1234)
+        self.assertEqual(self.counters.udp.serviceErrors, 0)
+
+
+class HostsParserTests(SynchronousTestCase):
+    """
+    L{parseHosts}, including the reference's two hosts-file tests.
+    """
+
+    def test_windowsStyle(self):
+        """
+        Comment lines and trailing comments are ignored (reference "hosts
+        Windows-style").
+        """
+        text = (
+            "# Copyright (c) 1993-2009 Microsoft Corp.\n"
+            "#\n"
+            "      1.2.3.4     www.docker.com       # web server\n"
+            "      4.5.6.7     staging.docker.com   # staging web server\n"
+        )
+        self.assertEqual(
+            parseHosts(text),
+            (
+                ("www.docker.com", ip_address("1.2.3.4")),
+                ("staging.docker.com", ip_address("4.5.6.7")),
+            ),
+        )
+
+    def test_macStyle(self):
+        """
+        Tabs, several names on a line, IPv6 (reference "hosts Mac-style";
+        names keep file order here).
+        """
+        text = "127.0.0.1\tlocalhost mylocalhostalias\n255.255.255.255\tbroadcasthost\n::1 localhost\n"
+        self.assertEqual(
+            parseHosts(text),
+            (
+                ("localhost", ip_address("127.0.0.1")),
+                ("mylocalhostalias", ip_address("127.0.0.1")),
+                ("broadcasthost", ip_address("255.255.255.255")),
+                ("localhost", ip_address("::1")),
+            ),
+        )
+
+    def test_badLinesSkipped(self):
+        """
+        Lines with an address that does not parse (a zone index, garbage)
+        or no name are skipped; names are lower-cased and lose a trailing
+        dot.
+        """
+        text = "fe80::1%lo0 localhost\nnot-an-ip name\n192.0.2.1\n192.0.2.2 Upper.Case.\n"
+        self.assertEqual(parseHosts(text), (("upper.case", ip_address("192.0.2.2")),))
+
+    @FUZZ
+    @given(st.text(max_size=400))
+    def test_fuzz(self, text):
+        """
+        Any text parses to (name, address) pairs without raising, every
+        name lower-case and non-empty.
+        """
+        for name, address in parseHosts(text):
+            self.assertTrue(name)
+            self.assertEqual(name, name.lower())
+            self.assertIn(address.version, (4, 6))

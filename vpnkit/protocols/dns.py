@@ -1,0 +1,319 @@
+# -*- test-case-name: tests.test_dns -*-
+"""
+The gateway's DNS server, built on C{twisted.names}.
+
+Framing is Twisted's own: C{dns.DNSDatagramProtocol} runs unmodified on the
+gateway's virtual UDP port 53 and C{dns.DNSProtocol} on each guest TCP
+connection to port 53.  Policy is in L{GatewayDNSFactory} (a
+C{DNSServerFactory}) and in the resolver chain it asks, in order:
+
+ 1. L{BuiltinResolver}: C{--host-names}, C{--gateway-names}, C{--vm-names};
+ 2. L{HostsResolver}: the hosts file (C{--hosts}), re-read when it changes;
+ 3. the upstream resolver (L{vpnkit.protocols.dnsforward.Forwarder} for
+    C{--dns}, or L{vpnkit.host.resolvers.SystemResolver}).
+
+Where the reference loses information, this server keeps it: an upstream
+NXDOMAIN (or any other rcode) reaches the guest with its authority and
+additional sections; a failure of every upstream is SERVFAIL, not silence;
+a UDP answer too large for the client (512 bytes, or the size its EDNS0
+record announces) loses whole records, additional first, and has TC set,
+while TCP always carries the whole answer.  A builtin or hosts-file name
+asked for a type it does not have gets NOERROR with no records (NODATA):
+the reference's NXDOMAIN would tell the guest the name does not exist at
+all, which makes resolvers such as musl's fail the A lookup made alongside
+(RFC 8020).
+"""
+
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+from twisted.internet import defer
+from twisted.names import common, dns, error, server
+from twisted.names.error import DNSQueryTimeoutError
+from zope.interface import implementer
+from twisted.internet.interfaces import IResolver
+
+from vpnkit.log import RateLimitedLog, logger
+
+__all__ = [
+    "RcodeError",
+    "BuiltinResolver",
+    "HostsResolver",
+    "GatewayDNSFactory",
+    "parseHosts",
+    "normalName",
+    "EDNS_PAYLOAD_SIZE",
+]
+
+log = logger("vpnkit.dns")
+
+UDP_LIMIT = 512
+# What vpnkit announces (and accepts) in EDNS0: its UDP path reassembles
+# and fragments, so any size fits; 4096 is the common choice.
+EDNS_PAYLOAD_SIZE = 4096
+
+
+class RcodeError(Exception):
+    """
+    An answer that is not a success, to be relayed as it is: its rcode and
+    its sections (the SOA of an NXDOMAIN, for one).
+    """
+
+    def __init__(self, rCode, answers=(), authority=(), additional=()):
+        super().__init__(rCode)
+        self.rCode = rCode
+        self.answers = list(answers)
+        self.authority = list(authority)
+        self.additional = [r for r in additional if r.type != dns.OPT]
+
+    def __repr__(self):
+        return f"RcodeError({self.rCode})"
+
+
+def normalName(name):
+    """
+    A query name (bytes or text) as the lower-case text used for lookups,
+    without a trailing dot; C{None} for names that are not ASCII.
+    """
+    if isinstance(name, dns.Name):
+        name = name.name
+    if isinstance(name, bytes):
+        try:
+            name = name.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    return name.rstrip(".").lower()
+
+
+def _record(name, address, ttl=0):
+    if isinstance(address, IPv6Address):
+        return dns.RRHeader(
+            name, dns.AAAA, dns.IN, ttl, dns.Record_AAAA(str(address), ttl), auth=True
+        )
+    return dns.RRHeader(name, dns.A, dns.IN, ttl, dns.Record_A(str(address), ttl), auth=True)
+
+
+class _Resolver(common.ResolverBase):
+    """
+    An L{IResolver} whose every lookup goes through C{query}.
+    """
+
+    def _lookup(self, name, cls, type, timeout):
+        return self.query(dns.Query(name, type, cls), timeout)
+
+
+@implementer(IResolver)
+class BuiltinResolver(_Resolver):
+    """
+    The names vpnkit answers itself: each maps to one IPv4 address, with
+    TTL 0.  Other types for these names get NODATA.
+
+    @param names: C{{name: IPv4Address}}.
+    """
+
+    def __init__(self, names, counters):
+        super().__init__()
+        self._names = {normalName(n): IPv4Address(a) for n, a in names.items()}
+        self._counters = counters.dns
+
+    def query(self, query, timeout=None):
+        address = self._names.get(normalName(query.name))
+        if address is None:
+            return defer.fail(error.DomainError(query.name.name))
+        self._counters.builtin += 1
+        if query.cls in (dns.IN, dns.ANY) and query.type in (dns.A, dns.ALL_RECORDS):
+            return defer.succeed(([_record(query.name.name, address)], [], []))
+        return defer.succeed(([], [], []))
+
+
+def parseHosts(text, path="hosts"):
+    """
+    Parse a hosts file: C{ADDRESS NAME [NAME...]} per line, C{#} starting a
+    comment.  Lines whose address does not parse (zone indices such as
+    C{fe80::1%lo0}, garbage) are skipped, as the C library skips them.
+
+    @return: a tuple of C{(name, address)} in file order, names lower-case.
+    """
+    entries = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].split()
+        if len(line) < 2:
+            continue
+        try:
+            address = ip_address(line[0])
+        except ValueError:
+            continue
+        if getattr(address, "scope_id", None):
+            # fe80::1%lo0: an address DNS cannot carry.
+            continue
+        for name in line[1:]:
+            name = normalName(name)
+            if name:
+                entries.append((name, address))
+    return tuple(entries)
+
+
+@implementer(IResolver)
+class HostsResolver(_Resolver):
+    """
+    Names from the hosts file.  A and AAAA are answered with every address
+    of that family the file gives the name (file order, TTL 0); a name the
+    file knows only for the other family gets NODATA; other types, and
+    names the file does not know, go on down the chain.
+    """
+
+    def __init__(self, counters, entries=()):
+        super().__init__()
+        self._counters = counters.dns
+        self.setEntries(entries)
+
+    def setEntries(self, entries):
+        """
+        Replace the names (a L{parseHosts} result; C{None} when the file is
+        gone).
+        """
+        names = {}
+        for name, address in entries or ():
+            addresses = names.setdefault(name, [])
+            if address not in addresses:
+                addresses.append(address)
+        self._names = names
+
+    def query(self, query, timeout=None):
+        addresses = self._names.get(normalName(query.name))
+        if addresses is None or query.cls not in (dns.IN, dns.ANY):
+            return defer.fail(error.DomainError(query.name.name))
+        if query.type == dns.A:
+            family = IPv4Address
+        elif query.type == dns.AAAA:
+            family = IPv6Address
+        else:
+            return defer.fail(error.DomainError(query.name.name))
+        self._counters.hostsFile += 1
+        answers = [_record(query.name.name, a) for a in addresses if isinstance(a, family)]
+        return defer.succeed((answers, [], []))
+
+
+def _clientPayloadSize(message):
+    """
+    The UDP payload size a query's EDNS0 record announces, or C{None}.
+    """
+    for record in message.additional:
+        if record.type == dns.OPT:
+            return max(UDP_LIMIT, record.cls)
+    return None
+
+
+def _fit(response, limit):
+    """
+    Shrink C{response} to C{limit} bytes: drop the additional section (but
+    the OPT record), then the authority section and as many answers as it
+    takes, setting TC, as RFC 2181 9 asks.
+
+    @return: whether it was truncated.
+    """
+    if len(response.toStr()) <= limit:
+        return False
+    response.additional = [r for r in response.additional if r.type == dns.OPT]
+    if len(response.toStr()) <= limit:
+        return False
+    answers = response.answers
+    response.authority = []
+    response.trunc = 1
+    low, high = 0, len(answers)
+    while low < high:
+        middle = (low + high + 1) // 2
+        response.answers = answers[:middle]
+        if len(response.toStr()) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    response.answers = answers[:low]
+    return True
+
+
+class GatewayDNSFactory(server.DNSServerFactory):
+    """
+    The policy of the gateway's DNS server: which queries are answered, and
+    how the answer is built from what the resolver chain returned.
+
+    @param resolvers: the chain, in order (L{IResolver}s).
+    """
+
+    def __init__(self, resolvers, counters, clock=None):
+        super().__init__(clients=list(resolvers))
+        self._counters = counters.dns
+        self._failureLog = RateLimitedLog(log, clock) if clock is not None else None
+
+    def messageReceived(self, message, proto, address=None):
+        counters = self._counters
+        if address is None:
+            counters.tcpQueries += 1
+        else:
+            counters.udpQueries += 1
+        if message.answer or (message.opCode == dns.OP_QUERY and len(message.queries) != 1):
+            # Responses are never answered (no loops), and as the
+            # reference, a query with no or several questions gets none.
+            counters.ignored += 1
+            return
+        super().messageReceived(message, proto, address)
+
+    def gotResolverResponse(self, response, protocol, message, address):
+        answers, authority, additional = response
+        self._reply(protocol, message, address, dns.OK, answers, authority, additional)
+
+    def gotResolverError(self, failure, protocol, message, address):
+        counters = self._counters
+        if failure.check(RcodeError):
+            value = failure.value
+            self._reply(
+                protocol,
+                message,
+                address,
+                value.rCode,
+                value.answers,
+                value.authority,
+                value.additional,
+            )
+            return
+        if failure.check(error.DomainError, error.AuthoritativeDomainError):
+            rCode = dns.ENAME
+        else:
+            rCode = dns.ESERVER
+            if not failure.check(DNSQueryTimeoutError, defer.TimeoutError):
+                self._warn(
+                    "DNS query {query} failed: {error}",
+                    query=str(message.queries[0]),
+                    error=failure.getErrorMessage(),
+                )
+        self._reply(protocol, message, address, rCode, [], [], [])
+
+    def _warn(self, format, **kwargs):
+        if self._failureLog is not None:
+            self._failureLog.warn(format, **kwargs)
+        else:
+            log.warn(format, **kwargs)
+
+    def _reply(self, protocol, request, address, rCode, answers, authority, additional):
+        counters = self._counters
+        response = self._responseFromMessage(
+            message=request,
+            rCode=rCode,
+            answers=list(answers),
+            authority=list(authority),
+            additional=[r for r in additional if r.type != dns.OPT],
+        )
+        # Twisted's own truncation cuts bytes mid-record; ours drops records.
+        response.maxSize = 0
+        response.recDes = request.recDes
+        response.checkingDisabled = request.checkingDisabled
+        clientSize = _clientPayloadSize(request)
+        if clientSize is not None:
+            response.additional.append(dns._OPTHeader(udpPayloadSize=EDNS_PAYLOAD_SIZE))
+        if address is not None and _fit(response, clientSize or UDP_LIMIT):
+            counters.truncated += 1
+        if rCode == dns.ENAME:
+            counters.nxdomain += 1
+        elif rCode == dns.ESERVER:
+            counters.servfail += 1
+        counters.answered += 1
+        self.sendReply(protocol, response, address)

@@ -1,0 +1,293 @@
+# -*- test-case-name: tests.test_udpnat -*-
+"""
+L{UDPNAT}: guests' UDP to the host alias and to remote hosts, through host
+sockets.
+
+Each guest source (address, port) gets one host UDP socket, whatever it
+sends to (endpoint-independent mapping, as the reference and RFC 4787 ask),
+and every datagram that socket receives, from any peer, goes back to that
+guest source with the peer's real address and port (endpoint-independent
+filtering: hole punching works).  The host alias stands for the host's
+127.0.0.1; replies from 127.0.0.1 appear to come from the alias.
+
+The guest's TTL and DF flag travel with each datagram (C{IP_TTL} and
+C{IP_MTU_DISCOVER} on the host socket), so traceroute and path MTU
+discovery see the real network: the ICMP errors the host receives for a
+flow (C{IP_RECVERR}) are passed back to the guest from the router or host
+that sent them, quoting the guest's own datagram.
+
+Flows idle for C{idleTimeout} seconds (60, on the injected reactor's
+monotonic clock) are closed, and at most C{maxFlows} (1024) exist: a new
+one evicts the least recently used.  A host socket that cannot be opened
+(descriptor exhaustion, ...) costs the datagram, a counter and a
+rate-limited log line, never the daemon.
+"""
+
+from collections import OrderedDict
+
+from zope.interface import implementer
+
+from vpnkit.interfaces import IDatagramReceiver
+from vpnkit.log import RateLimitedLog, logger
+from vpnkit.protocols.flowtable import FlowExpiry, FlowTable
+from vpnkit.wire.icmp import DEST_UNREACHABLE, TIME_EXCEEDED, ICMPMessage, emitICMP
+from vpnkit.wire.ipv4 import FLAG_DF, PROTO_ICMP, formatIP, packIP, quoteHeader
+
+__all__ = ["UDPNAT", "DEFAULT_MAX_FLOWS", "DEFAULT_IDLE_TIMEOUT", "forwardable"]
+
+log = logger("vpnkit.udpnat")
+
+DEFAULT_MAX_FLOWS = 1024
+DEFAULT_IDLE_TIMEOUT = 60.0
+LOCALHOST = "127.0.0.1"
+# Destinations remembered per flow for quoting in ICMP errors.
+_QUOTES_PER_FLOW = 16
+_FRAG_NEEDED = 4
+
+
+def forwardable(config, dst):
+    """
+    Whether vpnkit passes traffic for packed address C{dst} to the host:
+    the host alias and unicast addresses outside vpnkit's own subnet (not
+    0/8, loopback, multicast or the reserved 240/4).
+    """
+    if dst == config.hostPacked:
+        return True
+    first = dst[0]
+    if first == 0 or first == 127 or first >= 224:
+        return False
+    return int.from_bytes(dst, "big") & int(config.subnet.netmask) != int(
+        config.subnet.network_address
+    )
+
+
+def icmpErrorFor(error, header, quote, gateway, hostAlias):
+    """
+    The ICMP message (and its source) telling a guest what the host heard
+    about one of its datagrams, or C{None} when there is nothing to pass
+    on.
+
+    @param error: the L{vpnkit.host.sockets.HostSocketError}.
+    @param header: the guest's datagram's L{IPv4Header} as it sent it.
+    @param quote: its first 8 payload bytes as it sent them.
+    @return: C{(source, icmpBytes)} or C{None}.
+    """
+    if error.origin == "local":
+        if error.info <= 0:
+            return None
+        # The host would not send it unfragmented: the gateway is the
+        # router that says so.
+        type_, code, source = DEST_UNREACHABLE, _FRAG_NEEDED, gateway
+    elif error.origin == "icmp" and error.icmpType in (DEST_UNREACHABLE, TIME_EXCEEDED):
+        type_, code = error.icmpType, error.icmpCode
+        source = gateway
+        if error.offender is not None:
+            source = packIP(error.offender)
+            if error.offender == LOCALHOST and hostAlias is not None:
+                source = hostAlias
+    else:
+        return None
+    rest = b"\0\0\0\0"
+    if type_ == DEST_UNREACHABLE and code == _FRAG_NEEDED:
+        rest = (error.info & 0xFFFF).to_bytes(4, "big")
+    message = ICMPMessage(type_, code, 0, rest, quoteHeader(header) + bytes(quote[:8]))
+    return source, emitICMP(message)
+
+
+@implementer(IDatagramReceiver)
+class _Flow:
+    """
+    One guest source and its host socket.
+    """
+
+    __slots__ = ("nat", "key", "socket", "quotes")
+
+    def __init__(self, nat, key):
+        self.nat = nat
+        self.key = key
+        self.socket = None
+        self.quotes = OrderedDict()
+
+    def remember(self, destination, header, quote):
+        quotes = self.quotes
+        quotes[destination] = (header, quote)
+        quotes.move_to_end(destination)
+        if len(quotes) > _QUOTES_PER_FLOW:
+            quotes.popitem(last=False)
+
+    def datagramReceived(self, data, host, port):
+        self.nat._fromHost(self, data, host, port)
+
+    def errorReceived(self, error):
+        self.nat._errorFromHost(self, error)
+
+    def close(self):
+        if self.socket is not None:
+            self.socket.close()
+
+
+class UDPNAT:
+    """
+    @param udp: the L{vpnkit.protocols.udp.UDPLayer} replies go through.
+    @param ipv4: the L{vpnkit.protocols.ipv4.IPv4Layer}, for ICMP errors.
+    @param sockets: the L{vpnkit.interfaces.IHostDatagramSockets}.
+    @param clock: the L{IReactorTime} whose monotonic C{seconds()} times
+        flows out.
+    """
+
+    def __init__(
+        self,
+        config,
+        udp,
+        ipv4,
+        sockets,
+        clock,
+        counters,
+        maxFlows=DEFAULT_MAX_FLOWS,
+        idleTimeout=DEFAULT_IDLE_TIMEOUT,
+    ):
+        self._config = config
+        self._hostAlias = config.hostPacked
+        self._gateway = config.gatewayPacked
+        self._udp = udp
+        self._ipv4 = ipv4
+        self._sockets = sockets
+        self._clock = clock
+        self._counters = counters.udp
+        self.flows = FlowTable(maxFlows, idleTimeout)
+        self._expiry = FlowExpiry(self.flows, clock, self._expired)
+        self._bindLog = RateLimitedLog(log, clock)
+
+    # -- from guests ------------------------------------------------------------
+
+    def datagramFromGuest(self, header, udp, payload, quote):
+        """
+        Send a guest's datagram on to the host.
+
+        @param quote: the first 8 bytes of the UDP datagram (its header),
+            kept to quote in ICMP errors.
+        """
+        counters = self._counters
+        dst = header.dst
+        if not forwardable(self._config, dst) or udp.dstPort == 0:
+            counters.natNotForwarded += 1
+            return
+        key = (header.src, udp.srcPort)
+        now = self._clock.seconds()
+        flow = self.flows.get(key)
+        if flow is None:
+            flow = self._open(key, now)
+            if flow is None:
+                return
+        else:
+            self.flows.touch(key, now)
+        host = LOCALHOST if dst == self._hostAlias else formatIP(dst)
+        flow.remember((host, udp.dstPort), header, quote)
+        try:
+            flow.socket.sendTo(
+                payload,
+                host,
+                udp.dstPort,
+                ttl=header.ttl,
+                dontFragment=bool(header.flags & FLAG_DF),
+            )
+        except OSError as e:
+            # Errors the host reports later come back through errorReceived.
+            counters.natSendFailed += 1
+            log.debug(
+                "sending from {flow} to {host}:{port} failed: {error}",
+                flow=_describe(key),
+                host=host,
+                port=udp.dstPort,
+                error=e,
+            )
+            return
+        counters.natSent += 1
+
+    def _open(self, key, now):
+        counters = self._counters
+        # Room first, so the host never holds more sockets than the cap.
+        for old in self.flows.makeRoom():
+            counters.natFlowsEvicted += 1
+            old.close()
+        flow = _Flow(self, key)
+        try:
+            flow.socket = self._sockets.openUDP(flow)
+        except OSError as e:
+            counters.natBindFailed += 1
+            self._bindLog.warn(
+                "cannot open a host UDP socket for {flow}: {error}", flow=_describe(key), error=e
+            )
+            return None
+        counters.natFlowsOpened += 1
+        self.flows.add(key, flow, now)
+        self._expiry.arm()
+        return flow
+
+    def _expired(self, flows):
+        for flow in flows:
+            self._counters.natFlowsExpired += 1
+            flow.close()
+
+    # -- from the host ------------------------------------------------------------
+
+    def _fromHost(self, flow, data, host, port):
+        if self.flows.get(flow.key) is not flow:
+            return
+        self.flows.touch(flow.key, self._clock.seconds())
+        if host == LOCALHOST and self._hostAlias is not None:
+            source = self._hostAlias
+        else:
+            try:
+                source = packIP(host)
+            except ValueError:
+                self._counters.natErrorsDropped += 1
+                return
+        guestIP, guestPort = flow.key
+        self._counters.natReceived += 1
+        self._udp.sendDatagram(source, port, guestIP, guestPort, data)
+
+    def _errorFromHost(self, flow, error):
+        counters = self._counters
+        if self.flows.get(flow.key) is not flow:
+            return
+        remembered = flow.quotes.get((error.host, error.port))
+        if remembered is None and error.origin == "local":
+            # The host's own refusals name no port (an unconnected socket
+            # has none): the latest datagram to that address is the one.
+            for (host, _), quoted in reversed(flow.quotes.items()):
+                if host == error.host:
+                    remembered = quoted
+                    break
+        if remembered is None:
+            counters.natErrorsDropped += 1
+            return
+        header, quote = remembered
+        translated = icmpErrorFor(error, header, quote, self._gateway, self._hostAlias)
+        if translated is None:
+            counters.natErrorsDropped += 1
+            return
+        source, message = translated
+        counters.natErrorsTranslated += 1
+        self._ipv4.sendIPv4(source, header.src, PROTO_ICMP, message)
+
+    # -- lifetime -------------------------------------------------------------------
+
+    def guestDetached(self, guestIP):
+        """
+        Close the flows of a guest that went away.
+        """
+        for flow in self.flows.values():
+            if flow.key[0] == guestIP:
+                self.flows.remove(flow.key)
+                flow.close()
+
+    def close(self):
+        self._expiry.stop()
+        for flow in self.flows.values():
+            self.flows.remove(flow.key)
+            flow.close()
+
+
+def _describe(key):
+    return f"{formatIP(key[0])}:{key[1]}"
