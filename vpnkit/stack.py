@@ -121,6 +121,7 @@ class Stack:
             reactor,
             maxConnections=maxConnections,
             guestPresent=lambda ip: self.switch.portForIP(ip) is not None,
+            segmentLimit=self._segmentLimit,
         )
 
         self.switch.addProto(ETHERTYPE_ARP, self.arp)
@@ -168,6 +169,14 @@ class Stack:
             self.tcp.guestDetached(packed)
             self.udpNAT.guestDetached(packed)
             self.icmp.guestDetached(packed)
+
+    def _segmentLimit(self, packedIP):
+        """
+        The largest TCP payload one segment to this guest may carry: more
+        than the MSS only on a link with segmentation offload.
+        """
+        port = self.switch.portForIP(packedIP)
+        return getattr(port.link, "segmentLimit", 0) if port is not None else 0
 
     # -- observability -------------------------------------------------------
 

@@ -24,6 +24,7 @@ from vpnkit.wire.icmp import DEST_UNREACHABLE, TIME_EXCEEDED, ICMPMessage, emitI
 from vpnkit.wire.ipv4 import (
     FLAG_DF,
     PROTO_ICMP,
+    PROTO_TCP,
     IPv4Header,
     buildHeader,
     emitIPv4,
@@ -125,6 +126,14 @@ class IPv4Layer:
         if ip.ttl <= 1:
             counters.ttlExpired += 1
             return
+        if ip.headerLength + len(data) > self._mtu and ip.protocol == PROTO_TCP:
+            # Only a tap guest with segmentation offload sends TCP beyond
+            # the MTU: cut it into segments (or hand it on whole to another
+            # such guest), as its NIC would have.
+            counters.forwarded += 1
+            frame = port.mac + self._serverMAC + _ETHERTYPE + emitIPv4(replace(ip, ttl=ip.ttl - 1), data)
+            self._switch.sendToPort(port, frame)
+            return
         if ip.headerLength + len(data) > self._mtu and ip.flags & FLAG_DF:
             self.sendFragmentationNeeded(ip, data[:8], self._mtu)
             return
@@ -215,7 +224,13 @@ class IPv4Layer:
             head = port.mac + self._serverMAC + _ETHERTYPE
             transmit = port.link.sendFrame
         n = len(payload)
-        if 20 + n <= self._mtu:
+        if 20 + n <= self._mtu or (
+            # A TCP super-segment for a link with segmentation offload: the
+            # guest's kernel takes it whole.
+            protocol == PROTO_TCP
+            and dstMAC is None
+            and n <= getattr(port.link, "segmentLimit", 0) + 60
+        ):
             header = buildHeader(src, dst, protocol, n, ttl, 0, FLAG_DF)
             counters.sent += 1
             transmit(b"".join((head, header, payload)))

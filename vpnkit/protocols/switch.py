@@ -187,7 +187,8 @@ class EthernetSwitch:
         super-segment (only a tap with offload produces them) into frames
         that fit the MTU, as the sender's NIC would have.
         """
-        if len(frame) <= self._wireFrame:
+        if len(frame) <= self._wireFrame or getattr(port.link, "segmentLimit", 0):
+            # It fits, or the link takes super-segments whole.
             port.link.sendFrame(frame)
             return
         try:

@@ -145,6 +145,7 @@ class TCPLayer:
         maxPending=512,
         rng=None,
         guestPresent=None,
+        segmentLimit=None,
     ):
         self._ipv4 = ipv4
         self._icmp = icmp
@@ -159,6 +160,9 @@ class TCPLayer:
         self._pending = {}
         self._limitLog = RateLimitedLog(log, reactor)
         self._guestPresent = guestPresent or (lambda ip: True)
+        # How much payload one segment to a guest may carry beyond the MSS
+        # (a link with segmentation offload); 0 for plain links.
+        self._segmentLimit = segmentLimit or (lambda ip: 0)
 
     # -- introspection ---------------------------------------------------------
 
@@ -262,6 +266,7 @@ class TCPLayer:
         counters = self._counters
         counters.connectionsOpened += 1
         tcb = TCPControlBlock.fromSYN(pending.syn, self._rng.getrandbits(32), self.tcpConfig)
+        tcb.segmentLimit = self._segmentLimit(flow.guestIP)
         connection = TCPConnection(self, flow, tcb, self._clock)
         self._connections[flow] = connection
         hostProtocol.guest = connection
@@ -359,6 +364,7 @@ class TCPLayer:
         tcb, segments = TCPControlBlock.connect(
             srcPort, guestPort, self._rng.getrandbits(32), now, self.tcpConfig
         )
+        tcb.segmentLimit = self._segmentLimit(guestIP)
         connection = TCPConnection(self, flow, tcb, self._clock)
         self._connections[flow] = connection
         d = connection.whenEstablished(protocol)
