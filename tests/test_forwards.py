@@ -7,7 +7,7 @@ through fakes.
 import errno
 import socket
 
-from twisted.internet import error
+from twisted.internet import error, task
 from twisted.internet.address import IPv4Address as TCPAddress
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import StringTransport
@@ -39,13 +39,15 @@ class _Port:
         self._reactor.ports.remove(self)
 
 
-class ListenReactor:
+class ListenReactor(task.Clock):
     """
-    Just enough reactor to listen: ports are numbered from 40000 for port
-    0, and binding a port twice fails with EADDRINUSE like the kernel.
+    Just enough reactor to listen (and a clock): ports are numbered from
+    40000 for port 0, and binding a port twice fails with EADDRINUSE like
+    the kernel.
     """
 
     def __init__(self):
+        super().__init__()
         self.ports = []
         self._next = 40000
 
@@ -345,3 +347,21 @@ class PortForwarderTests(SynchronousTestCase):
         self.assertEqual(forward.transport.written, [(b"answer", ("127.0.0.1", 1111))])
         self.forwarder.unexpose("udp", "127.0.0.1", 5353)
         self.assertTrue(first[4].closed and second[4].closed)
+
+    def test_udpFlowsExpire(self):
+        """
+        A UDP client silent for 60 s (both ways) loses its flow; traffic
+        keeps a flow alive.
+        """
+        self.forwarder.expose(parseSpec("udp:127.0.0.1:5353:udp:192.168.65.3:53"))
+        forward = self.reactor.ports[0].factory
+        forward.datagramReceived(b"a", ("127.0.0.1", 1))
+        forward.datagramReceived(b"b", ("127.0.0.1", 2))
+        first, second = (entry[4] for entry in self.connector.udp)
+        self.reactor.advance(50)
+        second.deliver(b"reply")
+        self.reactor.advance(15)
+        self.assertTrue(first.closed)
+        self.assertFalse(second.closed)
+        self.reactor.advance(60)
+        self.assertTrue(second.closed)

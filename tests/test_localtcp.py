@@ -181,7 +181,7 @@ class LocalConnectionTests(SynchronousTestCase):
         self.stack, (self.a,) = makeStack(1)
         self.protocol = _Recorder()
         factory = Factory.forProtocol(lambda: self.protocol)
-        self.stack.tcpForwarder._services[7] = factory
+        self.stack.gatewayServices.serve(7, factory)
         self.client = GuestTCP(self, self.a, GATEWAY_IP, 7)
         self.client.connect()
 

@@ -444,8 +444,9 @@ class MakeServiceTests(_OptionsMixin, SynchronousTestCase):
     def test_children(self):
         """
         The service is a L{VPNKitService} (a L{MultiService}) with one child
-        per link, named after it, and a L{WatchedFile} for C{--dhcp-path},
-        the hosts file and (without C{--dns}) the host's C{resolv.conf}.
+        per link, named after it, a L{WatchedFile} for C{--dhcp-path}, the
+        hosts file and (without C{--dns}) the host's C{resolv.conf}, and the
+        port forwarder.
         """
         options, service = self.makeAll()
         self.assertIsInstance(service, VPNKitService)
@@ -461,6 +462,7 @@ class MakeServiceTests(_OptionsMixin, SynchronousTestCase):
                     "dhcp-path",
                     "hosts",
                     "resolv.conf",
+                    "forwards",
                 ]
             ),
         )

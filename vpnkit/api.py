@@ -136,7 +136,21 @@ def makeAPI(stack, forwarder):
     dhcp.putChild(b"leases", leases)
     root.putChild(b"leases", leases)
     root.putChild(b"stats", _Stats(stack))
-    site = Site(root)
+    site = _QuietSite(root)
     site.noisy = False
     site.displayTracebacks = False
     return site
+
+
+class _QuietSite(Site):
+    """
+    Requests are logged at debug level, not as access-log lines at info.
+    """
+
+    def log(self, request):
+        log.debug(
+            "API {method} {uri} -> {code}",
+            method=request.method.decode("ascii", "replace"),
+            uri=request.uri.decode("ascii", "replace"),
+            code=request.code,
+        )

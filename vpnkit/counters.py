@@ -136,6 +136,11 @@ class UDPCounters:
     natSendFailed: int = 0
     natErrorsTranslated: int = 0
     natErrorsDropped: int = 0
+    # Gateway forwards and port forwards into the guests.
+    gatewayForwarded: int = 0
+    gatewayForwardFailed: int = 0
+    inboundSent: int = 0
+    inboundReceived: int = 0
 
 
 @dataclass

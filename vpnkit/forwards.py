@@ -21,7 +21,10 @@ from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from zope.interface import implementer
 
+from vpnkit.interfaces import IGuestConnector
 from vpnkit.log import logger
+from vpnkit.protocols.flowtable import FlowExpiry, FlowTable
+from vpnkit.wire.ipv4 import packIP
 
 __all__ = [
     "ForwardError",
@@ -30,6 +33,7 @@ __all__ = [
     "specFromJSON",
     "PortForwarder",
     "bindErrorMessage",
+    "StackConnector",
 ]
 
 log = logger("vpnkit.forwards")
@@ -305,32 +309,47 @@ class _UDPForward(DatagramProtocol):
 
     noisy = False
 
-    def __init__(self, forwarder, spec):
+    def __init__(self, forwarder, spec, maxFlows=1024, idle=60.0):
         self.forwarder = forwarder
         self.spec = spec
-        self.flows = {}
+        self.flows = FlowTable(maxFlows, idle)
+        self._expiry = FlowExpiry(self.flows, forwarder.clock, self._expired)
         self.port = None
 
     def datagramReceived(self, data, addr):
+        now = self.forwarder.clock.seconds()
         flow = self.flows.get(addr)
         if flow is None:
+            for old in self.flows.makeRoom():
+                old.close()
             srcIP = self.forwarder.sourceFor(addr[0])
             flow = self.forwarder.connector.openUDP(
                 self.spec.guestIP,
                 self.spec.guestPort,
                 srcIP,
                 addr[1],
-                lambda reply, addr=addr: self.transport.write(reply, addr),
+                lambda reply, addr=addr: self._reply(reply, addr),
             )
             if flow is None:
                 return
-            self.flows[addr] = flow
+            self.flows.add(addr, flow, now)
+            self._expiry.arm()
+        else:
+            self.flows.touch(addr, now)
         flow.send(data)
+
+    def _reply(self, data, addr):
+        self.flows.touch(addr, self.forwarder.clock.seconds())
+        self.transport.write(data, addr)
+
+    def _expired(self, flows):
+        for flow in flows:
+            flow.close()
 
     def close(self):
         for flow in self.flows.values():
             flow.close()
-        self.flows.clear()
+        self._expiry.stop()
         return self.port.stopListening()
 
 
@@ -348,6 +367,7 @@ class PortForwarder(Service):
 
     def __init__(self, reactor, connector, hostAlias, gateway, allowed=None):
         self._reactor = reactor
+        self.clock = reactor
         self.connector = connector
         self._hostAlias = hostAlias or gateway
         self._allowed = None if allowed is None or "0.0.0.0" in allowed else set(allowed)
@@ -423,4 +443,25 @@ class PortForwarder(Service):
         super().stopService()
         for key in list(self._forwards):
             self.unexpose(*key)
+
+
+@implementer(IGuestConnector)
+class StackConnector:
+    """
+    Reach into the guests through a L{vpnkit.stack.Stack}'s own TCP and UDP
+    layers.
+    """
+
+    def __init__(self, stack):
+        self._stack = stack
+
+    def connectTCP(self, guestIP, guestPort, srcIP, srcPort, protocol):
+        return self._stack.tcp.connectToGuest(
+            packIP(guestIP), guestPort, packIP(srcIP), srcPort, protocol
+        )
+
+    def openUDP(self, guestIP, guestPort, srcIP, srcPort, deliver):
+        return self._stack.udp.openInbound(
+            packIP(guestIP), guestPort, packIP(srcIP), srcPort, deliver
+        )
 

@@ -261,3 +261,28 @@ class IHostDatagramSockets(Interface):
         @raise OSError: C{EACCES} when C{net.ipv4.ping_group_range} does
             not include our group, C{EMFILE}, ...
         """
+
+
+class IGuestConnector(Interface):
+    """
+    How port forwards reach into the guests (vpnkit's TCP and UDP layers).
+    Addresses are dotted-quad text.
+    """
+
+    def connectTCP(guestIP, guestPort, srcIP, srcPort, protocol):
+        """
+        Open a TCP connection to the guest from C{srcIP}:C{srcPort}.
+
+        @return: a L{Deferred} firing with the connected transport
+            (C{protocol} attached), or failing when the guest refuses, does
+            not answer, or is not there.
+        """
+
+    def openUDP(guestIP, guestPort, srcIP, srcPort, deliver):
+        """
+        A UDP flow to the guest from C{srcIP}:C{srcPort}; the guest's
+        datagrams back go to C{deliver(data)}.
+
+        @return: an object with C{send(data)} and C{close()}.
+        """
+

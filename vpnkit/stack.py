@@ -11,6 +11,7 @@ listeners and files around it.
 from twisted.names.dns import DNSDatagramProtocol
 
 from vpnkit.counters import StackCounters
+from vpnkit.gatewayforwards import GatewayForwardTable, GatewayTCPForwards, GatewayUDPForwards
 from vpnkit.host.network import HostNetwork
 from vpnkit.host.proxy import HostTCPForwarder
 from vpnkit.host.resolvers import SystemResolver
@@ -65,6 +66,7 @@ class Stack:
         sockets=None,
         dnsConfig=None,
         systemLookup=None,
+        gatewayForwards=(),
     ):
         if reactor is None:
             from twisted.internet import reactor
@@ -108,10 +110,20 @@ class Stack:
             reactor,
         )
 
+        # TCP to the gateway: forwards first, then vpnkit's own services
+        # (DNS), then the host.
+        self.gatewayForwards = GatewayForwardTable(gatewayForwards)
         self.hostTCPForwarder = HostTCPForwarder(config, hostNetwork, connectTimeout)
-        self.tcpForwarder = GatewayTCPForwarder(
+        self.gatewayServices = GatewayTCPForwarder(
             config, {DNS_PORT: self.dns}, self.hostTCPForwarder, reactor
         )
+        self.tcpForwarder = GatewayTCPForwards(
+            config, self.gatewayForwards, hostNetwork, self.gatewayServices, connectTimeout
+        )
+        self.udpGatewayForwards = GatewayUDPForwards(
+            config, self.gatewayForwards, self.udp, sockets, reactor, self.counters
+        )
+        self.udp.gatewayForwards = self.udpGatewayForwards
         self.tcp = TCPLayer(
             config,
             self.ipv4,
@@ -168,6 +180,7 @@ class Stack:
             # it rather than keep host sockets open forever.
             self.tcp.guestDetached(packed)
             self.udpNAT.guestDetached(packed)
+            self.udpGatewayForwards.guestDetached(packed)
             self.icmp.guestDetached(packed)
 
     def _segmentLimit(self, packedIP):
@@ -228,7 +241,12 @@ class Stack:
         domain = self.config.domain
         if domain is None:
             domain = fileDomain if fileDomain is not None else "localdomain"
-        return DHCPSettings(domainName=domain or None, searchDomains=search or self._dnsSearch)
+        return DHCPSettings(
+            domainName=domain or None,
+            searchDomains=search or self._dnsSearch,
+            # The gateway is an NTP server only if UDP 123 is forwarded.
+            ntp=self.gatewayForwards.lookup("udp", 123) is not None,
+        )
 
     # -- DNS settings -------------------------------------------------------
 

@@ -38,6 +38,9 @@ from vpnkit.protocols.dns import parseHosts
 from vpnkit.protocols.dnsforward import parseDNSConfig, parseResolvConf
 from vpnkit.protocols.links import QEMUServerFactory, VMNetServerFactory
 from vpnkit.stack import Stack
+from vpnkit.api import makeAPI
+from vpnkit.forwards import ForwardError, PortForwarder, StackConnector, parseSpec
+from vpnkit.gatewayforwards import parseForwardsFlag, parseForwardsJSON
 from vpnkit.watch import WatchedFile, readConfigText
 from vpnkit.wire import ParseError
 from vpnkit.wire.ethernet import parseMAC
@@ -184,6 +187,12 @@ class Options(usage.Options):
         ["gateway-names", None, "gateway.internal", "Comma-separated names DNS answers with the gateway."],
         ["vm-names", None, "vm.internal", "Comma-separated names DNS answers with --lowest-ip."],
         ["udp-max-flows", None, "1024", "Most guest UDP sources NATed at once (the least recently used goes)."],
+        ["api", None, None, "Serve the HTTP control API on this Unix socket (mode 0600)."],
+        ["allowed-bind-addresses", None, None, "Comma-separated host addresses port forwards may bind "
+         "(0.0.0.0 allows any); default any."],
+        ["tcpv4-forwards", None, "", "Gateway TCP forwards lport:ip:rport,... (guest -> gateway:lport -> ip:rport)."],
+        ["udpv4-forwards", None, "", "Gateway UDP forwards lport:ip:rport,..."],
+        ["gateway-forwards", None, None, "JSON file of gateway forwards; re-read on change."],
     ]
 
     def __init__(self):
@@ -191,6 +200,7 @@ class Options(usage.Options):
         self["ethernet"] = []
         self["qemu"] = []
         self["netns"] = []
+        self["expose"] = []
         self.underTwistd = False
 
     def opt_ethernet(self, value):
@@ -204,6 +214,13 @@ class Options(usage.Options):
         QEMU stream listener: PATH, unix:PATH, tcp:HOST:PORT or fd:N (repeatable).
         """
         self["qemu"].append(value)
+
+    def opt_expose(self, value):
+        """
+        Forward a host port into a guest: tcp:HOSTIP:HOSTPORT:tcp:GUESTIP:GUESTPORT
+        (or udp:...); host port 0 picks a free one (repeatable).
+        """
+        self["expose"].append(value)
 
     def opt_netns(self, value):
         """
@@ -281,6 +298,43 @@ class Options(usage.Options):
             except ConfigError as e:
                 raise usage.UsageError(f"--dhcp-path: {e}") from None
         self._dnsOptions()
+        self._forwardOptions()
+
+    def _forwardOptions(self):
+        """
+        Port forwards and gateway forwards: spec strings and files checked
+        now, so a bad one stops start-up with one line naming it.
+        """
+        try:
+            self.exposes = [parseSpec(spec) for spec in self["expose"]]
+        except ForwardError as e:
+            raise usage.UsageError(f"--expose: {e}") from None
+        self.allowedBindAddresses = None
+        if self["allowed-bind-addresses"]:
+            self.allowedBindAddresses = [
+                str(_ip("allowed-bind-addresses", a.strip()))
+                for a in self["allowed-bind-addresses"].split(",")
+                if a.strip()
+            ]
+        try:
+            self.gatewayForwards = parseForwardsFlag(
+                self["tcpv4-forwards"], "tcp", "--tcpv4-forwards"
+            ) + parseForwardsFlag(self["udpv4-forwards"], "udp", "--udpv4-forwards")
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+        self.gatewayForwardsFile = self.gatewayForwardsText = None
+        if self["gateway-forwards"] is not None:
+            path = self["gateway-forwards"]
+            if os.path.exists(path):
+                # A missing file is tolerated (the reference's behaviour)
+                # and picked up when it appears; a bad one is an error.
+                try:
+                    self.gatewayForwardsText = readConfigText(path)
+                    self.gatewayForwardsFile = parseForwardsJSON(self.gatewayForwardsText, path)
+                except ConfigError as e:
+                    raise usage.UsageError(f"--gateway-forwards: {e}") from None
+        if self["api"] is not None:
+            _checkSocketPath("api", self["api"])
 
     def _dnsOptions(self):
         """
@@ -311,8 +365,8 @@ class _UnixListenService(StreamServerEndpointService):
     a process that is gone (the reference always unlinks it).
     """
 
-    def __init__(self, path, factory, reactor):
-        super().__init__(UNIXServerEndpoint(reactor, path), factory)
+    def __init__(self, path, factory, reactor, mode=0o666):
+        super().__init__(UNIXServerEndpoint(reactor, path, mode=mode), factory)
         self._path = path
         self._raiseSynchronously = True
 
@@ -495,6 +549,7 @@ def makeService(options, reactor=None):
         maxConnections=options.maxConnections,
         dnsConfig=dnsConfig,
         systemLookup=systemLookup,
+        gatewayForwards=options.gatewayForwards,
     )
     top = VPNKitService(stack, exitOnError=options.underTwistd)
     for spec in options.links:
@@ -513,7 +568,61 @@ def makeService(options, reactor=None):
         watcher.setName("dhcp-path")
         watcher.setServiceParent(top)
     _watchDNSFiles(options, stack, reactor, top, systemLookup is not None)
+    _forwardingServices(options, stack, reactor, top)
     return top
+
+
+class ExposeService(PortForwarder):
+    """
+    The port forwarder, starting the C{--expose} forwards with vpnkit; one
+    that cannot be bound stops start-up.
+    """
+
+    def __init__(self, reactor, connector, hostAlias, gateway, allowed, exposes):
+        super().__init__(reactor, connector, hostAlias, gateway, allowed)
+        self._exposes = exposes
+
+    def startService(self):
+        super().startService()
+        for spec in self._exposes:
+            try:
+                self.expose(spec)
+            except ForwardError as e:
+                raise ConfigError(f"--expose {spec}: {e}") from None
+
+
+def _forwardingServices(options, stack, reactor, top):
+    """
+    Port forwards into the guests, the HTTP API, and the gateway forwards
+    file.
+    """
+    config = stack.config
+    forwarder = ExposeService(
+        reactor,
+        StackConnector(stack),
+        str(config.hostIP) if config.hostIP is not None else None,
+        str(config.gatewayIP),
+        options.allowedBindAddresses,
+        options.exposes,
+    )
+    forwarder.setName("forwards")
+    forwarder.setServiceParent(top)
+    if options["api"] is not None:
+        api = _UnixListenService(options["api"], makeAPI(stack, forwarder), reactor, mode=0o600)
+        api.setName("api")
+        api.setServiceParent(top)
+    if options["gateway-forwards"] is not None:
+        table = stack.gatewayForwards
+        table.setFile(options.gatewayForwardsFile)
+        watcher = WatchedFile(
+            options["gateway-forwards"],
+            parseForwardsJSON,
+            table.setFile,
+            reactor,
+            initialText=options.gatewayForwardsText,
+        )
+        watcher.setName("gateway-forwards")
+        watcher.setServiceParent(top)
 
 
 def _watchDNSFiles(options, stack, reactor, top, system):

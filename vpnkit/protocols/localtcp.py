@@ -211,6 +211,12 @@ class GatewayTCPForwarder:
         self._fallback = fallback
         self._clock = clock
 
+    def serve(self, port, factory):
+        """
+        Serve C{factory}'s protocol on the gateway's TCP C{port}.
+        """
+        self._services[port] = factory
+
     def connectionRequested(self, flow):
         if flow.localIP == self._gateway:
             factory = self._services.get(flow.localPort)

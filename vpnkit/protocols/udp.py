@@ -23,7 +23,7 @@ from vpnkit.wire import ChecksumError, ParseError
 from vpnkit.wire.ipv4 import PROTO_UDP, formatIP, packIP
 from vpnkit.wire.udp import emitUDP, parseUDP
 
-__all__ = ["UDPLayer", "VirtualUDPPort"]
+__all__ = ["UDPLayer", "VirtualUDPPort", "InboundFlow"]
 
 log = logger("vpnkit.udp")
 
@@ -111,7 +111,9 @@ class UDPLayer:
         }
         self._services = {}
         self._ports = {}
+        self._inbound = {}
         self.nat = None
+        self.gatewayForwards = None
 
     def bindService(self, port, service):
         """
@@ -157,6 +159,17 @@ class UDPLayer:
         except ParseError:
             counters.malformed += 1
             return
+        inbound = self._inbound.get((header.src, udp.srcPort, header.dst, udp.dstPort))
+        if inbound is not None:
+            counters.inboundReceived += 1
+            inbound.deliver(data)
+            return
+        forwards = self.gatewayForwards
+        if header.dst == self._gateway and forwards is not None and forwards.handles(udp.dstPort):
+            # Checked before the gateway's own services, as in the
+            # reference: a forward of port 53 replaces the DNS server.
+            forwards.datagramFromGuest(header, udp, data)
+            return
         if header.dst in self._localDestinations:
             service = self._services.get(udp.dstPort)
             if service is None and header.dst == self._gateway:
@@ -174,6 +187,24 @@ class UDPLayer:
             return
         self.nat.datagramFromGuest(header, udp, data, payload[:8])
 
+    def openInbound(self, guestIP, guestPort, srcIP, srcPort, deliver):
+        """
+        A flow into a guest for a UDP port forward: datagrams sent go to
+        C{guestIP}:C{guestPort} from C{srcIP}:C{srcPort} (packed addresses),
+        and the guest's datagrams back to that address go to C{deliver}
+        instead of the NAT.
+
+        @return: the L{InboundFlow}.
+        """
+        key = (guestIP, guestPort, srcIP, srcPort)
+        flow = InboundFlow(self, key, deliver)
+        self._inbound[key] = flow
+        return flow
+
+    def _closeInbound(self, flow):
+        if self._inbound.get(flow.key) is flow:
+            del self._inbound[flow.key]
+
     def sendDatagram(self, src, srcPort, dst, dstPort, payload, ttl=64, dstMAC=None):
         """
         Send a UDP datagram to a guest.
@@ -185,3 +216,25 @@ class UDPLayer:
         if sent:
             self._counters.sent += 1
         return sent
+
+
+class InboundFlow:
+    """
+    One host client of a UDP port forward, seen from the guest as
+    C{srcIP}:C{srcPort}.
+
+    @ivar deliver: called with each datagram the guest sends back.
+    """
+
+    def __init__(self, layer, key, deliver):
+        self._layer = layer
+        self.key = key
+        self.deliver = deliver
+
+    def send(self, data):
+        guestIP, guestPort, srcIP, srcPort = self.key
+        if self._layer.sendDatagram(srcIP, srcPort, guestIP, guestPort, data):
+            self._layer._counters.inboundSent += 1
+
+    def close(self):
+        self._layer._closeInbound(self)

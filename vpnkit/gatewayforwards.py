@@ -1,0 +1,274 @@
+# -*- test-case-name: tests.test_gatewayforwards -*-
+"""
+Gateway forwards: a guest's traffic to the gateway on a given port is sent
+to an address on the host (C{--tcpv4-forwards}, C{--udpv4-forwards}
+C{lport:ip:rport,...}, and the reference's C{--gateway-forwards} JSON file,
+re-read when it changes).  They are checked before vpnkit's own services on
+the gateway, so a UDP forward of port 53 replaces the built-in DNS server,
+as in the reference.
+
+L{GatewayForwardTable} is the policy (static entries first, then the
+file's); L{GatewayTCPForwards} puts it in front of the TCP dispatcher;
+L{GatewayUDPForwards} is a small NAT whose replies come from the gateway's
+port.
+"""
+
+import json
+from dataclasses import dataclass
+from ipaddress import AddressValueError, IPv4Address
+
+from twisted.internet import defer, error
+from zope.interface import implementer
+
+from vpnkit.config import ConfigError
+from vpnkit.host.proxy import HostSide
+from vpnkit.interfaces import IDatagramReceiver, ITCPForwarder
+from vpnkit.log import RateLimitedLog, logger
+from vpnkit.protocols.flowtable import FlowExpiry, FlowTable
+
+__all__ = [
+    "GatewayForward",
+    "parseForwardsFlag",
+    "parseForwardsJSON",
+    "GatewayForwardTable",
+    "GatewayTCPForwards",
+    "GatewayUDPForwards",
+]
+
+log = logger("vpnkit.gatewayforwards")
+
+
+@dataclass(frozen=True)
+class GatewayForward:
+    protocol: str
+    externalPort: int
+    internalIP: str
+    internalPort: int
+
+
+def _port(value, where):
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: {value!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise ConfigError(f"{where}: port {value} is out of range")
+    return value
+
+
+def _ip(value, where):
+    try:
+        return str(IPv4Address(value))
+    except (AddressValueError, ValueError):
+        raise ConfigError(f"{where}: {value!r} is not an IPv4 address") from None
+
+
+def parseForwardsFlag(text, protocol, flag):
+    """
+    Parse C{lport:ip:rport,...}.
+
+    @raise ConfigError: with the reference's wording, naming C{flag}.
+    """
+    forwards = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        parts = item.split(":")
+        if len(parts) != 3:
+            raise ConfigError(
+                f"{flag}: Failed to parse forwards: expected "
+                f"<local-port>:<remote IP>:<remote port>, got {item!r}"
+            )
+        forwards.append(
+            GatewayForward(
+                protocol,
+                _port(parts[0], flag),
+                _ip(parts[1], flag),
+                _port(parts[2], flag),
+            )
+        )
+    return forwards
+
+
+def parseForwardsJSON(text, path="gateway-forwards"):
+    """
+    Parse the reference's JSON: a list of C{{"protocol": "tcp"|"udp",
+    "external_port": N, "internal_ip": "IPv4", "internal_port": N}}.
+
+    @raise ConfigError: naming C{path}.
+    """
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise ConfigError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(value, list):
+        raise ConfigError(f"{path}: expected a JSON list")
+    forwards = []
+    for index, entry in enumerate(value):
+        where = f"{path}: entry {index}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected an object")
+        protocol = entry.get("protocol")
+        if protocol not in ("tcp", "udp"):
+            raise ConfigError(f"{where}: protocol must be \"tcp\" or \"udp\"")
+        forwards.append(
+            GatewayForward(
+                protocol,
+                _port(entry.get("external_port"), f"{where} external_port"),
+                _ip(entry.get("internal_ip"), f"{where} internal_ip"),
+                _port(entry.get("internal_port"), f"{where} internal_port"),
+            )
+        )
+    return forwards
+
+
+class GatewayForwardTable:
+    """
+    The forwards in force: the command line's, then the file's; the first
+    match by protocol and port wins.
+    """
+
+    def __init__(self, static=()):
+        self._static = list(static)
+        self._file = []
+
+    def setFile(self, forwards):
+        """
+        Apply the file's entries (or C{None} once the file is gone).
+        """
+        self._file = list(forwards or ())
+
+    def lookup(self, protocol, port):
+        """
+        The L{GatewayForward} for C{protocol} traffic to the gateway's
+        C{port}, or C{None}.
+        """
+        for forward in self._static + self._file:
+            if forward.protocol == protocol and forward.externalPort == port:
+                return forward
+        return None
+
+    def __iter__(self):
+        return iter(self._static + self._file)
+
+
+@implementer(ITCPForwarder)
+class GatewayTCPForwards:
+    """
+    In front of the TCP dispatcher: a connection to a forwarded gateway port
+    is dialled to its host address; everything else goes to C{fallback}.
+    """
+
+    def __init__(self, config, table, network, fallback, timeout=30.0):
+        self._gateway = config.gatewayPacked
+        self._table = table
+        self._network = network
+        self._fallback = fallback
+        self._timeout = timeout
+
+    def connectionRequested(self, flow):
+        if flow.localIP == self._gateway:
+            forward = self._table.lookup("tcp", flow.localPort)
+            if forward is not None:
+                return self._network.connectTCP(
+                    forward.internalIP, forward.internalPort, HostSide(), self._timeout
+                )
+        return self._fallback.connectionRequested(flow)
+
+
+@implementer(IDatagramReceiver)
+class _Flow:
+    __slots__ = ("owner", "key", "socket")
+
+    def __init__(self, owner, key):
+        self.owner = owner
+        self.key = key
+        self.socket = None
+
+    def datagramReceived(self, data, host, port):
+        self.owner._fromHost(self, data)
+
+    def errorReceived(self, error):
+        pass
+
+    def close(self):
+        if self.socket is not None:
+            self.socket.close()
+            self.socket = None
+
+
+class GatewayUDPForwards:
+    """
+    UDP to a forwarded gateway port: one host socket per (guest, guest port,
+    gateway port), replies sent back from the gateway's port.  Idle flows
+    expire after 60 s; at most C{maxFlows}, the oldest evicted.
+
+    @param udp: the L{vpnkit.protocols.udp.UDPLayer} replies go through.
+    @param sockets: the L{vpnkit.interfaces.IHostDatagramSockets}.
+    """
+
+    def __init__(self, config, table, udp, sockets, clock, counters, maxFlows=256, idle=60.0):
+        self._gateway = config.gatewayPacked
+        self._table = table
+        self._udp = udp
+        self._sockets = sockets
+        self._clock = clock
+        self._counters = counters.udp
+        self.flows = FlowTable(maxFlows, idle)
+        self._expiry = FlowExpiry(self.flows, clock, self._expired)
+        self._bindLog = RateLimitedLog(log, clock)
+
+    def handles(self, port):
+        """
+        Whether UDP to the gateway's C{port} is forwarded.
+        """
+        return self._table.lookup("udp", port) is not None
+
+    def datagramFromGuest(self, header, udp, payload):
+        forward = self._table.lookup("udp", udp.dstPort)
+        if forward is None:
+            return
+        key = (header.src, udp.srcPort, udp.dstPort)
+        now = self._clock.seconds()
+        flow = self.flows.get(key)
+        if flow is None:
+            for old in self.flows.makeRoom():
+                old.close()
+            flow = _Flow(self, key)
+            try:
+                flow.socket = self._sockets.openUDP(flow)
+            except OSError as e:
+                self._counters.gatewayForwardFailed += 1
+                self._bindLog.warn("cannot open a UDP socket for a gateway forward: {e}", e=e)
+                return
+            self.flows.add(key, flow, now)
+            self._expiry.arm()
+        else:
+            self.flows.touch(key, now)
+        try:
+            flow.socket.sendTo(payload, forward.internalIP, forward.internalPort, ttl=header.ttl)
+        except OSError:
+            self._counters.gatewayForwardFailed += 1
+            return
+        self._counters.gatewayForwarded += 1
+
+    def _fromHost(self, flow, data):
+        if self.flows.get(flow.key) is not flow:
+            return
+        self.flows.touch(flow.key, self._clock.seconds())
+        guestIP, guestPort, gatewayPort = flow.key
+        self._udp.sendDatagram(self._gateway, gatewayPort, guestIP, guestPort, data)
+
+    def _expired(self, flows):
+        for flow in flows:
+            flow.close()
+
+    def guestDetached(self, guestIP):
+        for flow in list(self.flows.values()):
+            if flow.key[0] == guestIP:
+                self.flows.remove(flow.key)
+                flow.close()
+
+    def close(self):
+        for flow in self.flows.values():
+            flow.close()
+        self._expiry.stop()
