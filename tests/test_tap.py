@@ -760,3 +760,95 @@ class ListenErrorTests(SynchronousTestCase):
         top = VPNKitService(self.stack)
         tap._UnixListenService(self.path, VMNetServerFactory(self.stack), self.reactor).setServiceParent(top)
         self.assertRaises(CannotListenError, top.privilegedStartService)
+
+
+class ForwardingOptionsTests(_OptionsMixin, SynchronousTestCase):
+    """
+    The port-forwarding, API and gateway-forward options.
+    """
+
+    def test_expose(self):
+        """
+        --expose is repeatable and parsed into specs; a bad one names the
+        flag.
+        """
+        options = self.parse(
+            "--ethernet", self.sock,
+            "--expose", "tcp:127.0.0.1:8080:tcp:192.168.65.3:80",
+            "--expose", "udp:0.0.0.0:0:udp:192.168.65.3:53",
+        )  # fmt: skip
+        self.assertEqual(
+            [str(s) for s in options.exposes],
+            ["tcp:127.0.0.1:8080:tcp:192.168.65.3:80", "udp:0.0.0.0:0:udp:192.168.65.3:53"],
+        )
+        self.assertUsageError(["--ethernet", self.sock, "--expose", "tcp:1:2"], "--expose", "expected")
+
+    def test_gatewayForwardFlags(self):
+        """
+        --tcpv4-forwards and --udpv4-forwards parse; a bad entry is the
+        reference's message naming the flag.
+        """
+        options = self.parse(
+            "--ethernet", self.sock, "--tcpv4-forwards", "8888:127.0.0.1:8888",
+            "--udpv4-forwards", "123:127.0.0.1:1123",
+        )  # fmt: skip
+        self.assertEqual(
+            [(f.protocol, f.externalPort) for f in options.gatewayForwards],
+            [("tcp", 8888), ("udp", 123)],
+        )
+        self.assertUsageError(
+            ["--ethernet", self.sock, "--tcpv4-forwards", "8888"],
+            "--tcpv4-forwards: Failed to parse forwards",
+        )
+
+    def test_gatewayForwardsFile(self):
+        """
+        A missing --gateway-forwards file is tolerated (picked up when it
+        appears); one that does not parse stops start-up naming it.
+        """
+        missing = os.path.join(self.dir, "gf.json")
+        self.assertIsNone(
+            self.parse("--ethernet", self.sock, "--gateway-forwards", missing).gatewayForwardsFile
+        )
+        bad = self.writeFile("bad.json", "[{")
+        self.assertUsageError(
+            ["--ethernet", self.sock, "--gateway-forwards", bad], "--gateway-forwards", "bad.json"
+        )
+
+    def test_allowedBindAddresses(self):
+        """
+        --allowed-bind-addresses takes a comma list of IPv4 addresses.
+        """
+        options = self.parse(
+            "--ethernet", self.sock, "--allowed-bind-addresses", "127.0.0.1, 10.0.0.1"
+        )  # fmt: skip
+        self.assertEqual(options.allowedBindAddresses, ["127.0.0.1", "10.0.0.1"])
+        self.assertUsageError(
+            ["--ethernet", self.sock, "--allowed-bind-addresses", "localhost"],
+            "--allowed-bind-addresses",
+        )
+
+    def test_apiPath(self):
+        """
+        --api in a missing directory stops start-up.
+        """
+        self.assertUsageError(
+            ["--ethernet", self.sock, "--api", "/nonexistent/dir/api.sock"], "--api", "does not exist"
+        )
+
+    def test_exposeFailureStopsStartup(self):
+        """
+        An --expose that cannot bind is a start-up error naming it.
+        """
+        from tests.test_forwards import ListenReactor
+        from vpnkit.tap import ExposeService
+
+        reactor = ListenReactor()
+        reactor.listenTCP(8080, None)
+        options = self.parse(
+            "--ethernet", self.sock, "--expose", "tcp:127.0.0.1:8080:tcp:192.168.65.3:80"
+        )  # fmt: skip
+        service = ExposeService(reactor, None, "192.168.65.2", "192.168.65.1", None, options.exposes)
+        e = self.assertRaises(ConfigError, service.startService)
+        self.assertIn("--expose tcp:127.0.0.1:8080", str(e))
+        self.assertIn("port is already allocated", str(e))
