@@ -17,6 +17,7 @@ namespaces and processes go away even when an assertion fails.  Every wait
 is bounded.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -36,10 +37,15 @@ __all__ = [
     "Namespace",
     "VPNKit",
     "TapBridge",
+    "Tool",
+    "TOOLS",
     "E2EMixin",
+    "blackHole",
+    "netemAvailable",
 ]
 
 BIN = Path(sys.executable).parent
+TOOLS = Path(__file__).with_name("tcptools.py")
 _names = count(1)
 UDHCPC_SCRIPT = """#!/bin/sh
 # Record what udhcpc learnt, then configure the interface like a
@@ -55,6 +61,38 @@ case "$1" in
 esac
 exit 0
 """
+
+
+# Everything alive that a test created, with how to remove it, so that a
+# SIGTERM to the test runner (a CI timeout, `timeout pytest ...`) removes
+# namespaces and processes too: by default SIGTERM ends Python at once and
+# no cleanup runs.  (Cleanups registered with addCleanup still run in the
+# normal course; each untracks itself.)
+_live = {}
+
+
+def _onSIGTERM(signum, frame):
+    for key, cleanup in reversed(list(_live.items())):
+        try:
+            cleanup()
+        except Exception:
+            pass
+    _live.clear()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _track(key, cleanup):
+    if not _live and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        try:
+            signal.signal(signal.SIGTERM, _onSIGTERM)
+        except ValueError:
+            pass  # not the main thread: nothing to do
+    _live[key] = cleanup
+
+
+def _untrack(key):
+    _live.pop(key, None)
 
 
 def requireE2E(*commands):
@@ -102,6 +140,7 @@ class Namespace:
         self.name = f"vpk{os.getpid() % 100000}{role}{next(_names)}"
         _run(["ip", "netns", "add", self.name])
         testCase.addCleanup(self.delete)
+        _track(self, self.delete)
         self.run(["ip", "link", "set", "lo", "up"])
 
     @property
@@ -118,6 +157,7 @@ class Namespace:
         return _run(self.argv(argv), timeout=timeout, check=check, **kwargs)
 
     def delete(self):
+        _untrack(self)
         pids = _run(["ip", "netns", "pids", self.name], check=False).stdout.split()
         for pid in pids:
             try:
@@ -125,6 +165,13 @@ class Namespace:
             except (ProcessLookupError, ValueError):
                 pass
         _run(["ip", "netns", "del", self.name], check=False)
+
+    def addAddress(self, address, interface="lo"):
+        """
+        Give the namespace another address (a "remote" host on its
+        loopback: use only the documentation ranges).
+        """
+        self.run(["ip", "addr", "add", address, "dev", interface])
 
     # -- guest-side helpers --------------------------------------------------
 
@@ -136,7 +183,13 @@ class Namespace:
             mtu, domain, ...).
         """
         leaseDir = tempfile.mkdtemp(prefix="vpnkit-lease-")
-        testCase.addCleanup(shutil.rmtree, leaseDir, True)
+        _track(leaseDir, lambda: shutil.rmtree(leaseDir, True))
+
+        def removeLeaseDir():
+            _untrack(leaseDir)
+            shutil.rmtree(leaseDir, True)
+
+        testCase.addCleanup(removeLeaseDir)
         script = Path(leaseDir) / "udhcpc.sh"
         script.write_text(UDHCPC_SCRIPT)
         script.chmod(0o755)
@@ -206,6 +259,7 @@ class _Process:
             start_new_session=True,
         )
         testCase.addCleanup(self.stop)
+        _track(self, self.stop)
 
     def log(self):
         return self.logPath.read_text(errors="replace")
@@ -227,6 +281,7 @@ class _Process:
         waitFor(found, timeout, f"{text!r} in {self.logPath}")
 
     def stop(self):
+        _untrack(self)
         if self.alive():
             try:
                 os.killpg(self.process.pid, signal.SIGTERM)
@@ -245,19 +300,60 @@ class VPNKit(_Process):
     C{twistd -n vpnkit ...} running inside C{namespace}.
     """
 
-    def __init__(self, testCase, namespace, args, workdir):
+    def __init__(self, testCase, namespace, args, workdir, nofile=None):
         self.namespace = namespace
-        argv = namespace.argv(
-            [
-                str(BIN / "twistd"),
-                "-n",
-                "--pidfile=",
-                "vpnkit",
-                *args,
-            ]
-        )
-        super().__init__(testCase, argv, Path(workdir) / "vpnkit.log")
+        command = [str(BIN / "twistd"), "-n", "--pidfile=", "vpnkit", *args]
+        if nofile is not None:
+            # prlimit execs the command, so the pid stays twistd's.
+            command = ["prlimit", f"--nofile={nofile}:{nofile}", "--", *command]
+        super().__init__(testCase, namespace.argv(command), Path(workdir) / "vpnkit.log")
         self.waitForLog("ready:")
+
+    @property
+    def pid(self):
+        """
+        twistd's pid (C{ip netns exec} and C{prlimit} exec in place).
+        """
+        return self.process.pid
+
+    def rss(self):
+        """
+        The resident set size in bytes (VmRSS).
+        """
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError(f"no VmRSS for pid {self.pid}")
+
+    def sockets(self):
+        """
+        How many of the process's descriptors are sockets.
+        """
+        n = 0
+        fdDir = Path(f"/proc/{self.pid}/fd")
+        for entry in fdDir.iterdir():
+            try:
+                if os.readlink(entry).startswith("socket:"):
+                    n += 1
+            except FileNotFoundError:
+                pass
+        return n
+
+    def stats(self, timeout=10):
+        """
+        Ask for C{kill -USR1} statistics and return the parsed JSON of the
+        line vpnkit logs (see L{vpnkit.stack.Stack.stats}).
+        """
+        marker = "stats: "
+        before = self.log().count(marker)
+        os.kill(self.pid, signal.SIGUSR1)
+
+        def logged():
+            lines = [l for l in self.log().splitlines() if marker in l]
+            return lines[before] if len(lines) > before else None
+
+        line = waitFor(logged, timeout, "the stats line after SIGUSR1")
+        return json.loads(line.split(marker, 1)[1])
 
 
 class TapBridge(_Process):
@@ -282,6 +378,89 @@ class TapBridge(_Process):
         self.waitForLog("ready tap0")
 
 
+class Tool(_Process):
+    """
+    One of the helper programs of L{TOOLS} (C{tcptools.py COMMAND ...})
+    running inside C{namespace}.  It prints C{LISTENING <port>} once a
+    server accepts and C{RESULT <json>} lines with what it observed.
+    """
+
+    def __init__(self, testCase, namespace, workdir, command, *args, name=None):
+        argv = namespace.argv([sys.executable, "-u", str(TOOLS), command, *map(str, args)])
+        name = name or f"{command}-{next(_names)}"
+        super().__init__(testCase, argv, Path(workdir) / f"tool-{name}.log")
+
+    def waitListening(self, timeout=15):
+        self.waitForLog("LISTENING ", timeout)
+
+    def results(self):
+        return [
+            json.loads(line[len("RESULT ") :])
+            for line in self.log().splitlines()
+            if line.startswith("RESULT ")
+        ]
+
+    def result(self, timeout):
+        """
+        Wait (at most C{timeout} seconds) for the program to exit and
+        return its last C{RESULT}.
+        """
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"{self.logPath.name} did not finish within {timeout}s:\n{self.log()}"
+            ) from None
+        results = self.results()
+        if not results:
+            raise AssertionError(
+                f"{self.logPath.name} exited with {self.process.returncode} and no result:\n"
+                f"{self.log()}"
+            )
+        return results[-1]
+
+
+def blackHole(namespace, cidr="203.0.113.0/24"):
+    """
+    Route C{cidr} from C{namespace} into a veth whose far end discards
+    everything, so a connect to it hangs rather than fails: the next hop
+    has a permanent (fake) neighbour entry, and the peer device, which
+    holds no address and another MAC, drops the frames.  (The kernels we
+    run on lack the dummy driver.)
+    """
+    run = namespace.run
+    run(["ip", "link", "add", "bh0", "type", "veth", "peer", "name", "bh1"])
+    run(["ip", "link", "set", "bh0", "up"])
+    run(["ip", "link", "set", "bh1", "up"])
+    run(["ip", "addr", "add", "10.255.255.1/24", "dev", "bh0"])
+    run(["ip", "neigh", "add", "10.255.255.2", "lladdr", "02:00:5e:00:53:01",
+         "dev", "bh0", "nud", "permanent"])
+    run(["ip", "route", "add", cidr, "via", "10.255.255.2"])
+
+
+def netemAvailable():
+    """
+    Whether the kernel has sch_netem: try it on a veth in a scratch
+    namespace.
+    """
+    if shutil.which("tc") is None:
+        return False
+    name = f"vpk{os.getpid() % 100000}probe{next(_names)}"
+    if _run(["ip", "netns", "add", name], check=False).returncode != 0:
+        return False
+    try:
+        _run(["ip", "-n", name, "link", "add", "p0", "type", "veth", "peer", "name", "p1"],
+             check=False)
+        result = _run(
+            ["ip", "netns", "exec", name, "tc", "qdisc", "add", "dev", "p0", "root",
+             "netem", "delay", "1ms"],
+            check=False,
+        )
+        return result.returncode == 0
+    finally:
+        _run(["ip", "netns", "del", name], check=False)
+
+
 class E2EMixin:
     """
     Per-test scratch directory and the vpnkit namespace.
@@ -289,11 +468,21 @@ class E2EMixin:
 
     def makeWorkdir(self):
         workdir = tempfile.mkdtemp(prefix="vpnkit-e2e-")
-        self.addCleanup(shutil.rmtree, workdir, True)
+        self.addCleanup(self._removeWorkdir, workdir)
+        _track(workdir, lambda: shutil.rmtree(workdir, True))
         return Path(workdir)
 
-    def startVPNKit(self, *args, workdir=None):
+    @staticmethod
+    def _removeWorkdir(workdir):
+        _untrack(workdir)
+        shutil.rmtree(workdir, True)
+
+    def startVPNKit(self, *args, workdir=None, nofile=None):
+        """
+        Start vpnkit in a namespace of its own; C{nofile} raises its
+        descriptor limit (through C{prlimit}).
+        """
         workdir = workdir or self.makeWorkdir()
         hostNamespace = Namespace(self, "h")
-        vpnkit = VPNKit(self, hostNamespace, list(args), workdir)
+        vpnkit = VPNKit(self, hostNamespace, list(args), workdir, nofile=nofile)
         return vpnkit
