@@ -1478,6 +1478,76 @@ class FastRecoveryTests(TCPTestCase):
         self.assertEqual(send(tcb, dup, 1.05), [])
         self.assertEqual(tcb.retransmits, 1)
 
+    def sackOf(self, *segments):
+        """
+        SACK blocks holding the given segment numbers (each a whole MSS).
+        """
+        return TCPOptions(
+            sack=tuple(
+                (seq(LOCAL_SEQ, self.offsets(n)), seq(LOCAL_SEQ, self.offsets(n + 1)))
+                for n in segments
+            )
+        )
+
+    def test_sackWithWindowChangeIsDuplicate(self):
+        """
+        An ACK that moves the window but brings new SACK information still
+        counts as a duplicate (RFC 6675): a Linux guest nudges its window in
+        almost every ACK, and those ACKs must still trigger fast retransmit.
+        """
+        tcb = self.tcbEstablished()
+        tcb.send(b"x" * (6 * MSS))
+        dispatch(tcb, 1.0)
+        out = []
+        for i, window in enumerate((60000, 60100, 60200)):
+            out = send(tcb, self.theirs(1, 1, window=window, options=self.sackOf(*range(1, 2 + i))), 1.01 + i / 100)
+        self.assertEqual(segmentsOf(LOCAL_SEQ, out), [(1, MSS)])
+        self.assertEqual(tcb.retransmits, 1)
+
+    def test_threeSegmentsSackedIsLoss(self):
+        """
+        Three segments' worth SACKed above the first hole is a loss even
+        after a single duplicate ACK (RFC 6675 IsLost).
+        """
+        tcb = self.tcbEstablished()
+        tcb.send(b"x" * (6 * MSS))
+        dispatch(tcb, 1.0)
+        out = send(tcb, self.theirs(1, 1, options=self.sackOf(1, 2, 3)), 1.01)
+        self.assertEqual(segmentsOf(LOCAL_SEQ, out), [(1, MSS)])
+
+    def test_holesFilledOnePerACK(self):
+        """
+        With several holes, each further duplicate ACK retransmits the next
+        hole the SACK blocks reveal, instead of one hole per round trip.
+        """
+        tcb = self.tcbEstablished()
+        tcb.send(b"x" * (8 * MSS))
+        dispatch(tcb, 1.0)
+        # Segments 0, 2 and 4 are lost; 1, 3, 5, 6 and 7 arrive.
+        out = send(tcb, self.theirs(1, 1, options=self.sackOf(1, 3, 5, 6)), 1.01)
+        self.assertEqual(segmentsOf(LOCAL_SEQ, out), [(self.offsets(0), MSS)])
+        out = send(tcb, self.theirs(1, 1, options=self.sackOf(1, 3, 5, 6, 7)), 1.02)
+        self.assertEqual(segmentsOf(LOCAL_SEQ, out), [(self.offsets(2), MSS)])
+        out = send(tcb, self.theirs(1, 1, options=self.sackOf(1, 3, 5, 6, 7)), 1.03)
+        self.assertEqual(segmentsOf(LOCAL_SEQ, out), [(self.offsets(4), MSS)])
+        out = send(tcb, self.theirs(1, 1, options=self.sackOf(1, 3, 5, 6, 7)), 1.04)
+        self.assertEqual(out, [])
+
+    def test_limitedTransmit(self):
+        """
+        The first two duplicate ACKs each let one new segment out beyond the
+        congestion window (RFC 3042), so a short flight still earns the
+        third duplicate.
+        """
+        tcb = self.tcbEstablished()
+        tcb.cwnd = 3 * MSS
+        tcb.send(b"x" * (6 * MSS))
+        self.assertEqual(len(dispatch(tcb, 1.0)), 3)
+        dup = self.theirs(1, 1)
+        self.assertEqual(segmentsOf(LOCAL_SEQ, send(tcb, dup, 1.01)), [(self.offsets(3), MSS)])
+        self.assertEqual(segmentsOf(LOCAL_SEQ, send(tcb, dup, 1.02)), [(self.offsets(4), MSS)])
+        self.assertEqual(segmentsOf(LOCAL_SEQ, send(tcb, dup, 1.03)), [(1, MSS)])
+
     def test_windowUpdateIsNotDuplicate(self):
         """
         ACKs that change the window, or carry data, are not duplicates.

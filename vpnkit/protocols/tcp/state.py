@@ -202,6 +202,11 @@ class TCPControlBlock:
         self._ackAt = None
         self._ackNow = False
         self._retransmitFirst = False
+        # SACK recovery (RFC 6675, simplified): retransmit the next hole the
+        # guest's SACK blocks reveal, one segment per ACK that arrives;
+        # _highRxt is how far this recovery has retransmitted.
+        self._retransmitNext = False
+        self._highRxt = iss
         self._unackedSegments = 0
         self._timeWaitAt = None
         self._accepted = False
@@ -557,8 +562,9 @@ class TCPControlBlock:
             self._ackNow = True
             return False
         self._retries = 0
+        newlySacked = 0
         if seg.options.sack and self._sackPermitted:
-            self._recordSACK(seg.options.sack)
+            newlySacked = self._recordSACK(seg.options.sack)
         if acked < 0:
             # An old, reordered ACK: nothing to learn from it.
             return True
@@ -573,11 +579,15 @@ class TCPControlBlock:
                 self.sndNxt = self.sndUna
                 self._timing = None
         if acked == 0:
+            # A duplicate ACK (RFC 5681, widened by RFC 6675): nothing new
+            # acknowledged, no data, and either the window unchanged or new
+            # SACK information (a Linux guest nudges its window in almost
+            # every ACK, so the window test alone would hide the losses).
             if (
                 not seg.payload
                 and not seg.flags & (SYN | FIN)
-                and self.sndWnd == oldWindow
                 and self.sndMax != self.sndUna
+                and (self.sndWnd == oldWindow or newlySacked)
             ):
                 self._duplicateAck(now)
             return True
@@ -622,7 +632,12 @@ class TCPControlBlock:
             else:
                 # Partial acknowledgement: retransmit the next hole.
                 self.cwnd = max(self.cwnd - acked + mss, mss)
-                self._retransmitFirst = True
+                if self._sacked:
+                    self._retransmitNext = True
+                    if _diff(self._highRxt, ack) < 0:
+                        self._highRxt = ack
+                else:
+                    self._retransmitFirst = True
                 self._rtoAt = now + self._rtt.rto
         else:
             self._dupAcks = 0
@@ -648,12 +663,18 @@ class TCPControlBlock:
         self._dupAcks += 1
         mss = self._sendMSS
         if self._inRecovery:
-            # Each further duplicate means a segment left the network.
+            # Each further duplicate means a segment left the network; with
+            # SACK it may also reveal the next hole to fill.
             self.cwnd += mss
+            if self._sacked:
+                self._retransmitNext = True
             return
-        # RFC 6582 3.2: a new recovery only once everything sent before
-        # the last one (or before a timeout) has been acknowledged.
-        if self._dupAcks == 3 and _diff(self.sndUna, self._recover) >= 0:
+        # Loss: the third duplicate, or (RFC 6675 IsLost) three segments'
+        # worth SACKed above the first hole.  RFC 6582 3.2: a new recovery
+        # only once everything sent before the last one (or before a
+        # timeout) has been acknowledged.
+        lost = self._dupAcks >= 3 or self._sackedBytes() >= 3 * mss
+        if lost and _diff(self.sndUna, self._recover) >= 0:
             flight = _diff(self.sndMax, self.sndUna)
             self.ssthresh = max(flight // 2, 2 * mss)
             self.cwnd = self.ssthresh + 3 * mss
@@ -661,10 +682,20 @@ class TCPControlBlock:
             self._inRecovery = True
             # Retransmit the first unacknowledged segment now.
             self._retransmitFirst = True
+            self._highRxt = self.sndUna
             self._timing = None
             self._rtoAt = now + self._rtt.rto
 
+    def _sackedBytes(self):
+        return sum(_diff(right, left) for left, right in self._sacked)
+
     def _recordSACK(self, blocks):
+        """
+        Merge the guest's SACK blocks into the scoreboard.
+
+        @return: how many bytes they newly reported held.
+        """
+        before = self._sackedBytes()
         una = self.sndUna
         ranges = self._sacked
         for left, right in blocks:
@@ -674,7 +705,7 @@ class TCPControlBlock:
                 left = una
             ranges.append([left, right])
         if not ranges:
-            return
+            return 0
         ranges.sort(key=lambda r: _diff(r[0], una))
         merged = [ranges[0]]
         for left, right in ranges[1:]:
@@ -685,6 +716,7 @@ class TCPControlBlock:
             else:
                 merged.append([left, right])
         self._sacked = merged[:16]
+        return max(0, self._sackedBytes() - before)
 
     def _receiveData(self, seq, payload, offset, now):
         window = self.advertisedWindow
@@ -750,7 +782,7 @@ class TCPControlBlock:
         """
         if self.state is S.CLOSED:
             return None
-        if self._ackNow or self._retransmitFirst:
+        if self._ackNow or self._retransmitFirst or self._retransmitNext:
             return now
         if self._accepted and self._canSendNow():
             return now
@@ -774,7 +806,7 @@ class TCPControlBlock:
             return self._closeRequested and not self._finSent and state in _FIN_STATES
         if self.sndWnd == 0:
             return offset == 0 and self._rtoAt is None
-        window = min(self.sndWnd, self.cwnd)
+        window = min(self.sndWnd, self._congestionWindow())
         if offset >= window:
             return False
         size = min(self._sendMSS, total - offset, window - offset)
@@ -807,6 +839,9 @@ class TCPControlBlock:
             if self._retransmitFirst:
                 self._retransmitFirst = False
                 self._resendFirst(out)
+            elif self._retransmitNext:
+                self._retransmitNext = False
+                self._resendNextHole(out)
             self._sendData(now, out)
         if self._ackAt is not None and now >= self._ackAt:
             self._ackNow = True
@@ -862,7 +897,7 @@ class TCPControlBlock:
             # so a guest that is alive but not reading is never given up.
             window = 1 if offset == 0 and self._rtoAt is None else 0
         else:
-            window = min(self.sndWnd, self.cwnd)
+            window = min(self.sndWnd, self._congestionWindow())
         sent = False
         largest = max(mss, self.segmentLimit)
         while offset < total and offset < window:
@@ -931,12 +966,48 @@ class TCPControlBlock:
                     size = min(size, limit)
             flags = ACK | PSH if size == len(buf) else ACK
             out.append(self._make(una, flags, buf.peek(0, size)))
+            if _diff((una + size) & _MASK, self._highRxt) > 0:
+                self._highRxt = (una + size) & _MASK
         elif self._finSent:
             out.append(self._make(una, FIN | ACK))
         else:
             return
         self.retransmits += 1
         self._ackSent()
+
+    def _congestionWindow(self):
+        """
+        The congestion window, plus one segment for each of the first two
+        duplicate ACKs (limited transmit, RFC 3042): new data keeps the ACKs
+        coming that fast retransmit needs when little is in flight.
+        """
+        if not self._inRecovery and 0 < self._dupAcks < 3 and self.sndNxt == self.sndMax:
+            # Only ever for data never sent (not after a timeout's go-back).
+            return self.cwnd + self._dupAcks * self._sendMSS
+        return self.cwnd
+
+    def _resendNextHole(self, out):
+        """
+        SACK recovery: send the next segment of the lowest hole (data the
+        guest has not reported, below data it has) not yet retransmitted in
+        this recovery.
+        """
+        una = self.sndUna
+        start = self._highRxt if _diff(self._highRxt, una) > 0 else una
+        for left, right in self._sacked:
+            if _diff(right, start) <= 0:
+                continue
+            if _diff(left, start) > 0:
+                offset = _diff(start, una)
+                size = min(self._sendMSS, _diff(left, start), len(self._sndBuf) - offset)
+                if size <= 0:
+                    return
+                out.append(self._make(start, ACK, self._sndBuf.peek(offset, size)))
+                self._highRxt = (start + size) & _MASK
+                self.retransmits += 1
+                self._ackSent()
+                return
+            start = right
 
     def _sackedAt(self, seq):
         """
@@ -975,7 +1046,7 @@ class TCPControlBlock:
         self.ssthresh = max(flight // 2, 2 * mss)
         self.cwnd = mss
         self._inRecovery = False
-        self._retransmitFirst = False
+        self._retransmitFirst = self._retransmitNext = False
         self._dupAcks = 0
         self._recover = self.sndMax
         self.sndNxt = self.sndUna
@@ -1061,7 +1132,7 @@ class TCPControlBlock:
         if error is not None and self.error is None:
             self.error = error
         self._rtoAt = self._ackAt = self._timeWaitAt = None
-        self._ackNow = self._retransmitFirst = False
+        self._ackNow = self._retransmitFirst = self._retransmitNext = False
         self._sndBuf.clear()
         self._assembler.clear()
 
