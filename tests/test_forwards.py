@@ -68,6 +68,7 @@ class ListenReactor(task.Clock):
 
     def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
         p = self._listen(port, protocol, interface)
+        p.maxPacketSize = maxPacketSize
         protocol.transport = _UDPTransport()
         return p
 
@@ -335,6 +336,9 @@ class PortForwarderTests(SynchronousTestCase):
         to that client; unexposing closes the flows.
         """
         self.forwarder.expose(parseSpec("udp:127.0.0.1:5353:udp:192.168.65.3:53"))
+        # Datagrams up to the UDP maximum are read whole (Twisted's default
+        # is 8192 bytes).
+        self.assertEqual(self.reactor.ports[0].maxPacketSize, 65535)
         forward = self.reactor.ports[0].factory
         forward.datagramReceived(b"q1", ("127.0.0.1", 1111))
         forward.datagramReceived(b"q2", ("127.0.0.1", 1111))

@@ -405,8 +405,9 @@ class PortForwarder(Service):
                 )
             else:
                 forward = _UDPForward(self, spec)
+                # Twisted reads 8192 bytes per datagram unless told more.
                 forward.port = self._reactor.listenUDP(
-                    spec.hostPort, forward, interface=spec.hostIP
+                    spec.hostPort, forward, interface=spec.hostIP, maxPacketSize=65535
                 )
         except error.CannotListenError as e:
             code = 409 if getattr(e.socketError, "errno", None) == errno.EADDRINUSE else 500
