@@ -852,3 +852,40 @@ class ForwardingOptionsTests(_OptionsMixin, SynchronousTestCase):
         e = self.assertRaises(ConfigError, service.startService)
         self.assertIn("--expose tcp:127.0.0.1:8080", str(e))
         self.assertIn("port is already allocated", str(e))
+
+
+class FileLimitTests(SynchronousTestCase):
+    """
+    L{tap.raiseFileLimit} lifts the soft open-file limit to the hard one.
+    """
+
+    class FakeResource:
+        RLIMIT_NOFILE = 7
+        RLIM_INFINITY = -1
+
+        def __init__(self, soft, hard, fail=False):
+            self.limits = (soft, hard)
+            self.fail = fail
+
+        def getrlimit(self, which):
+            return self.limits
+
+        def setrlimit(self, which, limits):
+            if self.fail:
+                raise ValueError("not permitted")
+            self.limits = limits
+
+    def test_raised(self):
+        """
+        A soft limit under the hard one is raised to it.
+        """
+        fake = self.FakeResource(1024, 524288)
+        self.assertEqual(tap.raiseFileLimit(fake), 524288)
+        self.assertEqual(fake.limits, (524288, 524288))
+
+    def test_refusedKeepsSoft(self):
+        """
+        If the kernel refuses, the soft limit stays (and it is logged).
+        """
+        fake = self.FakeResource(1024, 4096, fail=True)
+        self.assertEqual(tap.raiseFileLimit(fake), 1024)

@@ -451,6 +451,28 @@ class NetnsTapService(Service):
             self.link = None
 
 
+def raiseFileLimit(resource=None):
+    """
+    Raise the soft limit on open files to the hard limit: every guest
+    connection and UDP flow holds a host socket, and the usual soft limit of
+    1024 is soon reached (the reference's "too many open files" reports).
+
+    @return: the soft limit now in force.
+    """
+    if resource is None:
+        import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as e:
+            log.warn("cannot raise the open-file limit from {soft}: {e}", soft=soft, e=e)
+    return soft
+
+
 class VPNKitService(MultiService):
     """
     vpnkit as one service.
@@ -486,6 +508,8 @@ class VPNKitService(MultiService):
             raise SystemExit(1)
 
     def privilegedStartService(self):
+        if self.exitOnError:
+            raiseFileLimit()
         self._guarded(super().privilegedStartService)
 
     def startService(self):

@@ -142,7 +142,7 @@ class TCPLayer:
         reactor,
         tcpConfig=None,
         maxConnections=None,
-        maxPending=512,
+        maxPending=4096,
         rng=None,
         guestPresent=None,
         segmentLimit=None,
