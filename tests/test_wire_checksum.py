@@ -5,7 +5,7 @@ word-by-word reference implementation.
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from tests.wirefixtures import (
     DNS_QUERY,
@@ -201,3 +201,57 @@ class PseudoHeaderTests(SynchronousTestCase):
             onesComplementSum(data, pseudoHeaderSum(src, dst, protocol, length)),
             referenceSum(pseudo + data),
         )
+
+
+class AcceleratorTests(SynchronousTestCase):
+    """
+    The optional C checksum (C{vpnkit._speedups}) gives exactly what the
+    pure-Python one does.
+    """
+
+    def setUp(self):
+        from vpnkit.wire import checksum
+
+        if checksum._cSum is None:
+            raise SkipTest("the C extension vpnkit._speedups is not built")
+        self.checksum = checksum
+
+    def test_inUse(self):
+        """
+        When built, the C version is the one vpnkit uses.
+        """
+        self.assertIs(
+            self.checksum.onesComplementSum, self.checksum._acceleratedOnesComplementSum
+        )
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.binary(max_size=3000), st.integers(min_value=0, max_value=2**40))
+    @example(b"", 0)
+    @example(b"\x00" * 9, 0)
+    @example(b"\xff\xff", 0)
+    @example(b"\x00\x01\xff\xfe", 0)
+    @example(b"\xff", 0xFFFF)
+    def test_agrees(self, data, initial):
+        """
+        C and Python agree on every input, odd lengths and all-zero data
+        included, whatever the initial sum.
+        """
+        self.assertEqual(
+            self.checksum._acceleratedOnesComplementSum(data, initial),
+            self.checksum.pythonOnesComplementSum(data, initial),
+        )
+
+    def test_largeAndUnaligned(self):
+        """
+        A 64 KiB buffer, and slices starting at odd offsets (memoryview
+        input), agree too.
+        """
+        import os
+
+        data = os.urandom(65535)
+        for start in (0, 1, 3, 7):
+            view = memoryview(data)[start:]
+            self.assertEqual(
+                self.checksum._acceleratedOnesComplementSum(view, 5),
+                self.checksum.pythonOnesComplementSum(bytes(view), 5),
+            )

@@ -8,18 +8,21 @@ computed with one C-level C{int.from_bytes} and one modulo instead of a Python
 loop over words.
 """
 
-__all__ = ["onesComplementSum", "internetChecksum", "pseudoHeaderSum", "checksumOK"]
+__all__ = [
+    "onesComplementSum",
+    "pythonOnesComplementSum",
+    "internetChecksum",
+    "pseudoHeaderSum",
+    "checksumOK",
+]
 
 _fromBytes = int.from_bytes
 
 
-def onesComplementSum(data, initial=0):
+def pythonOnesComplementSum(data, initial=0):
     """
-    The 16-bit ones'-complement sum of C{data} (padded with a zero byte when
-    its length is odd), added to C{initial}.
-
-    @return: a value in C{range(0, 0x10000)}; zero only when every word (and
-        C{initial}) is zero.
+    L{onesComplementSum} in pure Python: the big-endian integer value of the
+    data modulo 0xFFFF.
     """
     if len(data) & 1:
         value = _fromBytes(data, "big") << 8
@@ -30,6 +33,36 @@ def onesComplementSum(data, initial=0):
         return 0
     value %= 0xFFFF
     return value or 0xFFFF
+
+
+def _acceleratedOnesComplementSum(data, initial=0):
+    value = _cSum(data) + initial
+    if not value:
+        return 0
+    value %= 0xFFFF
+    return value or 0xFFFF
+
+
+try:
+    from vpnkit._speedups import onesSum as _cSum
+except ImportError:  # the optional C extension was not built
+    _cSum = None
+
+if _cSum is None:
+    onesComplementSum = pythonOnesComplementSum
+else:
+    onesComplementSum = _acceleratedOnesComplementSum
+
+onesComplementSum.__doc__ = """
+    The 16-bit ones'-complement sum of C{data} (padded with a zero byte when
+    its length is odd), added to C{initial}.
+
+    In C (C{vpnkit._speedups}) when the extension is built, else
+    L{pythonOnesComplementSum}.
+
+    @return: a value in C{range(0, 0x10000)}; zero only when every word (and
+        C{initial}) is zero.
+    """
 
 
 def internetChecksum(data, initial=0):
