@@ -14,7 +14,6 @@ from vpnkit.gatewayforwards import (
     parseForwardsFlag,
     parseForwardsJSON,
 )
-from vpnkit.wire import dhcp as wire
 from vpnkit.wire.ipv4 import PROTO_TCP, packIP
 from vpnkit.wire.tcp import SYN, Segment, TCPOptions, emitTCP
 

@@ -27,7 +27,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from vpnkit.host.sockets import HostDatagramSockets, HostSocketError
+from vpnkit.host.sockets import HostDatagramSockets
 from vpnkit.interfaces import IDatagramReceiver, IDatagramSocket, IHostDatagramSockets
 from vpnkit.wire.icmp import ECHO_REPLY, ECHO_REQUEST, ICMPMessage, echoID, emitICMP, parseICMP
 

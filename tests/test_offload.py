@@ -18,7 +18,7 @@ class OffloadStackTests(SynchronousTestCase):
         guest.link.segmentLimit = segmentLimit
         syn = Segment(40000, 80, 1000, 0, SYN, 65535, TCPOptions(mss=1460, windowScale=7))
         guest.send(buildIPv4(guest.mac, guest.ip, REMOTE_IP, PROTO_TCP, emitTCP(syn, guest.ip, REMOTE_IP)))
-        transport = stack.hostNetwork.succeed()
+        stack.hostNetwork.succeed()
         protocol = stack.hostNetwork.connects[-1].protocol
         [synAck] = [parseTCP(p, h.src, h.dst) for _, h, p in map(parseIPv4Frame, guest.takeFrames())]
         ack = Segment(40000, 80, 1001, seqAdd(synAck.seq, 1), ACK, 4000)

@@ -17,10 +17,10 @@ from ipaddress import AddressValueError, IPv4Address
 
 from twisted.application.service import Service
 from twisted.internet import error
-from twisted.internet.interfaces import IHalfCloseableProtocol
-from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.internet.protocol import DatagramProtocol, Factory
 from zope.interface import implementer
 
+from vpnkit.host.proxy import GuestSide, HostSide
 from vpnkit.interfaces import IGuestConnector
 from vpnkit.log import logger
 from vpnkit.protocols.flowtable import FlowExpiry, FlowTable
@@ -169,15 +169,12 @@ def bindErrorMessage(spec, failure):
 # -- TCP ---------------------------------------------------------------------
 
 
-@implementer(IHalfCloseableProtocol)
-class _TCPClient(Protocol):
+class _TCPClient(HostSide):
     """
     A host client of a TCP forward: reading is held until the connection
-    into the guest exists, then bytes flow both ways with flow control and
-    half-close.
+    into the guest exists, then bytes flow both ways (L{HostSide} and
+    L{GuestSide}: flow control and half-close).
     """
-
-    guest = None
 
     def __init__(self, forward):
         self._forward = forward
@@ -188,68 +185,11 @@ class _TCPClient(Protocol):
 
     def guestConnected(self, guest):
         self.guest = guest
-        self.transport.registerProducer(guest, True)
-        guest.registerProducer(self.transport, True)
         self.transport.resumeProducing()
-
-    def dataReceived(self, data):
-        self.guest.write(data)
-
-    def readConnectionLost(self):
-        if self.guest is not None:
-            self.guest.loseWriteConnection()
-
-    def writeConnectionLost(self):
-        pass
 
     def connectionLost(self, reason):
         self._forward.clientGone(self)
-        guest, self.guest = self.guest, None
-        if guest is None:
-            return
-        guest.unregisterProducer()
-        if reason.check(error.ConnectionDone):
-            guest.loseConnection()
-        else:
-            guest.abortConnection()
-
-
-@implementer(IHalfCloseableProtocol)
-class _GuestEnd(Protocol):
-    """
-    The protocol on vpnkit's connection into the guest, writing to the host
-    client's transport.
-    """
-
-    def __init__(self, client):
-        self._client = client
-        self._producing = True
-
-    def _stopProducing(self, transport):
-        # Twisted half-closes a transport only once no paused producer is
-        # registered on it (otherwise it resumes the producer instead).
-        if self._producing:
-            self._producing = False
-            transport.unregisterProducer()
-
-    def dataReceived(self, data):
-        self._client.transport.write(data)
-
-    def readConnectionLost(self):
-        transport = self._client.transport
-        self._stopProducing(transport)
-        transport.loseWriteConnection()
-
-    def writeConnectionLost(self):
-        pass
-
-    def connectionLost(self, reason):
-        transport = self._client.transport
-        self._stopProducing(transport)
-        if reason.check(error.ConnectionDone):
-            transport.loseConnection()
-        else:
-            transport.abortConnection()
+        super().connectionLost(reason)
 
 
 class _TCPForward(Factory):
@@ -269,7 +209,7 @@ class _TCPForward(Factory):
         peer = client.transport.getPeer()
         srcIP = self.forwarder.sourceFor(peer.host)
         d = self.forwarder.connector.connectTCP(
-            self.spec.guestIP, self.spec.guestPort, srcIP, peer.port, _GuestEnd(client)
+            self.spec.guestIP, self.spec.guestPort, srcIP, peer.port, GuestSide(client)
         )
 
         def connected(guest):

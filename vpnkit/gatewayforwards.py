@@ -17,14 +17,13 @@ import json
 from dataclasses import dataclass
 from ipaddress import AddressValueError, IPv4Address
 
-from twisted.internet import defer, error
 from zope.interface import implementer
 
 from vpnkit.config import ConfigError
 from vpnkit.host.proxy import HostSide
-from vpnkit.interfaces import IDatagramReceiver, ITCPForwarder
+from vpnkit.interfaces import ITCPForwarder
 from vpnkit.log import RateLimitedLog, logger
-from vpnkit.protocols.flowtable import FlowExpiry, FlowTable
+from vpnkit.protocols.flowtable import FlowExpiry, FlowTable, SocketFlow
 
 __all__ = [
     "GatewayForward",
@@ -175,27 +174,6 @@ class GatewayTCPForwards:
         return self._fallback.connectionRequested(flow)
 
 
-@implementer(IDatagramReceiver)
-class _Flow:
-    __slots__ = ("owner", "key", "socket")
-
-    def __init__(self, owner, key):
-        self.owner = owner
-        self.key = key
-        self.socket = None
-
-    def datagramReceived(self, data, host, port):
-        self.owner._fromHost(self, data)
-
-    def errorReceived(self, error):
-        pass
-
-    def close(self):
-        if self.socket is not None:
-            self.socket.close()
-            self.socket = None
-
-
 class GatewayUDPForwards:
     """
     UDP to a forwarded gateway port: one host socket per (guest, guest port,
@@ -233,7 +211,7 @@ class GatewayUDPForwards:
         if flow is None:
             for old in self.flows.makeRoom():
                 old.close()
-            flow = _Flow(self, key)
+            flow = SocketFlow(self, key)
             try:
                 flow.socket = self._sockets.openUDP(flow)
             except OSError as e:
@@ -251,12 +229,15 @@ class GatewayUDPForwards:
             return
         self._counters.gatewayForwarded += 1
 
-    def _fromHost(self, flow, data):
+    def flowDatagram(self, flow, data, host, port):
         if self.flows.get(flow.key) is not flow:
             return
         self.flows.touch(flow.key, self._clock.seconds())
         guestIP, guestPort, gatewayPort = flow.key
         self._udp.sendDatagram(self._gateway, gatewayPort, guestIP, guestPort, data)
+
+    def flowError(self, flow, error):
+        pass
 
     def _expired(self, flows):
         for flow in flows:

@@ -213,7 +213,7 @@ class VMNetTransportTests(_SocketTransportTests, SynchronousTestCase):
         A guest that reconnects with the same UUID gets the same MAC and the
         same address back; a different UUID gets the next address.
         """
-        vpnkit = self.startWithSocket(1500)
+        self.startWithSocket(1500)
         uuid = "d1d9cd61-d0dc-4715-9bb3-4c11da7ad7a5"
         guest = Namespace(self, "g")
         bridge = self.bridge(guest, "--uuid", uuid)
@@ -240,7 +240,7 @@ class VMNetTransportTests(_SocketTransportTests, SynchronousTestCase):
         """
         Preferred_ipv4 gives the guest the address it asked for.
         """
-        vpnkit = self.startWithSocket(1500)
+        self.startWithSocket(1500)
         guest = Namespace(self, "g")
         self.bridge(guest, "--uuid", str(_uuid.uuid4()), "--preferred-ip", "192.168.65.250")
         lease = guest.dhcp(self)

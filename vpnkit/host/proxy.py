@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_host_proxy -*-
 """
-The host end of proxied TCP connections: where a guest's connection goes
-(L{HostTCPForwarder}) and the protocol on the host socket (L{HostSide}).
+The two ends of a proxied TCP connection: where a guest's connection goes
+(L{HostTCPForwarder}), the protocol on the host socket (L{HostSide}) and
+the protocol on the guest connection (L{GuestSide}).
 """
 
 from twisted.internet import error
@@ -11,7 +12,7 @@ from zope.interface import implementer
 
 from vpnkit.interfaces import ITCPForwarder
 
-__all__ = ["HostSide", "HostTCPForwarder"]
+__all__ = ["HostSide", "GuestSide", "HostTCPForwarder"]
 
 LOCALHOST = "127.0.0.1"
 
@@ -30,7 +31,8 @@ class HostSide(Protocol):
         self.guest.write(data)
 
     def readConnectionLost(self):
-        self.guest.loseWriteConnection()
+        if self.guest is not None:
+            self.guest.loseWriteConnection()
 
     def writeConnectionLost(self):
         pass
@@ -44,6 +46,64 @@ class HostSide(Protocol):
             guest.loseConnection()
         else:
             guest.abortConnection()
+
+
+@implementer(IHalfCloseableProtocol)
+class GuestSide(Protocol):
+    """
+    The protocol on a guest connection that hands its bytes to a host-side
+    protocol's transport (Twisted's portforward model, half-close aware):
+    each side is registered as the other's producer, so nothing buffers
+    without bound.  Used for guest connections to the host (the host side
+    is a L{HostSide} on a real socket) and for port forwards (a host client
+    on a forward's listener).
+    """
+
+    def __init__(self, host):
+        self.host = host
+        self._producing = False
+
+    def connectionMade(self):
+        hostTransport = self.host.transport
+        # Each side throttles the other: nothing buffers without bound.
+        hostTransport.registerProducer(self.transport, True)
+        self._producing = True
+        self.transport.registerProducer(hostTransport, True)
+
+    def _stopProducing(self, transport):
+        """
+        The guest will send nothing more: stop being the host transport's
+        producer.  Twisted half-closes (or closes) a transport only once no
+        paused producer is registered: with one, FileDescriptor.doWrite
+        resumes it instead, and the FIN never reaches the host.
+        """
+        if self._producing:
+            self._producing = False
+            transport.unregisterProducer()
+
+    def dataReceived(self, data):
+        self.host.transport.write(data)
+
+    def readConnectionLost(self):
+        transport = self.host.transport
+        self._stopProducing(transport)
+        if hasattr(transport, "loseWriteConnection"):
+            transport.loseWriteConnection()
+        else:
+            transport.loseConnection()
+
+    def writeConnectionLost(self):
+        pass
+
+    def connectionLost(self, reason):
+        transport = self.host.transport
+        if transport is None:
+            return
+        self._stopProducing(transport)
+        if reason.check(error.ConnectionDone):
+            transport.loseConnection()
+        else:
+            transport.abortConnection()
 
 
 @implementer(ITCPForwarder)

@@ -10,7 +10,7 @@ rebinding), INFORM, DECLINE and RELEASE are handled; relayed requests
 """
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from zope.interface import implementer
 

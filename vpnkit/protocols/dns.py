@@ -262,7 +262,6 @@ class GatewayDNSFactory(server.DNSServerFactory):
         self._reply(protocol, message, address, dns.OK, answers, authority, additional)
 
     def gotResolverError(self, failure, protocol, message, address):
-        counters = self._counters
         if failure.check(RcodeError):
             value = failure.value
             self._reply(

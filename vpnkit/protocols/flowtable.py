@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.test_flowtable -*-
 """
 L{FlowTable}: the bookkeeping shared by the UDP NAT and the ICMP echo
-proxy: flows by key, least recently used first, with an idle timeout and a
-cap.
+proxy (and the gateway forwards): flows by key, least recently used
+first, with an idle timeout and a cap; and L{SocketFlow}, one flow's host
+socket.
 
 The table is pure (time is passed in); L{FlowExpiry} is the thin glue that
 keeps one L{IDelayedCall} for a whole table.  Ordering by last use makes
@@ -12,7 +13,14 @@ are both the first one.
 
 from collections import OrderedDict
 
-__all__ = ["FlowTable", "FlowExpiry"]
+from zope.interface import implementer
+
+from vpnkit.interfaces import IDatagramReceiver
+
+__all__ = ["FlowTable", "FlowExpiry", "SocketFlow", "QUOTES_PER_FLOW"]
+
+# What a flow remembers of the guest's recent datagrams, for ICMP errors.
+QUOTES_PER_FLOW = 16
 
 
 class FlowTable:
@@ -154,3 +162,45 @@ class FlowExpiry:
         if expired:
             self._onExpired(expired)
         self.arm()
+
+
+@implementer(IDatagramReceiver)
+class SocketFlow:
+    """
+    One flow's host datagram socket, reporting to its owner: the owner's
+    C{flowDatagram(flow, data, host, port)} and C{flowError(flow, error)}.
+
+    @ivar quotes: what the guest sent lately (bounded, oldest first
+        dropped), for quoting in the ICMP errors the host reports.
+    """
+
+    __slots__ = ("owner", "key", "socket", "quotes")
+
+    def __init__(self, owner, key):
+        self.owner = owner
+        self.key = key
+        self.socket = None
+        self.quotes = OrderedDict()
+
+    def remember(self, what, header, quote):
+        """
+        Keep C{(header, quote)} under C{what} (a destination, an echo
+        sequence number), forgetting the oldest beyond C{QUOTES_PER_FLOW}.
+        """
+        quotes = self.quotes
+        quotes[what] = (header, quote)
+        quotes.move_to_end(what)
+        if len(quotes) > QUOTES_PER_FLOW:
+            quotes.popitem(last=False)
+
+    def datagramReceived(self, data, host, port):
+        self.owner.flowDatagram(self, data, host, port)
+
+    def errorReceived(self, error):
+        self.owner.flowError(self, error)
+
+    def close(self):
+        if self.socket is not None:
+            self.socket.close()
+            self.socket = None
+

@@ -15,13 +15,12 @@ behind a firewall.
 """
 
 import errno
-from collections import OrderedDict
 
 from zope.interface import implementer
 
-from vpnkit.interfaces import IDatagramReceiver, IIPv4Receiver
+from vpnkit.interfaces import IIPv4Receiver
 from vpnkit.log import RateLimitedLog, logger
-from vpnkit.protocols.flowtable import FlowExpiry, FlowTable
+from vpnkit.protocols.flowtable import FlowExpiry, FlowTable, SocketFlow
 from vpnkit.protocols.udpnat import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_FLOWS,
@@ -45,41 +44,7 @@ __all__ = ["ICMPLayer"]
 
 log = logger("vpnkit.icmp")
 
-# Requests remembered per flow (by sequence number) to quote in errors.
-_QUOTES_PER_FLOW = 16
 _NO_PERMISSION = (errno.EACCES, errno.EPERM, errno.EPROTONOSUPPORT, errno.EAFNOSUPPORT)
-
-
-@implementer(IDatagramReceiver)
-class _EchoFlow:
-    """
-    One guest's echo identifier and its host ICMP socket.
-    """
-
-    __slots__ = ("layer", "key", "socket", "requests")
-
-    def __init__(self, layer, key):
-        self.layer = layer
-        self.key = key
-        self.socket = None
-        self.requests = OrderedDict()
-
-    def remember(self, seq, header, quote):
-        requests = self.requests
-        requests[seq] = (header, quote)
-        requests.move_to_end(seq)
-        if len(requests) > _QUOTES_PER_FLOW:
-            requests.popitem(last=False)
-
-    def datagramReceived(self, data, host, port):
-        self.layer._replyFromHost(self, data, host)
-
-    def errorReceived(self, error):
-        self.layer._errorFromHost(self, error)
-
-    def close(self):
-        if self.socket is not None:
-            self.socket.close()
 
 
 @implementer(IIPv4Receiver)
@@ -184,7 +149,7 @@ class ICMPLayer:
         for old in self.flows.makeRoom():
             counters.flowsEvicted += 1
             old.close()
-        flow = _EchoFlow(self, key)
+        flow = SocketFlow(self, key)
         try:
             flow.socket = self._sockets.openICMP(flow)
         except OSError as e:
@@ -211,7 +176,7 @@ class ICMPLayer:
             self._counters.flowsExpired += 1
             flow.close()
 
-    def _replyFromHost(self, flow, data, host):
+    def flowDatagram(self, flow, data, host, port):
         counters = self._counters
         if self.flows.get(flow.key) is not flow:
             return
@@ -235,17 +200,17 @@ class ICMPLayer:
         if self._ipv4.sendIPv4(source, guestIP, PROTO_ICMP, reply):
             counters.echoForwardReplies += 1
 
-    def _errorFromHost(self, flow, error):
+    def flowError(self, flow, error):
         counters = self._counters
         if self.flows.get(flow.key) is not flow:
             return
         # The failed request comes back from its ICMP header on.
         seq = int.from_bytes(error.payload[6:8], "big") if len(error.payload) >= 8 else None
-        remembered = flow.requests.get(seq)
-        if remembered is None and error.origin == "local" and flow.requests:
+        remembered = flow.quotes.get(seq)
+        if remembered is None and error.origin == "local" and flow.quotes:
             # The host's own refusals (EMSGSIZE) carry no request: it was
             # the latest.
-            remembered = next(reversed(flow.requests.values()))
+            remembered = next(reversed(flow.quotes.values()))
         if remembered is None:
             counters.hostErrorsDropped += 1
             return

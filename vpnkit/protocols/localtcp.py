@@ -5,7 +5,7 @@ dispatcher that puts them in front of the host forwarder.
 
 L{TCPLayer} asks its L{ITCPForwarder} for a connected "host-side" protocol
 for each new guest connection and splices it to the guest with
-C{vpnkit.protocols.tcp.forwarder._GuestSide}, exactly as it does a real
+C{vpnkit.host.proxy.GuestSide}, exactly as it does a real
 host socket.  L{GatewayTCPForwarder} answers that question for the
 gateway's own ports with a L{LocalConnection}: an in-memory stand-in for a
 host socket whose far end is an ordinary Twisted protocol built by the

@@ -23,13 +23,10 @@ one evicts the least recently used.  A host socket that cannot be opened
 rate-limited log line, never the daemon.
 """
 
-from collections import OrderedDict
 
-from zope.interface import implementer
 
-from vpnkit.interfaces import IDatagramReceiver
 from vpnkit.log import RateLimitedLog, logger
-from vpnkit.protocols.flowtable import FlowExpiry, FlowTable
+from vpnkit.protocols.flowtable import FlowExpiry, FlowTable, SocketFlow
 from vpnkit.wire.icmp import DEST_UNREACHABLE, TIME_EXCEEDED, ICMPMessage, emitICMP
 from vpnkit.wire.ipv4 import FLAG_DF, PROTO_ICMP, formatIP, packIP, quoteHeader
 
@@ -40,8 +37,6 @@ log = logger("vpnkit.udpnat")
 DEFAULT_MAX_FLOWS = 1024
 DEFAULT_IDLE_TIMEOUT = 60.0
 LOCALHOST = "127.0.0.1"
-# Destinations remembered per flow for quoting in ICMP errors.
-_QUOTES_PER_FLOW = 16
 _FRAG_NEEDED = 4
 
 
@@ -92,38 +87,6 @@ def icmpErrorFor(error, header, quote, gateway, hostAlias):
         rest = (error.info & 0xFFFF).to_bytes(4, "big")
     message = ICMPMessage(type_, code, 0, rest, quoteHeader(header) + bytes(quote[:8]))
     return source, emitICMP(message)
-
-
-@implementer(IDatagramReceiver)
-class _Flow:
-    """
-    One guest source and its host socket.
-    """
-
-    __slots__ = ("nat", "key", "socket", "quotes")
-
-    def __init__(self, nat, key):
-        self.nat = nat
-        self.key = key
-        self.socket = None
-        self.quotes = OrderedDict()
-
-    def remember(self, destination, header, quote):
-        quotes = self.quotes
-        quotes[destination] = (header, quote)
-        quotes.move_to_end(destination)
-        if len(quotes) > _QUOTES_PER_FLOW:
-            quotes.popitem(last=False)
-
-    def datagramReceived(self, data, host, port):
-        self.nat._fromHost(self, data, host, port)
-
-    def errorReceived(self, error):
-        self.nat._errorFromHost(self, error)
-
-    def close(self):
-        if self.socket is not None:
-            self.socket.close()
 
 
 class UDPNAT:
@@ -210,7 +173,7 @@ class UDPNAT:
         for old in self.flows.makeRoom():
             counters.natFlowsEvicted += 1
             old.close()
-        flow = _Flow(self, key)
+        flow = SocketFlow(self, key)
         try:
             flow.socket = self._sockets.openUDP(flow)
         except OSError as e:
@@ -231,7 +194,7 @@ class UDPNAT:
 
     # -- from the host ------------------------------------------------------------
 
-    def _fromHost(self, flow, data, host, port):
+    def flowDatagram(self, flow, data, host, port):
         if self.flows.get(flow.key) is not flow:
             return
         self.flows.touch(flow.key, self._clock.seconds())
@@ -247,7 +210,7 @@ class UDPNAT:
         self._counters.natReceived += 1
         self._udp.sendDatagram(source, port, guestIP, guestPort, data)
 
-    def _errorFromHost(self, flow, error):
+    def flowError(self, flow, error):
         counters = self._counters
         if self.flows.get(flow.key) is not flow:
             return

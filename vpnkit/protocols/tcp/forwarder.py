@@ -18,10 +18,9 @@ from typing import NamedTuple
 from twisted.internet import error
 from twisted.internet.defer import fail
 from twisted.internet.address import IPv4Address as TwistedIPv4Address
-from twisted.internet.interfaces import IHalfCloseableProtocol
-from twisted.internet.protocol import Protocol
 from zope.interface import implementer
 
+from vpnkit.host.proxy import GuestSide
 from vpnkit.interfaces import IIPv4Receiver
 from vpnkit.log import RateLimitedLog, logger
 from vpnkit.protocols.tcp.connection import TCPConnection
@@ -69,60 +68,6 @@ class _Pending:
         self.quote = quote
         self.deferred = None
         self.cancelled = False
-
-
-@implementer(IHalfCloseableProtocol)
-class _GuestSide(Protocol):
-    """
-    The protocol on a guest connection that hands its bytes to a host-side
-    protocol's transport (Twisted's portforward model, half-close aware).
-    """
-
-    def __init__(self, host):
-        self.host = host
-        self._producing = False
-
-    def connectionMade(self):
-        hostTransport = self.host.transport
-        # Each side throttles the other: nothing buffers without bound.
-        hostTransport.registerProducer(self.transport, True)
-        self._producing = True
-        self.transport.registerProducer(hostTransport, True)
-
-    def _stopProducing(self, transport):
-        """
-        The guest will send nothing more: stop being the host transport's
-        producer.  Twisted half-closes (or closes) a transport only once no
-        paused producer is registered: with one, FileDescriptor.doWrite
-        resumes it instead, and the FIN never reaches the host.
-        """
-        if self._producing:
-            self._producing = False
-            transport.unregisterProducer()
-
-    def dataReceived(self, data):
-        self.host.transport.write(data)
-
-    def readConnectionLost(self):
-        transport = self.host.transport
-        self._stopProducing(transport)
-        if hasattr(transport, "loseWriteConnection"):
-            transport.loseWriteConnection()
-        else:
-            transport.loseConnection()
-
-    def writeConnectionLost(self):
-        pass
-
-    def connectionLost(self, reason):
-        transport = self.host.transport
-        if transport is None:
-            return
-        self._stopProducing(transport)
-        if reason.check(error.ConnectionDone):
-            transport.loseConnection()
-        else:
-            transport.abortConnection()
 
 
 @implementer(IIPv4Receiver)
@@ -270,7 +215,7 @@ class TCPLayer:
         connection = TCPConnection(self, flow, tcb, self._clock)
         self._connections[flow] = connection
         hostProtocol.guest = connection
-        connection.makeConnection(_GuestSide(hostProtocol))
+        connection.makeConnection(GuestSide(hostProtocol))
         connection.start()
         return None
 
