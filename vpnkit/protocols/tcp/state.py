@@ -26,6 +26,7 @@ import enum
 from dataclasses import dataclass
 
 from vpnkit.protocols.tcp.buffers import Assembler, SendBuffer
+from vpnkit.protocols.tcp.recovery import FIRST, NEXT, NewReno, Scoreboard
 from vpnkit.protocols.tcp.rtt import RTTEstimator
 from vpnkit.wire.tcp import ACK, FIN, NO_OPTIONS, PSH, RST, SYN, Segment, TCPOptions
 
@@ -174,7 +175,7 @@ class TCPControlBlock:
         self._sackPermitted = False
         self._windowScaling = False
         self._ourFinSeq = None
-        self._sacked = []  # sorted [start, end) seq ranges the guest holds
+        self._sacked = Scoreboard()
 
         # Receive side.
         self.irs = 0
@@ -187,12 +188,8 @@ class TCPControlBlock:
         self._finSeq = None
         self.eofReceived = False
 
-        # Congestion control (RFC 5681 / 6582).
-        self.cwnd = 0
-        self.ssthresh = 1 << 30
-        self._dupAcks = 0
-        self._recover = iss
-        self._inRecovery = False
+        # Congestion control and loss recovery (recovery.py).
+        self._cc = NewReno(iss)
 
         # Timers: absolute deadlines, or None.
         self._rtt = RTTEstimator(config.initialRTO, config.minRTO, config.maxRTO)
@@ -201,12 +198,10 @@ class TCPControlBlock:
         self._timing = None  # (seq that ends the timed segment, time sent)
         self._ackAt = None
         self._ackNow = False
+        # What loss recovery asked to send again: the first unacknowledged
+        # segment, or (with SACK, one per arriving ACK) the next hole.
         self._retransmitFirst = False
-        # SACK recovery (RFC 6675, simplified): retransmit the next hole the
-        # guest's SACK blocks reveal, one segment per ACK that arrives;
-        # _highRxt is how far this recovery has retransmitted.
         self._retransmitNext = False
-        self._highRxt = iss
         self._unackedSegments = 0
         self._timeWaitAt = None
         self._accepted = False
@@ -267,7 +262,7 @@ class TCPControlBlock:
             self._sndShift = 0
             self._rcvShift = 0
         self._sackPermitted = options.sackPermitted
-        self.cwnd = self.config.initialWindowSegments * self._sendMSS
+        self._cc.start(self._sendMSS, self.config.initialWindowSegments)
 
     def accept(self, now):
         """
@@ -295,6 +290,21 @@ class TCPControlBlock:
     @property
     def advertisedWindow(self):
         return max(0, _diff(self._rcvAdvRight, self.rcvNxt))
+
+    @property
+    def cwnd(self):
+        """
+        The congestion window in bytes.
+        """
+        return self._cc.cwnd
+
+    @cwnd.setter
+    def cwnd(self, value):
+        self._cc.cwnd = value
+
+    @property
+    def ssthresh(self):
+        return self._cc.ssthresh
 
     @property
     def sendMSS(self):
@@ -564,7 +574,7 @@ class TCPControlBlock:
         self._retries = 0
         newlySacked = 0
         if seg.options.sack and self._sackPermitted:
-            newlySacked = self._recordSACK(seg.options.sack)
+            newlySacked = self._sacked.record(seg.options.sack, self.sndUna, self.sndMax)
         if acked < 0:
             # An old, reordered ACK: nothing to learn from it.
             return True
@@ -608,48 +618,19 @@ class TCPControlBlock:
         self.sndUna = ack
         if _diff(self.sndNxt, ack) < 0:
             self.sndNxt = ack
-        if self._sacked:
-            self._sacked = [r for r in self._sacked if _diff(r[1], ack) > 0]
-            if self._sacked and _diff(self._sacked[0][0], ack) <= 0:
-                # The guest acknowledged up to data it said it held, and no
-                # further: it dropped that data (reneged, RFC 2018 8).  Its
-                # SACK blocks can no longer be trusted; skipping them would
-                # leave the hole at snd.una unsent forever.
-                self._sacked = []
+        self._sacked.acknowledged(ack)
         # RTT sample (Karn: the timed segment was never retransmitted).
         if self._timing is not None and _diff(ack, self._timing[0]) >= 0:
             self._rtt.sample(now - self._timing[1])
             self._timing = None
         self._rtt.resetBackoff()
-        # Congestion control.
-        if self._inRecovery:
-            if _diff(ack, self._recover) >= 0:
-                # Full acknowledgement: leave recovery (RFC 6582 3.2 step 3).
-                flight = _diff(self.sndMax, ack)
-                self.cwnd = min(self.ssthresh, max(flight, mss) + mss)
-                self._inRecovery = False
-                self._dupAcks = 0
-            else:
-                # Partial acknowledgement: retransmit the next hole.
-                self.cwnd = max(self.cwnd - acked + mss, mss)
-                if self._sacked:
-                    self._retransmitNext = True
-                    if _diff(self._highRxt, ack) < 0:
-                        self._highRxt = ack
-                else:
-                    self._retransmitFirst = True
-                self._rtoAt = now + self._rtt.rto
-        else:
-            self._dupAcks = 0
-            if self.cwnd < self.ssthresh:
-                self.cwnd += acked
-            else:
-                self.cwnd += max(1, mss * acked // self.cwnd)
+        action = self._cc.newAck(ack, acked, self.sndMax, mss, bool(self._sacked))
+        if action is FIRST:
+            self._retransmitFirst = True
+        elif action is NEXT:
+            self._retransmitNext = True
         # Retransmission timer (RFC 6298 5.2/5.3).
-        if self.sndMax == self.sndUna:
-            self._rtoAt = None
-        elif not self._inRecovery:
-            self._rtoAt = now + self._rtt.rto
+        self._rtoAt = None if self.sndMax == self.sndUna else now + self._rtt.rto
         if finAcked:
             new = TRANSITIONS.get((self.state, "finAcked"))
             if new is not None:
@@ -660,63 +641,16 @@ class TCPControlBlock:
                     self._enterClosed(None)
 
     def _duplicateAck(self, now):
-        self._dupAcks += 1
-        mss = self._sendMSS
-        if self._inRecovery:
-            # Each further duplicate means a segment left the network; with
-            # SACK it may also reveal the next hole to fill.
-            self.cwnd += mss
-            if self._sacked:
-                self._retransmitNext = True
-            return
-        # Loss: the third duplicate, or (RFC 6675 IsLost) three segments'
-        # worth SACKed above the first hole.  RFC 6582 3.2: a new recovery
-        # only once everything sent before the last one (or before a
-        # timeout) has been acknowledged.
-        lost = self._dupAcks >= 3 or self._sackedBytes() >= 3 * mss
-        if lost and _diff(self.sndUna, self._recover) >= 0:
-            flight = _diff(self.sndMax, self.sndUna)
-            self.ssthresh = max(flight // 2, 2 * mss)
-            self.cwnd = self.ssthresh + 3 * mss
-            self._recover = self.sndMax
-            self._inRecovery = True
+        action = self._cc.duplicate(
+            self.sndUna, self.sndMax, self._sendMSS, self._sacked.total(), bool(self._sacked)
+        )
+        if action is FIRST:
             # Retransmit the first unacknowledged segment now.
             self._retransmitFirst = True
-            self._highRxt = self.sndUna
             self._timing = None
             self._rtoAt = now + self._rtt.rto
-
-    def _sackedBytes(self):
-        return sum(_diff(right, left) for left, right in self._sacked)
-
-    def _recordSACK(self, blocks):
-        """
-        Merge the guest's SACK blocks into the scoreboard.
-
-        @return: how many bytes they newly reported held.
-        """
-        before = self._sackedBytes()
-        una = self.sndUna
-        ranges = self._sacked
-        for left, right in blocks:
-            if _diff(right, left) <= 0 or _diff(right, una) <= 0 or _diff(right, self.sndMax) > 0:
-                continue
-            if _diff(left, una) < 0:
-                left = una
-            ranges.append([left, right])
-        if not ranges:
-            return 0
-        ranges.sort(key=lambda r: _diff(r[0], una))
-        merged = [ranges[0]]
-        for left, right in ranges[1:]:
-            last = merged[-1]
-            if _diff(left, last[1]) <= 0:
-                if _diff(right, last[1]) > 0:
-                    last[1] = right
-            else:
-                merged.append([left, right])
-        self._sacked = merged[:16]
-        return max(0, self._sackedBytes() - before)
+        elif action is NEXT:
+            self._retransmitNext = True
 
     def _receiveData(self, seq, payload, offset, now):
         window = self.advertisedWindow
@@ -905,7 +839,7 @@ class TCPControlBlock:
             retransmission = _diff(seq, self.sndMax) < 0
             size = min(mss if retransmission else largest, total - offset, window - offset)
             if retransmission and self._sacked:
-                skip, limit = self._sackedAt(seq)
+                skip, limit = self._sacked.skipAt(seq)
                 if skip:
                     # Never past the data: a block can end with our FIN,
                     # which is then sent again at its own sequence number.
@@ -961,13 +895,12 @@ class TCPControlBlock:
         if len(buf):
             size = min(self._sendMSS, len(buf), _diff(self.sndMax, una))
             if self._sacked:
-                limit = _diff(self._sacked[0][0], una)
+                limit = _diff(self._sacked.firstStart(), una)
                 if limit > 0:
                     size = min(size, limit)
             flags = ACK | PSH if size == len(buf) else ACK
             out.append(self._make(una, flags, buf.peek(0, size)))
-            if _diff((una + size) & _MASK, self._highRxt) > 0:
-                self._highRxt = (una + size) & _MASK
+            self._cc.retransmitted((una + size) & _MASK)
         elif self._finSent:
             out.append(self._make(una, FIN | ACK))
         else:
@@ -976,15 +909,7 @@ class TCPControlBlock:
         self._ackSent()
 
     def _congestionWindow(self):
-        """
-        The congestion window, plus one segment for each of the first two
-        duplicate ACKs (limited transmit, RFC 3042): new data keeps the ACKs
-        coming that fast retransmit needs when little is in flight.
-        """
-        if not self._inRecovery and 0 < self._dupAcks < 3 and self.sndNxt == self.sndMax:
-            # Only ever for data never sent (not after a timeout's go-back).
-            return self.cwnd + self._dupAcks * self._sendMSS
-        return self.cwnd
+        return self._cc.window(self._sendMSS, self.sndNxt == self.sndMax)
 
     def _resendNextHole(self, out):
         """
@@ -993,35 +918,19 @@ class TCPControlBlock:
         this recovery.
         """
         una = self.sndUna
-        start = self._highRxt if _diff(self._highRxt, una) > 0 else una
-        for left, right in self._sacked:
-            if _diff(right, start) <= 0:
-                continue
-            if _diff(left, start) > 0:
-                offset = _diff(start, una)
-                size = min(self._sendMSS, _diff(left, start), len(self._sndBuf) - offset)
-                if size <= 0:
-                    return
-                out.append(self._make(start, ACK, self._sndBuf.peek(offset, size)))
-                self._highRxt = (start + size) & _MASK
-                self.retransmits += 1
-                self._ackSent()
-                return
-            start = right
-
-    def _sackedAt(self, seq):
-        """
-        For a retransmission starting at C{seq}: how many bytes from there
-        the guest already holds (to skip), and how many may be sent before
-        the next range it holds.
-        """
-        for left, right in self._sacked:
-            start = _diff(left, seq)
-            if start <= 0 < _diff(right, seq):
-                return _diff(right, seq), None
-            if start > 0:
-                return 0, start
-        return 0, None
+        highRxt = self._cc.highRxt
+        hole = self._sacked.nextHole(highRxt if _diff(highRxt, una) > 0 else una)
+        if hole is None:
+            return
+        start, length = hole
+        offset = _diff(start, una)
+        size = min(self._sendMSS, length, len(self._sndBuf) - offset)
+        if size <= 0:
+            return
+        out.append(self._make(start, ACK, self._sndBuf.peek(offset, size)))
+        self._cc.retransmitted((start + size) & _MASK)
+        self.retransmits += 1
+        self._ackSent()
 
     def _retransmissionTimeout(self, now):
         """
@@ -1041,14 +950,8 @@ class TCPControlBlock:
             # Send the SYN (or SYN-ACK) again.
             self.sndNxt = self.sndMax = self.iss
             return True
-        flight = _diff(self.sndMax, self.sndUna)
-        mss = self._sendMSS
-        self.ssthresh = max(flight // 2, 2 * mss)
-        self.cwnd = mss
-        self._inRecovery = False
+        self._cc.timeout(_diff(self.sndMax, self.sndUna), self.sndMax, self._sendMSS)
         self._retransmitFirst = self._retransmitNext = False
-        self._dupAcks = 0
-        self._recover = self.sndMax
         self.sndNxt = self.sndUna
         if self._finSent and _diff(self.sndMax, self.sndUna) > 0:
             self._finSent = False
