@@ -1,0 +1,232 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+The services L{vpnkit.tap.makeService} composes: listeners on Unix sockets
+that clear a stale socket file first, tap devices in network namespaces,
+the port forwarder with its C{--expose} forwards, and L{VPNKitService}, the
+parent that turns start-up failures into one line under twistd.
+"""
+
+import json
+import os
+import signal
+import socket
+import stat
+import sys
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService, Service
+from twisted.internet.endpoints import UNIXServerEndpoint
+from twisted.internet.error import CannotListenError
+
+from vpnkit import __version__
+from vpnkit.config import ConfigError
+from vpnkit.forwards import ForwardError, PortForwarder
+from vpnkit.host.taplink import TapLink
+from vpnkit.host.tundev import LinuxTunSystem
+from vpnkit.leases import AllocationError
+from vpnkit.log import logger
+
+__all__ = [
+    "UnixListenService",
+    "NetnsTapService",
+    "ExposeService",
+    "VPNKitService",
+    "raiseFileLimit",
+]
+
+log = logger("vpnkit.tap")
+
+
+class UnixListenService(StreamServerEndpointService):
+    """
+    Listen on a Unix socket path, first removing a stale socket file left by
+    a process that is gone (the reference always unlinks it).
+    """
+
+    def __init__(self, path, factory, reactor, mode=0o666):
+        super().__init__(UNIXServerEndpoint(reactor, path, mode=mode), factory)
+        self._path = path
+        self._raiseSynchronously = True
+
+    def privilegedStartService(self):
+        if os.path.lexists(self._path):
+            # connect() to a regular file also fails with ECONNREFUSED:
+            # only ever remove a socket.
+            if not stat.S_ISSOCK(os.lstat(self._path).st_mode):
+                raise ConfigError(f"{self._path} exists and is not a socket")
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(self._path)
+            except ConnectionRefusedError:
+                os.unlink(self._path)
+            except OSError:
+                pass
+            else:
+                raise ConfigError(f"{self._path} is in use by another process")
+            finally:
+                probe.close()
+        super().privilegedStartService()
+
+
+class NetnsTapService(Service):
+    """
+    A tap device vpnkit creates in a guest's network namespace: the guest
+    only has to run DHCP on it.
+    """
+
+    def __init__(self, stack, netns, ifname, system=None):
+        self._stack = stack
+        self._netns = netns
+        self._ifname = ifname
+        self._system = system if system is not None else LinuxTunSystem()
+        self.link = None
+        self._description = f"netns:{netns}:{ifname}"
+
+    def startService(self):
+        super().startService()
+        stack = self._stack
+        try:
+            lease = stack.ephemeralLease()
+        except AllocationError as e:
+            raise ConfigError(f"--netns {self._netns}: {e}") from None
+        try:
+            fd = self._system.openTap(
+                self._netns, self._ifname, lease.mac, stack.config.mtu, offload=True
+            )
+        except OSError as e:
+            stack.pool.release(lease)
+            raise ConfigError(f"--netns {self._netns}: cannot create {self._ifname}: {e}") from None
+        port = None
+
+        def closed(reason):
+            if self.running:
+                log.warn(
+                    "{link} is gone: {reason}",
+                    link=self._description,
+                    reason=reason.getErrorMessage(),
+                )
+            stack.detachLink(port)
+
+        self.link = TapLink(
+            fd,
+            self._system,
+            None,
+            stack.counters.link,
+            stack.config.maxFrameSize,
+            self._description,
+            reactor=stack.reactor,
+            onClose=closed,
+            offload=True,
+        )
+        port = stack.attachLink(self.link, lease, lease.mac)
+        self.link.frameReceived = port.frameReceived
+        self.link.startReading()
+
+    def stopService(self):
+        super().stopService()
+        if self.link is not None:
+            self.link.closeLink("vpnkit is stopping")
+            self.link = None
+
+
+def raiseFileLimit(resource=None):
+    """
+    Raise the soft limit on open files to the hard limit: every guest
+    connection and UDP flow holds a host socket, and the usual soft limit of
+    1024 is soon reached (the reference's "too many open files" reports).
+
+    @return: the soft limit now in force.
+    """
+    if resource is None:
+        import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as e:
+            log.warn("cannot raise the open-file limit from {soft}: {e}", soft=soft, e=e)
+    return soft
+
+
+class VPNKitService(MultiService):
+    """
+    vpnkit as one service.
+
+    @ivar stack: the L{Stack}.
+    @ivar exitOnError: when started by twistd, a start-up failure is one
+        line on standard error and exit status 1, not a traceback.
+    """
+
+    def __init__(self, stack, exitOnError=False):
+        super().__init__()
+        self.stack = stack
+        self.exitOnError = exitOnError
+
+    def _statsSignal(self, signum, frame):
+        self.stack.reactor.callFromThread(self.logStats)
+
+    def logStats(self):
+        """
+        Log every counter and the live connections as one JSON event.
+        """
+        log.info("stats: {stats}", stats=json.dumps(self.stack.stats(), sort_keys=True))
+
+    def _guarded(self, start):
+        try:
+            start()
+        except (ConfigError, OSError, CannotListenError) as e:
+            # CannotListenError (a listener's path or port cannot be bound)
+            # is not an OSError, but is just as much a start-up error.
+            if not self.exitOnError:
+                raise
+            sys.stderr.write(f"vpnkit: {e}\n")
+            raise SystemExit(1)
+
+    def privilegedStartService(self):
+        if self.exitOnError:
+            raiseFileLimit()
+        self._guarded(super().privilegedStartService)
+
+    def startService(self):
+        self._guarded(super().startService)
+        if self.exitOnError:
+            # Run by twistd: `kill -USR1` logs the statistics.  Embedders
+            # keep their own signal handlers.
+            signal.signal(signal.SIGUSR1, self._statsSignal)
+        config = self.stack.config
+        log.info(
+            "vpnkit {version} ready: gateway {gateway}, host alias {host}, guests "
+            "{lowest}..{highest}, MTU {mtu}",
+            version=__version__,
+            gateway=config.gatewayIP,
+            host=config.hostIP or "disabled",
+            lowest=config.lowestIP,
+            highest=config.highestIP,
+            mtu=config.mtu,
+        )
+
+
+class ExposeService(PortForwarder):
+    """
+    The port forwarder, starting the C{--expose} forwards with vpnkit; one
+    that cannot be bound stops start-up.
+    """
+
+    def __init__(self, reactor, connector, hostAlias, gateway, allowed, exposes):
+        super().__init__(reactor, connector, hostAlias, gateway, allowed)
+        self._exposes = exposes
+
+    def startService(self):
+        super().startService()
+        for spec in self._exposes:
+            try:
+                self.expose(spec)
+            except ForwardError as e:
+                raise ConfigError(f"--expose {spec}: {e}") from None
+
+
+# The name tests and older code use.
+_UnixListenService = UnixListenService
