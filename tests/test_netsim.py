@@ -112,7 +112,7 @@ class Application:
         When this application next wants to run by itself (a read tick),
         or None.
         """
-        if self.readEvery is None or tcb is None or tcb.isClosed:
+        if self.readEvery is None or tcb is None or (tcb.state is State.CLOSED):
             return None
         return self.nextRead
 

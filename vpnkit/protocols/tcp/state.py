@@ -10,25 +10,20 @@ Each returns the segments to send.  Time is always an argument; nothing
 here reads a clock, touches a socket or imports Twisted.
 
 "Local" is vpnkit's end (the address it impersonates), "remote" the guest.
-What is implemented: passive open that answers a SYN only when told to
-(L{accept}, after the host connection exists) and active open; MSS, window
-scaling and SACK-permitted negotiation; retransmission with an RFC 6298 RTO
-and exponential backoff; fast retransmit and NewReno recovery (RFC 5681,
-6582), skipping data the guest reported with SACK; out-of-order reassembly
-with SACK blocks in our ACKs; delayed ACKs (every second segment is
-acknowledged at once); zero-window probing that never gives up while the
-guest answers; receiver and sender silly-window avoidance; half-close both
-ways; RST both ways with RFC 5961 challenge ACKs; a short TIME-WAIT.
-Not implemented: timestamps and PAWS, urgent data, ECN, keep-alives.
+The receive half lives in L{receiver}, loss recovery and the congestion
+window in L{recovery}; what is and is not implemented is listed in
+C{docs/tcp.md}.
 """
 
 import enum
-from dataclasses import dataclass
 
-from vpnkit.protocols.tcp.buffers import Assembler, SendBuffer
+from vpnkit.protocols.tcp.buffers import SendBuffer
+from vpnkit.protocols.tcp.config import TCPConfig, _windowShift
+from vpnkit.protocols.tcp.receiver import FILLED, IN_ORDER, Receiver
 from vpnkit.protocols.tcp.recovery import FIRST, NEXT, NewReno, Scoreboard
+from vpnkit.protocols.tcp.resets import refuse, resetFor
 from vpnkit.protocols.tcp.rtt import RTTEstimator
-from vpnkit.wire.tcp import ACK, FIN, NO_OPTIONS, PSH, RST, SYN, Segment, TCPOptions
+from vpnkit.wire.tcp import ACK, FIN, PSH, RST, SYN, Segment, TCPOptions
 
 __all__ = ["State", "TCPConfig", "TCPControlBlock", "TRANSITIONS", "refuse", "resetFor"]
 
@@ -100,44 +95,10 @@ _SYNCHRONIZED = frozenset(
 _RECEIVING = frozenset({S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2})
 # States in which queued data (and then our FIN) may still be sent.
 _SENDABLE = frozenset({S.ESTABLISHED, S.CLOSE_WAIT, S.FIN_WAIT_1, S.LAST_ACK, S.CLOSING})
+# States in which the application may still write.
+_WRITABLE = frozenset({S.SYN_SENT, S.SYN_RECEIVED, S.ESTABLISHED, S.CLOSE_WAIT})
 # States in which our FIN is due once the queue drains.
 _FIN_STATES = frozenset({S.FIN_WAIT_1, S.LAST_ACK, S.CLOSING})
-
-
-@dataclass(frozen=True)
-class TCPConfig:
-    """
-    Tunables; defaults suit a guest on the same machine.
-
-    @ivar mss: the MSS we announce (link MTU minus 40).
-    @ivar receiveBuffer: bytes of in-order data held for a slow reader; the
-        advertised window is what is left of it.
-    @ivar delayedAck: how long a lone segment waits for its ACK.
-    @ivar maxRetries: consecutive retransmission timeouts with no word
-        from the guest before the connection is given up.
-    """
-
-    mss: int = 1460
-    receiveBuffer: int = 1 << 20
-    initialRTO: float = 1.0
-    minRTO: float = 0.2
-    maxRTO: float = 60.0
-    maxRetries: int = 12
-    synRetries: int = 5
-    delayedAck: float = 0.02
-    timeWait: float = 2.0
-    initialWindowSegments: int = 10
-    maxOutOfOrderRanges: int = 32
-
-
-def _windowShift(buffer):
-    """
-    The smallest window-scale shift that lets C{buffer} bytes be advertised.
-    """
-    shift = 0
-    while (65535 << shift) < buffer and shift < 14:
-        shift += 1
-    return shift
 
 
 class TCPControlBlock:
@@ -179,12 +140,7 @@ class TCPControlBlock:
 
         # Receive side.
         self.irs = 0
-        self.rcvNxt = 0
-        self._rcvShift = 0
-        self._rcvBuf = bytearray()
-        self._assembler = Assembler(config.maxOutOfOrderRanges)
-        self._lastOutOfOrder = None
-        self._rcvAdvRight = 0
+        self._rx = Receiver(config.receiveBuffer, config.mss, config.maxOutOfOrderRanges)
         self._finSeq = None
         self.eofReceived = False
 
@@ -212,7 +168,6 @@ class TCPControlBlock:
 
         # Statistics, for diagnostics.
         self.bytesSent = 0
-        self.bytesReceived = 0
         self.retransmits = 0
         self.segmentsIn = 0
         self.segmentsOut = 0
@@ -247,7 +202,7 @@ class TCPControlBlock:
         tcb = cls(localPort, remotePort, iss, config)
         tcb.state = S.SYN_SENT
         tcb._accepted = True
-        tcb._rcvShift = _windowShift(config.receiveBuffer)
+        tcb._rx.shift = _windowShift(config.receiveBuffer)
         return tcb, tcb.dispatch(now)
 
     def _negotiate(self, syn):
@@ -257,11 +212,11 @@ class TCPControlBlock:
         self._windowScaling = options.windowScale is not None
         if self._windowScaling:
             self._sndShift = min(options.windowScale, 14)
-            self._rcvShift = _windowShift(self.config.receiveBuffer)
+            self._rx.shift = _windowShift(self.config.receiveBuffer)
         else:
             self._sndShift = 0
-            self._rcvShift = 0
-        self._sackPermitted = options.sackPermitted
+            self._rx.shift = 0
+        self._sackPermitted = self._rx.sackPermitted = options.sackPermitted
         self._cc.start(self._sendMSS, self.config.initialWindowSegments)
 
     def accept(self, now):
@@ -285,11 +240,26 @@ class TCPControlBlock:
         """
         In-order bytes from the guest not yet read.
         """
-        return len(self._rcvBuf)
+        return len(self._rx.buffer)
 
     @property
     def advertisedWindow(self):
-        return max(0, _diff(self._rcvAdvRight, self.rcvNxt))
+        return self._rx.window
+
+    @property
+    def rcvNxt(self):
+        """
+        The next sequence number expected from the guest.
+        """
+        return self._rx.nxt
+
+    @rcvNxt.setter
+    def rcvNxt(self, value):
+        self._rx.nxt = value
+
+    @property
+    def bytesReceived(self):
+        return self._rx.bytesReceived
 
     @property
     def cwnd(self):
@@ -311,20 +281,11 @@ class TCPControlBlock:
         return self._sendMSS
 
     @property
-    def isClosed(self):
-        return self.state is S.CLOSED
-
-    @property
     def canSend(self):
         """
         Whether L{send} still takes data (the application has not closed).
         """
-        return not self._closeRequested and self.state in (
-            S.SYN_SENT,
-            S.SYN_RECEIVED,
-            S.ESTABLISHED,
-            S.CLOSE_WAIT,
-        )
+        return not self._closeRequested and self.state in _WRITABLE
 
     def send(self, data):
         """
@@ -343,22 +304,9 @@ class TCPControlBlock:
         Take in-order bytes from the guest.  A window update is scheduled
         when reading opened the window enough to be worth announcing.
         """
-        buf = self._rcvBuf
-        if size is None or size >= len(buf):
-            data = bytes(buf)
-            buf.clear()
-        else:
-            data = bytes(buf[:size])
-            del buf[:size]
-        if data and self.state in _RECEIVING:
-            # Announce the opened window only when the one the guest knows
-            # has become small (it may be stalled on it) and this read at
-            # least doubles it; otherwise the next ACK carries it anyway.
-            capacity = self.config.receiveBuffer
-            current = self.advertisedWindow
-            available = capacity - len(buf)
-            if current < capacity // 2 and available >= 2 * current + self.config.mss:
-                self._ackNow = True
+        data, announce = self._rx.take(size)
+        if announce and self.state in _RECEIVING:
+            self._ackNow = True
         return data
 
     def close(self):
@@ -428,17 +376,7 @@ class TCPControlBlock:
         # 1. Sequence acceptability (RFC 9293 3.10.7.4).
         seqLen = len(seg.payload) + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
         offset = _diff(seg.seq, self.rcvNxt)
-        window = self.advertisedWindow
-        if window == 0:
-            # Nothing fits, but a segment at the edge still carries a valid
-            # ACK or RST (its data is trimmed away below).
-            acceptable = offset == 0
-        elif seqLen == 0:
-            acceptable = 0 <= offset < window
-        else:
-            end = offset + seqLen - 1
-            acceptable = 0 <= offset < window or 0 <= end < window or offset < 0 < end
-        if not acceptable:
+        if not self._rx.acceptable(offset, seqLen):
             if flags & RST:
                 return []
             if state is S.TIME_WAIT:
@@ -497,7 +435,7 @@ class TCPControlBlock:
         # 5. Data.
         payload = seg.payload
         if payload and state in _RECEIVING:
-            self._receiveData(seg.seq, payload, offset, now)
+            self._receiveData(payload, offset, now)
 
         # 6. FIN.
         if flags & FIN:
@@ -528,7 +466,7 @@ class TCPControlBlock:
         self.irs = seg.seq
         self.rcvNxt = (seg.seq + 1) & _MASK
         # The window our SYN offered starts at the guest's first byte.
-        self._rcvAdvRight = (self.rcvNxt + min(self.config.receiveBuffer, 65535)) & _MASK
+        self._rx.synWindow()
         self._negotiate(seg)
         if flags & ACK:
             self.sndUna = seg.ack
@@ -652,47 +590,21 @@ class TCPControlBlock:
         elif action is NEXT:
             self._retransmitNext = True
 
-    def _receiveData(self, seq, payload, offset, now):
-        window = self.advertisedWindow
-        if offset < 0:
-            payload = payload[-offset:]
-            offset = 0
-        if offset + len(payload) > window:
-            payload = payload[: max(0, window - offset)]
-        if not payload:
-            self._ackNow = True
-            return
-        mss = self.config.mss
-        if offset == 0:
-            self._rcvBuf += payload
-            self.rcvNxt = (self.rcvNxt + len(payload)) & _MASK
-            self.bytesReceived += len(payload)
-            if self._assembler:
-                more = self._assembler.advance(len(payload))
-                if more:
-                    self._rcvBuf += more
-                    self.rcvNxt = (self.rcvNxt + len(more)) & _MASK
-                    self.bytesReceived += len(more)
-                # Filling a hole is acknowledged at once (RFC 5681 4.2).
-                self._ackNow = True
-                # The last out-of-order range is kept relative to rcv.nxt,
-                # which just moved.
-                last = self._lastOutOfOrder
-                moved = len(payload) + len(more)
-                if not self._assembler or last is None or last[1] <= moved:
-                    self._lastOutOfOrder = None
-                else:
-                    self._lastOutOfOrder = (last[0] - moved, last[1] - moved)
+    def _receiveData(self, payload, offset, now):
+        """
+        Take a segment's data and decide when to acknowledge it: at once for
+        anything out of order, a filled hole, nothing usable, or every
+        second segment (or one of two MSS or more); else after the
+        delayed-ACK time.
+        """
+        what, length = self._rx.accept(offset, payload)
+        if what is IN_ORDER or what is FILLED:
             self._unackedSegments += 1
-            if self._unackedSegments >= 2 or len(payload) >= 2 * mss:
+            if what is FILLED or self._unackedSegments >= 2 or length >= 2 * self.config.mss:
                 self._ackNow = True
             elif self._ackAt is None:
                 self._ackAt = now + self.config.delayedAck
         else:
-            # Out of order: keep it (bounded), say what we hold, and send a
-            # duplicate ACK at once so the guest can fast-retransmit.
-            if self._assembler.add(offset, payload):
-                self._lastOutOfOrder = (offset, offset + len(payload))
             self._ackNow = True
 
     def _checkFin(self, now):
@@ -786,25 +698,17 @@ class TCPControlBlock:
         return out
 
     def _synSegment(self, state, now):
-        if state is S.SYN_SENT:
-            options = TCPOptions(mss=self.config.mss, windowScale=self._rcvShift, sackPermitted=True)
-        else:
-            options = TCPOptions(
-                mss=self.config.mss,
-                windowScale=self._rcvShift if self._windowScaling else None,
-                sackPermitted=self._sackPermitted,
-            )
-        window = min(self.config.receiveBuffer, 65535)
-        self._rcvAdvRight = (self.rcvNxt + window) & _MASK
-        flags = SYN | ACK if state is S.SYN_RECEIVED else SYN
+        # Our SYN offers everything; a SYN-ACK only what the guest offered.
+        active = state is S.SYN_SENT
+        options = TCPOptions(
+            mss=self.config.mss,
+            windowScale=self._rx.shift if active or self._windowScaling else None,
+            sackPermitted=active or self._sackPermitted,
+        )
+        flags = SYN if active else SYN | ACK
+        ack = 0 if active else self.rcvNxt
         seg = Segment(
-            self.localPort,
-            self.remotePort,
-            self.iss,
-            self.rcvNxt if flags & ACK else 0,
-            flags,
-            window,
-            options,
+            self.localPort, self.remotePort, self.iss, ack, flags, self._rx.synWindow(), options
         )
         self.sndNxt = self.sndMax = (self.iss + 1) & _MASK
         if self._rtoAt is None:
@@ -980,50 +884,12 @@ class TCPControlBlock:
             self.rcvNxt,
             flags,
             self._windowField(),
-            self._sackOption() if self._assembler else NO_OPTIONS,
+            self._rx.sackOption(),
             payload,
         )
 
     def _windowField(self):
-        """
-        The window to advertise, scaled, never moving the right edge back
-        and not creeping up by tiny amounts (receiver SWS avoidance).
-        """
-        capacity = self.config.receiveBuffer
-        available = capacity - len(self._rcvBuf)
-        if available < 0:
-            available = 0
-        current = _diff(self._rcvAdvRight, self.rcvNxt)
-        if current < 0:
-            current = 0
-        if available <= current or (
-            available - current < min(capacity // 2, self.config.mss) and available < capacity
-        ):
-            available = current
-        field = available >> self._rcvShift
-        if field > 0xFFFF:
-            field = 0xFFFF
-        self._rcvAdvRight = (self.rcvNxt + (field << self._rcvShift)) & _MASK
-        return field
-
-    def _sackOption(self):
-        if not self._sackPermitted:
-            return NO_OPTIONS
-        blocks = self._assembler.blocks()
-        nxt = self.rcvNxt
-        first = self._lastOutOfOrder
-        ordered = []
-        if first is not None:
-            for start, end in blocks:
-                if start <= first[0] < end or start < first[1] <= end:
-                    ordered.append((start, end))
-                    break
-        for block in blocks:
-            if block not in ordered:
-                ordered.append(block)
-        return TCPOptions(
-            sack=tuple(((nxt + s) & _MASK, (nxt + e) & _MASK) for s, e in ordered[:4])
-        )
+        return self._rx.windowField()
 
     def _ackSent(self):
         self._ackNow = False
@@ -1037,27 +903,5 @@ class TCPControlBlock:
         self._rtoAt = self._ackAt = self._timeWaitAt = None
         self._ackNow = self._retransmitFirst = self._retransmitNext = False
         self._sndBuf.clear()
-        self._assembler.clear()
+        self._rx.clear()
 
-
-def refuse(syn):
-    """
-    The RST|ACK that tells a guest its SYN was refused (what a closed port
-    answers).
-    """
-    return [
-        Segment(syn.dstPort, syn.srcPort, 0, (syn.seq + 1 + len(syn.payload)) & _MASK, RST | ACK, 0)
-    ]
-
-
-def resetFor(seg):
-    """
-    The RST for a segment that reached no connection (RFC 9293 3.10.7.1),
-    or nothing for a RST.
-    """
-    if seg.flags & RST:
-        return []
-    if seg.flags & ACK:
-        return [Segment(seg.dstPort, seg.srcPort, seg.ack, 0, RST, 0)]
-    seqLen = len(seg.payload) + (1 if seg.flags & SYN else 0) + (1 if seg.flags & FIN else 0)
-    return [Segment(seg.dstPort, seg.srcPort, 0, (seg.seq + seqLen) & _MASK, RST | ACK, 0)]
