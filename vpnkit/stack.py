@@ -8,6 +8,8 @@ one place the layers are composed; L{vpnkit.tap.makeService} adds the
 listeners and files around it.
 """
 
+from ipaddress import IPv4Address
+
 from twisted.names.dns import DNSDatagramProtocol
 
 from vpnkit.counters import StackCounters
@@ -152,8 +154,6 @@ class Stack:
         """
         See L{vpnkit.leases.AddressPool.leaseForUUID}; C{preferred} is packed.
         """
-        from ipaddress import IPv4Address
-
         return self.pool.leaseForUUID(uuid, IPv4Address(preferred) if preferred else None)
 
     def ephemeralLease(self):

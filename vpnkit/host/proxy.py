@@ -6,6 +6,7 @@ the protocol on the guest connection (L{GuestSide}).
 """
 
 from twisted.internet import error
+from twisted.internet.defer import fail
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Protocol
 from zope.interface import implementer
@@ -134,8 +135,6 @@ class HostTCPForwarder:
         return ".".join(str(b) for b in flow.localIP), flow.localPort
 
     def connectionRequested(self, flow):
-        from twisted.internet.defer import fail
-
         target = self.target(flow)
         if target is None:
             return fail(error.ConnectionRefusedError("no service on the gateway"))

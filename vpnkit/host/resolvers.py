@@ -20,6 +20,7 @@ from ipaddress import ip_address
 
 from twisted.internet.interfaces import IResolver
 from twisted.internet.threads import deferToThreadPool
+from twisted.internet import defer
 from twisted.names import dns
 from zope.interface import implementer
 
@@ -83,8 +84,6 @@ class SystemResolver(_Resolver):
             return self._others.query(query, timeout)
         name = normalName(query.name)
         if not name:
-            from twisted.internet import defer
-
             return defer.fail(RcodeError(dns.ENAME))
         family = socket.AF_INET if query.type == dns.A else socket.AF_INET6
         self._counters.systemLookups += 1

@@ -9,6 +9,7 @@ MTU vpnkit assigned, and pumps frames both ways until either side goes
 away.  Once the tap is up it prints one line starting with C{ready}.
 """
 
+import os
 import sys
 import uuid as _uuid
 from ipaddress import AddressValueError, IPv4Address
@@ -82,8 +83,6 @@ class BridgeOptions(usage.Options):
 
 
 def _randomMAC():
-    import os
-
     mac = bytearray(os.urandom(6))
     mac[0] = (mac[0] & 0xFE) | 0x02
     return bytes(mac)
