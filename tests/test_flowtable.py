@@ -119,3 +119,33 @@ class FlowExpiryTests(SynchronousTestCase):
         expiry.arm()
         expiry.stop()
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class RemovalTests(SynchronousTestCase):
+    """
+    L{FlowTable.removeGuest} and L{FlowTable.removeAll} hand back the flows
+    they forget, for the caller to close.
+    """
+
+    def test_removeGuest(self):
+        """
+        Only the flows whose key starts with the guest's address go.
+        """
+        table = FlowTable(10, 60.0)
+        table.add((b"a", 1), "a1", 0.0)
+        table.add((b"b", 1), "b1", 0.0)
+        table.add((b"a", 2, 53), "a2", 0.0)
+        self.assertEqual(sorted(table.removeGuest(b"a")), ["a1", "a2"])
+        self.assertEqual(table.values(), ["b1"])
+        self.assertEqual(table.removeGuest(b"a"), [])
+
+    def test_removeAll(self):
+        """
+        Every flow goes, and the table is empty.
+        """
+        table = FlowTable(10, 60.0)
+        table.add(1, "one", 0.0)
+        table.add(2, "two", 0.0)
+        self.assertEqual(table.removeAll(), ["one", "two"])
+        self.assertEqual(len(table), 0)
+        self.assertIsNone(table.pollAt())

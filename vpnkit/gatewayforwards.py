@@ -244,12 +244,10 @@ class GatewayUDPForwards:
             flow.close()
 
     def guestDetached(self, guestIP):
-        for flow in list(self.flows.values()):
-            if flow.key[0] == guestIP:
-                self.flows.remove(flow.key)
-                flow.close()
+        for flow in self.flows.removeGuest(guestIP):
+            flow.close()
 
     def close(self):
-        for flow in self.flows.values():
+        for flow in self.flows.removeAll():
             flow.close()
         self._expiry.stop()

@@ -94,6 +94,26 @@ class FlowTable:
         entry = self._flows.pop(key, None)
         return entry[0] if entry is not None else None
 
+    def removeGuest(self, guestIP):
+        """
+        Forget every flow of the guest at C{guestIP} (the first element of
+        each key).
+
+        @return: the removed flows, for the caller to close.
+        """
+        keys = [key for key in self._flows if key[0] == guestIP]
+        return [self._flows.pop(key)[0] for key in keys]
+
+    def removeAll(self):
+        """
+        Forget every flow.
+
+        @return: the removed flows, for the caller to close.
+        """
+        flows = [flow for flow, _ in self._flows.values()]
+        self._flows.clear()
+        return flows
+
     def lastUse(self, key):
         entry = self._flows.get(key)
         return entry[1] if entry is not None else None

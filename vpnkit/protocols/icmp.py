@@ -26,7 +26,7 @@ from vpnkit.protocols.udpnat import (
     DEFAULT_MAX_FLOWS,
     LOCALHOST,
     forwardable,
-    icmpErrorFor,
+    sendHostError,
 )
 from vpnkit.wire import ChecksumError, ParseError
 from vpnkit.wire.icmp import (
@@ -211,30 +211,20 @@ class ICMPLayer:
             # The host's own refusals (EMSGSIZE) carry no request: it was
             # the latest.
             remembered = next(reversed(flow.quotes.values()))
-        if remembered is None:
+        if sendHostError(self._ipv4, error, remembered, self._gateway, self._hostAlias):
+            counters.hostErrorsTranslated += 1
+        else:
             counters.hostErrorsDropped += 1
-            return
-        header, quote = remembered
-        translated = icmpErrorFor(error, header, quote, self._gateway, self._hostAlias)
-        if translated is None:
-            counters.hostErrorsDropped += 1
-            return
-        source, message = translated
-        counters.hostErrorsTranslated += 1
-        self._ipv4.sendIPv4(source, header.src, PROTO_ICMP, message)
 
     def guestDetached(self, guestIP):
         """
         Close the echo flows of a guest that went away.
         """
-        for flow in self.flows.values():
-            if flow.key[0] == guestIP:
-                self.flows.remove(flow.key)
-                flow.close()
+        for flow in self.flows.removeGuest(guestIP):
+            flow.close()
 
     def close(self):
         if self._expiry is not None:
             self._expiry.stop()
-        for flow in self.flows.values():
-            self.flows.remove(flow.key)
+        for flow in self.flows.removeAll():
             flow.close()

@@ -89,6 +89,26 @@ def icmpErrorFor(error, header, quote, gateway, hostAlias):
     return source, emitICMP(message)
 
 
+def sendHostError(ipv4, error, remembered, gateway, hostAlias):
+    """
+    Pass what the host heard about a guest's datagram back to the guest as
+    ICMP (see L{icmpErrorFor}).
+
+    @param remembered: C{(header, quote)} of that datagram, or C{None}
+        when it is not known.
+    @return: whether an ICMP message was sent.
+    """
+    if remembered is None:
+        return False
+    header, quote = remembered
+    translated = icmpErrorFor(error, header, quote, gateway, hostAlias)
+    if translated is None:
+        return False
+    source, message = translated
+    ipv4.sendIPv4(source, header.src, PROTO_ICMP, message)
+    return True
+
+
 class UDPNAT:
     """
     @param udp: the L{vpnkit.protocols.udp.UDPLayer} replies go through.
@@ -222,17 +242,10 @@ class UDPNAT:
                 if host == error.host:
                     remembered = quoted
                     break
-        if remembered is None:
+        if sendHostError(self._ipv4, error, remembered, self._gateway, self._hostAlias):
+            counters.natErrorsTranslated += 1
+        else:
             counters.natErrorsDropped += 1
-            return
-        header, quote = remembered
-        translated = icmpErrorFor(error, header, quote, self._gateway, self._hostAlias)
-        if translated is None:
-            counters.natErrorsDropped += 1
-            return
-        source, message = translated
-        counters.natErrorsTranslated += 1
-        self._ipv4.sendIPv4(source, header.src, PROTO_ICMP, message)
 
     # -- lifetime -------------------------------------------------------------------
 
@@ -240,15 +253,12 @@ class UDPNAT:
         """
         Close the flows of a guest that went away.
         """
-        for flow in self.flows.values():
-            if flow.key[0] == guestIP:
-                self.flows.remove(flow.key)
-                flow.close()
+        for flow in self.flows.removeGuest(guestIP):
+            flow.close()
 
     def close(self):
         self._expiry.stop()
-        for flow in self.flows.values():
-            self.flows.remove(flow.key)
+        for flow in self.flows.removeAll():
             flow.close()
 
 
