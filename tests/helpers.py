@@ -117,8 +117,10 @@ class FrameRecorder:
     @ivar closeReasons: the reasons L{closeLink} was called with.
     """
 
-    def __init__(self, description="recorder"):
+    def __init__(self, description="recorder", maxFrameSize=None, segmentLimit=0):
         self.description = description
+        self.maxFrameSize = maxFrameSize or StackConfig().maxFrameSize
+        self.segmentLimit = segmentLimit
         self.frames = []
         self.closeReasons = []
 
@@ -424,9 +426,9 @@ def attachGuest(stack, n, learnMAC=False):
     a fixed UUID, the lease's MAC given to the switch (or left for it to
     learn when C{learnMAC}, the way a QEMU link does).
     """
-    lease = stack.leaseForUUID(str(_uuid.UUID(int=n)))
-    link = FrameRecorder(f"guest{n}")
-    port = stack.attachLink(link, lease, None if learnMAC else lease.mac)
+    lease = stack.guests.leaseForUUID(str(_uuid.UUID(int=n)))
+    link = FrameRecorder(f"guest{n}", stack.config.maxFrameSize)
+    port = stack.guests.attach(link, lease, None if learnMAC else lease.mac)
     return Guest(link, port, lease)
 
 

@@ -1,6 +1,7 @@
 """
 Tests for L{vpnkit.host.proxy}: where a guest's TCP connection is dialled
-(L{HostTCPForwarder}) and the protocol on the host socket (L{HostSide}).
+(L{HostRoute}) and the protocol on the host socket (L{HostSide}); and
+L{vpnkit.protocols.tcp.splice.GuestSide}, the guest end.
 """
 
 from ipaddress import IPv4Address
@@ -14,9 +15,10 @@ from zope.interface.verify import verifyObject
 
 from tests.helpers import FakeHostNetwork, ip
 from vpnkit.config import StackConfig
-from vpnkit.host.proxy import HostSide, HostTCPForwarder
-from vpnkit.interfaces import ITCPForwarder
-from vpnkit.protocols.tcp.forwarder import Flow
+from vpnkit.host.proxy import HostRoute, HostSide
+from vpnkit.protocols.tcp.splice import GuestSide
+from vpnkit.interfaces import ITCPRoute
+from vpnkit.protocols.tcp.layer import Flow
 
 GUEST = ip("192.168.65.3")
 
@@ -52,13 +54,13 @@ class FakeGuest:
 class ForwarderTests(SynchronousTestCase):
     def setUp(self):
         self.network = FakeHostNetwork()
-        self.forwarder = HostTCPForwarder(StackConfig(), self.network, timeout=12.5)
+        self.forwarder = HostRoute(StackConfig(), self.network, timeout=12.5)
 
     def test_interface(self):
         """
-        HostTCPForwarder provides ITCPForwarder.
+        HostRoute provides ITCPRoute.
         """
-        self.assertTrue(verifyObject(ITCPForwarder, self.forwarder))
+        self.assertTrue(verifyObject(ITCPRoute, self.forwarder))
 
     def test_targets(self):
         """
@@ -73,36 +75,37 @@ class ForwarderTests(SynchronousTestCase):
         """
         With the alias disabled, its address is dialled like any other.
         """
-        forwarder = HostTCPForwarder(StackConfig(hostIP=None), self.network)
+        forwarder = HostRoute(StackConfig(hostIP=None), self.network)
         self.assertEqual(forwarder.target(flow("192.168.65.2", 80)), ("192.168.65.2", 80))
 
     def test_connect(self):
         """
-        connectionRequested dials the target with the configured timeout
-        and a fresh HostSide; the Deferred fires with that protocol.
+        route dials the target with the configured timeout and a fresh
+        HostSide; the Deferred fires with the GuestSide spliced to it.
         """
-        d = self.forwarder.connectionRequested(flow("192.168.65.2", 22))
+        d = self.forwarder.route(flow("192.168.65.2", 22))
         [pending] = self.network.connects
         self.assertEqual((pending.host, pending.port, pending.timeout), ("127.0.0.1", 22, 12.5))
         self.assertIsInstance(pending.protocol, HostSide)
         transport = self.network.succeed()
-        self.assertIs(self.successResultOf(d), pending.protocol)
+        guestSide = self.successResultOf(d)
+        self.assertIsInstance(guestSide, GuestSide)
+        self.assertIs(guestSide.host, pending.protocol)
         self.assertIs(pending.protocol.transport, transport)
 
     def test_gatewayRefused(self):
         """
-        The gateway's ports fail at once with ConnectionRefusedError,
-        without dialling.
+        The gateway's ports are not this route's (C{None}, for the router
+        to refuse), and nothing is dialled.
         """
-        d = self.forwarder.connectionRequested(flow("192.168.65.1", 80))
-        self.failureResultOf(d, error.ConnectionRefusedError)
+        self.assertIsNone(self.forwarder.route(flow("192.168.65.1", 80)))
         self.assertEqual(self.network.connects, [])
 
     def test_failurePassedOn(self):
         """
         A failed connect fails the Deferred with the same error.
         """
-        d = self.forwarder.connectionRequested(flow("203.0.113.9"))
+        d = self.forwarder.route(flow("203.0.113.9"))
         self.network.fail(error.ConnectionRefusedError())
         self.failureResultOf(d, error.ConnectionRefusedError)
 
@@ -116,7 +119,7 @@ class ForwarderTests(SynchronousTestCase):
             lowestIP=IPv4Address("10.1.0.2"),
             highestIP=IPv4Address("10.1.0.200"),
         )
-        forwarder = HostTCPForwarder(config, self.network)
+        forwarder = HostRoute(config, self.network)
         self.assertEqual(forwarder.target(flow("10.1.0.254", 5)), ("127.0.0.1", 5))
         self.assertIsNone(forwarder.target(flow("10.1.0.1", 5)))
 

@@ -408,5 +408,5 @@ class ForwardTests(EchoTestMixin, SynchronousTestCase):
         A guest that goes away takes its echo sockets with it.
         """
         self.ping(REMOTE_IP)
-        self.stack.detachLink(self.a.port)
+        self.stack.guests.detach(self.a.port)
         self.assertTrue(self.sockets.opened[0].closed)

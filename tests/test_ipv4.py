@@ -82,7 +82,7 @@ class IPv4TestMixin:
         self.ipA, self.ipB = self.leaseA.ip.packed, self.leaseB.ip.packed
 
     def plug(self, name, learn=False):
-        link = FrameRecorder(name)
+        link = FrameRecorder(name, self.config.maxFrameSize)
         lease = self.pool.ephemeralLease()
         port = self.switch.attach(link, lease, None if learn else lease.mac)
         return link, port, lease

@@ -275,7 +275,7 @@ class VMNetHandshakeTests(SynchronousTestCase):
 
     def setUp(self):
         self.stack = makeStack()
-        self.factory = VMNetServerFactory(self.stack)
+        self.factory = VMNetServerFactory(self.stack.guests)
 
     def handshake(self, command, init=INIT):
         proto, transport = connect(self.factory)
@@ -328,7 +328,7 @@ class VMNetHandshakeTests(SynchronousTestCase):
         """
         The Vif announces the configured MTU and MTU + 50.
         """
-        self.factory = VMNetServerFactory(makeStack(mtu=9000))
+        self.factory = VMNetServerFactory(makeStack(mtu=9000).guests)
         _, transport = self.handshake(ethernetCommand())
         self.assertEqual(transport.value()[49:], vifResponse(1, mtu=9000))
         self.assertEqual(transport.value()[50:54], b"\x28\x23\x5a\x23")
@@ -421,7 +421,7 @@ class VMNetHandshakeTests(SynchronousTestCase):
         available."
         """
         self.factory = VMNetServerFactory(
-            makeStack(lowestIP="192.168.65.4", highestIP="192.168.65.4")
+            makeStack(lowestIP="192.168.65.4", highestIP="192.168.65.4").guests
         )
         self.handshake(ethernetCommand(UUID_A))
         _, transport = self.handshake(ethernetCommand(UUID_B))
@@ -436,7 +436,7 @@ class VMNetRefusalTests(SynchronousTestCase):
 
     def setUp(self):
         self.stack = makeStack()
-        self.proto, self.transport = connect(VMNetServerFactory(self.stack))
+        self.proto, self.transport = connect(VMNetServerFactory(self.stack.guests))
 
     def assertRefused(self, data, reason=None, startsWith=None):
         self.proto.dataReceived(data)
@@ -514,7 +514,7 @@ class VMNetFramingTests(SynchronousTestCase):
 
     def setUp(self):
         self.stack = makeStack()
-        self.factory = VMNetServerFactory(self.stack)
+        self.factory = VMNetServerFactory(self.stack.guests)
         self.proto, self.transport = connect(self.factory)
         self.proto.dataReceived(INIT + ethernetCommand())
         self.transport.clear()
@@ -638,7 +638,7 @@ class VMNetLeaseTests(SynchronousTestCase):
 
     def setUp(self):
         self.stack = makeStack()
-        self.factory = VMNetServerFactory(self.stack)
+        self.factory = VMNetServerFactory(self.stack.guests)
 
     def handshake(self, command):
         proto, transport = connect(self.factory)
@@ -693,7 +693,7 @@ class QEMUServerTests(SynchronousTestCase):
 
     def setUp(self):
         self.stack = makeStack()
-        self.factory = QEMUServerFactory(self.stack)
+        self.factory = QEMUServerFactory(self.stack.guests)
         self.proto, self.transport = connect(self.factory)
 
     def test_ephemeralLeaseAtConnect(self):
@@ -742,14 +742,14 @@ class QEMUServerTests(SynchronousTestCase):
         With no address left, a new connection is closed at once and
         counted as C{link.allocationFailures}.
         """
-        factory = QEMUServerFactory(makeStack(lowestIP="192.168.65.4", highestIP="192.168.65.4"))
+        factory = QEMUServerFactory(makeStack(lowestIP="192.168.65.4", highestIP="192.168.65.4").guests)
         connect(factory)
         proto, transport = connect(factory)
         self.assertTrue(transport.disconnected)
-        self.assertEqual(factory.stack.counters.link.allocationFailures, 1)
-        self.assertIsNone(portOf(factory.stack, proto))
+        self.assertEqual(factory.guests.linkCounters.allocationFailures, 1)
+        self.assertIsNone(proto._port)
         lose(proto)
-        self.assertEqual(len(factory.stack.switch.ports()), 1)
+        self.assertEqual(len(factory.guests.ports()), 1)
 
 
 class ClientProtocolTests(SynchronousTestCase):
@@ -764,7 +764,7 @@ class ClientProtocolTests(SynchronousTestCase):
     def connectVMNet(self, command):
         ready = Deferred()
         client, server, pump = iosim.connectedServerAndClient(
-            lambda: VMNetServerFactory(self.stack).buildProtocol(None),
+            lambda: VMNetServerFactory(self.stack.guests).buildProtocol(None),
             lambda: VMNetClientProtocol(ready, command),
         )
         return ready, client, server, pump
@@ -852,7 +852,7 @@ class ClientProtocolTests(SynchronousTestCase):
         """
         ready = Deferred()
         client, server, pump = iosim.connectedServerAndClient(
-            lambda: QEMUServerFactory(self.stack).buildProtocol(None),
+            lambda: QEMUServerFactory(self.stack.guests).buildProtocol(None),
             lambda: QEMUClientProtocol(ready),
         )
         self.assertIsNone(self.successResultOf(ready))
@@ -880,7 +880,7 @@ class RandomChunkingTests(SynchronousTestCase):
         stream = INIT + ethernetCommand() + vmnetFrame(arpRequest()) * requests
         for _ in range(20):
             stack = makeStack()
-            proto, transport = connect(VMNetServerFactory(stack))
+            proto, transport = connect(VMNetServerFactory(stack.guests))
             i = 0
             while i < len(stream):
                 n = rng.randint(1, 60)

@@ -9,10 +9,11 @@ from twisted.names import dns
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from vpnkit.interfaces import ITCPForwarder
+from vpnkit.interfaces import ITCPRoute, ITCPRouter
 from vpnkit.protocols.dnsforward import DNSConfig, Nameserver
-from vpnkit.protocols.localtcp import GatewayTCPForwarder, LocalConnection
-from vpnkit.protocols.tcp.forwarder import Flow
+from vpnkit.protocols.localtcp import LocalConnection, LocalServiceRoute
+from vpnkit.protocols.tcp.splice import GuestSide
+from vpnkit.protocols.tcp.layer import Flow
 from vpnkit.wire.ipv4 import PROTO_TCP
 from vpnkit.wire.tcp import ACK, FIN, PSH, RST, SYN, Segment, TCPOptions, emitTCP, parseTCP
 
@@ -101,7 +102,7 @@ class GuestTCP:
 
 class DispatchTests(SynchronousTestCase):
     """
-    L{GatewayTCPForwarder} chooses between local services and the host.
+    The stack's router chooses between local services and the host.
     """
 
     def setUp(self):
@@ -109,18 +110,21 @@ class DispatchTests(SynchronousTestCase):
 
     def test_interface(self):
         """
-        It provides L{ITCPForwarder}.
+        The router provides L{ITCPRouter}, the local services route
+        L{ITCPRoute}.
         """
-        self.assertTrue(verifyObject(ITCPForwarder, self.stack.tcpForwarder))
+        self.assertTrue(verifyObject(ITCPRouter, self.stack.tcpRouter))
+        self.assertTrue(verifyObject(ITCPRoute, self.stack.localServices))
 
     def test_local(self):
         """
-        Port 53 of the gateway gets a L{LocalConnection} at once, without
-        dialling the host.
+        Port 53 of the gateway gets a L{GuestSide} spliced to a
+        L{LocalConnection} at once, without dialling the host.
         """
         flow = Flow(self.a.ip, 40000, GATEWAY_IP, 53)
-        result = self.successResultOf(self.stack.tcpForwarder.connectionRequested(flow))
-        self.assertIsInstance(result, LocalConnection)
+        result = self.successResultOf(self.stack.tcpRouter.connectionRequested(flow))
+        self.assertIsInstance(result, GuestSide)
+        self.assertIsInstance(result.host, LocalConnection)
         self.assertEqual(self.stack.hostNetwork.connects, [])
 
     def test_elsewhere(self):
@@ -129,14 +133,14 @@ class DispatchTests(SynchronousTestCase):
         it.
         """
         flow = Flow(self.a.ip, 40000, REMOTE_IP, 53)
-        self.stack.tcpForwarder.connectionRequested(flow)
+        self.stack.tcpRouter.connectionRequested(flow)
         [connect] = self.stack.hostNetwork.connects
         self.assertEqual((connect.host, connect.port), ("198.51.100.10", 53))
 
     def test_otherGatewayPort(self):
         """
-        Another port of the gateway is refused (the host forwarder's
-        answer), and the guest gets RST.
+        Another port of the gateway is refused (no route takes it), and
+        the guest gets RST.
         """
         client = GuestTCP(self, self.a, GATEWAY_IP, 8080)
         client.segment(SYN, options=TCPOptions(mss=1460))
@@ -152,8 +156,8 @@ class DispatchTests(SynchronousTestCase):
             def buildProtocol(self, addr):
                 return None
 
-        forwarder = GatewayTCPForwarder(self.stack.config, {7: Refusing()}, None, self.stack.reactor)
-        d = forwarder.connectionRequested(Flow(self.a.ip, 1, GATEWAY_IP, 7))
+        route = LocalServiceRoute(self.stack.config, {7: Refusing()}, self.stack.reactor)
+        d = route.route(Flow(self.a.ip, 1, GATEWAY_IP, 7))
         from twisted.internet.error import ConnectionRefusedError as Refused
 
         self.failureResultOf(d, Refused)
@@ -181,7 +185,7 @@ class LocalConnectionTests(SynchronousTestCase):
         self.stack, (self.a,) = makeStack(1)
         self.protocol = _Recorder()
         factory = Factory.forProtocol(lambda: self.protocol)
-        self.stack.gatewayServices.serve(7, factory)
+        self.stack.localServices.serve(7, factory)
         self.client = GuestTCP(self, self.a, GATEWAY_IP, 7)
         self.client.connect()
 

@@ -15,7 +15,10 @@ from vpnkit.wire.tcp import ACK, SYN, Segment, TCPOptions, emitTCP, parseTCP
 class OffloadStackTests(SynchronousTestCase):
     def connect(self, segmentLimit):
         stack, (guest,) = makeStack(1)
-        guest.link.segmentLimit = segmentLimit
+        if segmentLimit:
+            # What a tap with offload declares: super-segments, whole.
+            guest.port.segmentLimit = segmentLimit
+            guest.port.maxFrame = 14 + 0xFFFF
         syn = Segment(40000, 80, 1000, 0, SYN, 65535, TCPOptions(mss=1460, windowScale=7))
         guest.send(buildIPv4(guest.mac, guest.ip, REMOTE_IP, PROTO_TCP, emitTCP(syn, guest.ip, REMOTE_IP)))
         stack.hostNetwork.succeed()

@@ -135,10 +135,10 @@ class StackTests(SynchronousTestCase):
         vmnet handshake carries it.
         """
         stack = Stack(StackConfig(), reactor=task.Clock())
-        lease = stack.leaseForUUID("00000000-0000-0000-0000-000000000005", ip("192.168.65.250"))
+        lease = stack.guests.leaseForUUID("00000000-0000-0000-0000-000000000005", ip("192.168.65.250"))
         self.assertEqual(lease.ip, A("192.168.65.250"))
         self.assertFalse(lease.ephemeral)
-        plain = stack.leaseForUUID("00000000-0000-0000-0000-000000000006", None)
+        plain = stack.guests.leaseForUUID("00000000-0000-0000-0000-000000000006", None)
         self.assertEqual(plain.ip, A("192.168.65.3"))
 
     def test_attach(self):
@@ -156,12 +156,12 @@ class StackTests(SynchronousTestCase):
         next guest gets it.
         """
         stack = Stack(StackConfig(), reactor=task.Clock())
-        lease = stack.ephemeralLease()
-        port = stack.attachLink(FrameRecorder("qemu"), lease, None)
-        stack.detachLink(port)
+        lease = stack.guests.ephemeralLease()
+        port = stack.guests.attach(FrameRecorder("qemu"), lease, None)
+        stack.guests.detach(port)
         self.assertEqual(stack.pool.leases(), [])
         self.assertIsNone(stack.switch.portForIP(lease.ip.packed))
-        self.assertEqual(stack.ephemeralLease().ip, lease.ip)
+        self.assertEqual(stack.guests.ephemeralLease().ip, lease.ip)
         self.assertEqual(
             nonZeroCounters(stack.counters), {"link.linksOpened": 1, "link.linksClosed": 1}
         )
@@ -171,9 +171,9 @@ class StackTests(SynchronousTestCase):
         An all-zero UUID's address is given back when its link goes.
         """
         stack = Stack(StackConfig(), reactor=task.Clock())
-        lease = stack.leaseForUUID(None)
-        stack.detachLink(stack.attachLink(FrameRecorder("vmnet"), lease, lease.mac))
-        self.assertEqual(stack.leaseForUUID(None).ip, lease.ip)
+        lease = stack.guests.leaseForUUID(None)
+        stack.guests.detach(stack.guests.attach(FrameRecorder("vmnet"), lease, lease.mac))
+        self.assertEqual(stack.guests.leaseForUUID(None).ip, lease.ip)
 
     def test_detachPermanent(self):
         """
@@ -181,11 +181,11 @@ class StackTests(SynchronousTestCase):
         the guest gets it again on reconnecting.
         """
         stack, (a,) = makeStack(1)
-        stack.detachLink(a.port)
+        stack.guests.detach(a.port)
         self.assertIsNone(stack.switch.portForIP(a.ip))
         self.assertIsNone(stack.switch.portForMAC(a.mac))
         self.assertEqual(stack.pool.leases(), [a.lease])
-        self.assertEqual(stack.ephemeralLease().ip, A("192.168.65.4"))
+        self.assertEqual(stack.guests.ephemeralLease().ip, A("192.168.65.4"))
         again = attachGuest(stack, 1)
         self.assertEqual((again.ip, again.mac), (a.ip, a.mac))
 
@@ -196,7 +196,7 @@ class StackTests(SynchronousTestCase):
         MAC finds no client.
         """
         stack, (a, b) = makeStack(2)
-        stack.detachLink(b.port)
+        stack.guests.detach(b.port)
         b.send(buildDHCP(b.mac, wire.DHCPDISCOVER))
         self.assertEqual(b.takeFrames(), [])
         self.assertEqual(stack.counters.ethernet.received, 0)

@@ -61,7 +61,7 @@ class SwitchTestMixin:
 
         @return: C{(recorder, port)}
         """
-        link = FrameRecorder(name)
+        link = FrameRecorder(name, self.config.maxFrameSize)
         port = self.switch.attach(link, self.pool.ephemeralLease(), mac)
         return link, port
 

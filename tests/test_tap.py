@@ -11,7 +11,6 @@ import socket
 import sys
 from ipaddress import IPv4Address
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.error import CannotListenError, ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, RaisingMemoryReactor, StringTransport
@@ -467,17 +466,17 @@ class MakeServiceTests(_OptionsMixin, SynchronousTestCase):
             ),
         )
         unix = service.getServiceNamed(f"vmnet on unix:{self.sock}")
-        self.assertIsInstance(unix, tap._UnixListenService)
+        self.assertIsInstance(unix, tap.UnixLinkListenService)
         self.assertIsInstance(unix.factory, VMNetServerFactory)
         qemu = service.getServiceNamed("qemu on tcp:127.0.0.1:5555")
-        self.assertIsInstance(qemu, StreamServerEndpointService)
+        self.assertIsInstance(qemu, tap.LinkListenService)
         self.assertIsInstance(qemu.factory, QEMUServerFactory)
         self.assertIsInstance(service.getServiceNamed(f"netns on netns:{self.ns}:eth1"), NetnsTapService)
         watcher = service.getServiceNamed("dhcp-path")
         self.assertIsInstance(watcher, WatchedFile)
         self.assertEqual(watcher.path, self.dhcp)
-        self.assertIs(unix.factory.stack, service.stack)
-        self.assertIs(qemu.factory.stack, service.stack)
+        self.assertIs(unix.factory.guests, service.stack.guests)
+        self.assertIs(qemu.factory.guests, service.stack.guests)
         self.assertEqual(service.stack.config, options.config)
         self.assertIs(service.stack.reactor, self.reactor)
         self.assertFalse(service.exitOnError)
@@ -545,14 +544,14 @@ class MakeServiceTests(_OptionsMixin, SynchronousTestCase):
 
 class UnixListenServiceTests(SynchronousTestCase):
     """
-    L{tap._UnixListenService} removes a stale socket before listening but
+    L{tap.UnixLinkListenService} removes a stale socket before listening but
     never takes over one in use.
     """
 
     def setUp(self):
         self.path = os.path.join(tempDir(self), "s.sock")
         self.reactor = MemoryReactorClock()
-        self.service = tap._UnixListenService(self.path, VMNetServerFactory(None), self.reactor)
+        self.service = tap.UnixLinkListenService(self.path, VMNetServerFactory(None), self.reactor)
 
     def test_noFile(self):
         """
@@ -608,7 +607,7 @@ class NetnsTapServiceTests(SynchronousTestCase):
         self.stack = Stack(StackConfig(mtu=9000), reactor=self.reactor)
         self.system = FakeTunSystem()
         self.addCleanup(self.system.cleanup)
-        self.service = NetnsTapService(self.stack, "/var/run/netns/guest", "eth1", system=self.system)
+        self.service = NetnsTapService(self.stack.guests, "/var/run/netns/guest", "eth1", system=self.system, reactor=self.stack.reactor)
         self.stderr = io.StringIO()
         self.patch(sys, "stderr", self.stderr)
 
@@ -692,8 +691,8 @@ class NetnsTapServiceTests(SynchronousTestCase):
             StackConfig(lowestIP=IPv4Address("192.168.65.4"), highestIP=IPv4Address("192.168.65.4")),
             reactor=self.reactor,
         )
-        stack.ephemeralLease()
-        service = NetnsTapService(stack, "/var/run/netns/guest", "eth1", system=self.system)
+        stack.guests.ephemeralLease()
+        service = NetnsTapService(stack.guests, "/var/run/netns/guest", "eth1", system=self.system, reactor=stack.reactor)
         e = self.assertRaises(ConfigError, service.startService)
         self.assertEqual(str(e), "--netns /var/run/netns/guest: No IP addresses available.")
         self.assertEqual(self.system.opened, [])
@@ -745,7 +744,7 @@ class ListenErrorTests(SynchronousTestCase):
         with status 1 and one line naming the path.
         """
         top = VPNKitService(self.stack, exitOnError=True)
-        tap._UnixListenService(self.path, VMNetServerFactory(self.stack), self.reactor).setServiceParent(top)
+        tap.UnixLinkListenService(self.path, VMNetServerFactory(self.stack.guests), self.reactor).setServiceParent(top)
         e = self.assertRaises(SystemExit, top.privilegedStartService)
         self.assertEqual(e.code, 1)
         lines = self.stderr.getvalue().splitlines()
@@ -758,7 +757,7 @@ class ListenErrorTests(SynchronousTestCase):
         Embedded, the L{CannotListenError} propagates.
         """
         top = VPNKitService(self.stack)
-        tap._UnixListenService(self.path, VMNetServerFactory(self.stack), self.reactor).setServiceParent(top)
+        tap.UnixLinkListenService(self.path, VMNetServerFactory(self.stack.guests), self.reactor).setServiceParent(top)
         self.assertRaises(CannotListenError, top.privilegedStartService)
 
 

@@ -209,7 +209,7 @@ class MainRunTests(SynchronousTestCase):
         self.assertEqual(self.results, [])
         ((_, factory, _, _),) = reactor.unixClients
         client = factory.buildProtocol(None)
-        server = VMNetServerFactory(Stack(StackConfig(), reactor=task.Clock())).buildProtocol(None)
+        server = VMNetServerFactory(Stack(StackConfig(), reactor=task.Clock()).guests).buildProtocol(None)
         iosim.connect(server, iosim.makeFakeServer(server), client, iosim.makeFakeClient(client))
         (result,) = self.results
         self.assertEqual(result.value.code, 1)
@@ -258,7 +258,7 @@ class BridgeTests(SynchronousTestCase):
         request on the tap is answered on the tap.
         """
         stack = Stack(StackConfig(mtu=9000), reactor=task.Clock())
-        done, pump, _ = self.startBridge(VMNetServerFactory(stack), "--netns", "guest", "--tap", "vk0")
+        done, pump, _ = self.startBridge(VMNetServerFactory(stack.guests), "--netns", "guest", "--tap", "vk0")
         self.assertNoResult(done)
         (opened,) = self.system.opened
         self.assertEqual(
@@ -279,7 +279,7 @@ class BridgeTests(SynchronousTestCase):
         C{--uuid} and C{--preferred-ip} reach the server.
         """
         stack = Stack(StackConfig(), reactor=task.Clock())
-        self.startBridge(VMNetServerFactory(stack), "--uuid", UUID, "--preferred-ip", "192.168.65.250")
+        self.startBridge(VMNetServerFactory(stack.guests), "--uuid", UUID, "--preferred-ip", "192.168.65.250")
         (port,) = stack.switch.ports()
         self.assertEqual(port.lease.ip, IPv4Address("192.168.65.250"))
         self.assertEqual(port.lease.uuid, UUID.lower())
@@ -290,7 +290,7 @@ class BridgeTests(SynchronousTestCase):
         opens no tap.
         """
         stack = Stack(StackConfig(), reactor=task.Clock())
-        done, _, _ = self.startBridge(VMNetServerFactory(stack), "--preferred-ip", "10.0.0.1")
+        done, _, _ = self.startBridge(VMNetServerFactory(stack.guests), "--preferred-ip", "10.0.0.1")
         failure = self.failureResultOf(done, HandshakeRefused)
         self.assertEqual(str(failure.value), "Preferred IP address out of range.")
         self.assertEqual(self.system.opened, [])
@@ -302,7 +302,7 @@ class BridgeTests(SynchronousTestCase):
         finishes.
         """
         stack = Stack(StackConfig(), reactor=task.Clock())
-        done, pump, server = self.startBridge(VMNetServerFactory(stack))
+        done, pump, server = self.startBridge(VMNetServerFactory(stack.guests))
         server.transport.loseConnection()
         pump.flush()
         self.assertIsNone(self.successResultOf(done))
@@ -316,7 +316,7 @@ class BridgeTests(SynchronousTestCase):
         bridge finishes.
         """
         stack = Stack(StackConfig(), reactor=task.Clock())
-        done, pump, _ = self.startBridge(VMNetServerFactory(stack))
+        done, pump, _ = self.startBridge(VMNetServerFactory(stack.guests))
         self.tapLink().closeLink("gone")
         pump.flush()
         self.assertIsNone(self.successResultOf(done))
@@ -330,7 +330,7 @@ class BridgeTests(SynchronousTestCase):
         """
         stack = Stack(StackConfig(), reactor=task.Clock())
         done, pump, server = self.startBridge(
-            QEMUServerFactory(stack), "--protocol", "qemu", "--mac", "52:54:00:12:34:56", "--mtu", "4000"
+            QEMUServerFactory(stack.guests), "--protocol", "qemu", "--mac", "52:54:00:12:34:56", "--mtu", "4000"
         )
         (opened,) = self.system.opened
         self.assertEqual((opened.netns, opened.name, opened.mac, opened.mtu), (None, "tap0", QEMU_MAC, 4000))
@@ -346,7 +346,7 @@ class BridgeTests(SynchronousTestCase):
         MAC.
         """
         stack = Stack(StackConfig(), reactor=task.Clock())
-        self.startBridge(QEMUServerFactory(stack), "--protocol", "qemu")
+        self.startBridge(QEMUServerFactory(stack.guests), "--protocol", "qemu")
         mac = self.system.opened[0].mac
         self.assertEqual(len(mac), 6)
         self.assertEqual(mac[0] & 0x03, 0x02)
@@ -357,7 +357,7 @@ class BridgeTests(SynchronousTestCase):
         a full socket to vpnkit pauses reading from the tap.
         """
         stack = Stack(StackConfig(), reactor=task.Clock())
-        _, pump, _ = self.startBridge(VMNetServerFactory(stack))
+        _, pump, _ = self.startBridge(VMNetServerFactory(stack.guests))
         link = self.tapLink()
         self.assertIs(pump.clientIO.producer, link)
         self.assertTrue(pump.clientIO.streamingProducer)

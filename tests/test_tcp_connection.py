@@ -20,7 +20,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from vpnkit.protocols.tcp.connection import TCPConnection
-from vpnkit.protocols.tcp.forwarder import Flow
+from vpnkit.protocols.tcp.layer import Flow
 from vpnkit.protocols.tcp.state import State, TCPConfig, TCPControlBlock
 from vpnkit.wire.seq import seqAdd
 from vpnkit.wire.tcp import ACK, FIN, PSH, RST, SYN, Segment, TCPOptions
@@ -49,7 +49,7 @@ def fromGuest(n, ack, flags=ACK, payload=b"", window=64000):
 
 class FakeLayer:
     """
-    Stands in for L{vpnkit.protocols.tcp.forwarder.TCPLayer}: keeps the
+    Stands in for L{vpnkit.protocols.tcp.layer.TCPLayer}: keeps the
     segments sent and the connections reported closed.
     """
 

@@ -1,5 +1,5 @@
 """
-Tests for L{vpnkit.protocols.tcp.forwarder}: TCP segments from the guest
+Tests for L{vpnkit.protocols.tcp.layer}: TCP segments from the guest
 through a whole L{vpnkit.stack.Stack} (L{tests.helpers.makeStack}), with the
 host dialled through a L{tests.helpers.FakeHostNetwork} the tests complete
 by hand; and the layer alone, with fakes, for its limits and corner cases.
@@ -24,8 +24,9 @@ from tests.helpers import (
 )
 from vpnkit.config import StackConfig
 from vpnkit.counters import StackCounters
-from vpnkit.interfaces import ITCPForwarder
-from vpnkit.protocols.tcp.forwarder import EHOSTUNREACH, ENETUNREACH, Flow, TCPLayer
+from vpnkit.interfaces import ITCPRouter
+from vpnkit.protocols.tcp.splice import GuestSide
+from vpnkit.protocols.tcp.layer import EHOSTUNREACH, ENETUNREACH, Flow, TCPLayer
 from vpnkit.protocols.tcp.state import State
 from vpnkit.wire.icmp import DEST_UNREACHABLE, parseICMP
 from vpnkit.wire.ipv4 import PROTO_ICMP, PROTO_TCP, parseIPv4
@@ -428,7 +429,7 @@ class ProxyTests(StackTestCase):
         _, transport, _ = self.establish()
         self.sendSegment(self.syn(443))
         pending = self.network.connects[-1]
-        self.stack.detachLink(self.guest.port)
+        self.stack.guests.detach(self.guest.port)
         self.assertTrue(transport.disconnected)
         self.assertEqual(self.stack.tcp.connections(), [])
         self.assertEqual(self.stack.tcp.pendingCount, 0)
@@ -449,10 +450,10 @@ class ProxyTests(StackTestCase):
 # -- the layer alone -----------------------------------------------------------
 
 
-@implementer(ITCPForwarder)
-class FakeForwarder:
+@implementer(ITCPRouter)
+class FakeRouter:
     """
-    An L{ITCPForwarder} whose Deferreds the test fires; C{canceller} is
+    An L{ITCPRouter} whose Deferreds the test fires; C{canceller} is
     given to each.
     """
 
@@ -498,7 +499,7 @@ class LayerTests(SynchronousTestCase):
         self.clock = task.Clock()
 
     def layer(self, **kw):
-        forwarder = kw.pop("forwarder", None) or FakeForwarder()
+        forwarder = kw.pop("forwarder", None) or FakeRouter()
         layer = TCPLayer(
             StackConfig(), self.ipv4, self.icmp, self.counters, forwarder, self.clock, **kw
         )
@@ -537,7 +538,7 @@ class LayerTests(SynchronousTestCase):
         """
         layer, forwarder = self.layer(maxConnections=2)
         self.syn(layer, GUEST_PORT)
-        forwarder.requests[0][1].callback(HostProtocol())
+        forwarder.requests[0][1].callback(GuestSide(HostProtocol()))
         self.syn(layer, GUEST_PORT + 1)
         self.sent()
         self.syn(layer, GUEST_PORT + 2)
@@ -553,7 +554,7 @@ class LayerTests(SynchronousTestCase):
         transport and sends the guest nothing.
         """
         host = HostProtocol()
-        forwarder = FakeForwarder(canceller=lambda d: d.callback(host))
+        forwarder = FakeRouter(canceller=lambda d: d.callback(GuestSide(host)))
         layer, _ = self.layer(forwarder=forwarder)
         self.syn(layer)
         rst = Segment(GUEST_PORT, 80, ISN + 1, 0, RST, 0)
@@ -570,7 +571,7 @@ class LayerTests(SynchronousTestCase):
         later failure.
         """
 
-        @implementer(ITCPForwarder)
+        @implementer(ITCPRouter)
         class Refuser:
             def connectionRequested(self, flow):
                 return defer.fail(error.ConnectionRefusedError())
@@ -604,7 +605,7 @@ class LayerTests(SynchronousTestCase):
 
         layer, forwarder = self.layer(rng=random.Random(7))
         self.syn(layer)
-        forwarder.requests[0][1].callback(HostProtocol())
+        forwarder.requests[0][1].callback(GuestSide(HostProtocol()))
         [synAck] = self.sent()
         self.assertEqual(synAck.seq, random.Random(7).getrandbits(32))
 
@@ -643,7 +644,7 @@ class HalfCloseTests(SynchronousTestCase):
     def setUp(self):
         self.ipv4 = SenderRecorder()
         self.clock = task.Clock()
-        self.forwarder = FakeForwarder()
+        self.forwarder = FakeRouter()
         self.layer = TCPLayer(
             StackConfig(), self.ipv4, FakeICMP(), StackCounters(), self.forwarder, self.clock
         )
@@ -665,7 +666,7 @@ class HalfCloseTests(SynchronousTestCase):
         host = HostProtocol()
         host.transport = HalfCloseTransport()
         self.segment(Segment(GUEST_PORT, 80, ISN, 0, SYN, 64240, SYN_OPTIONS))
-        self.forwarder.requests[0][1].callback(host)
+        self.forwarder.requests[0][1].callback(GuestSide(host))
         [synAck] = [
             parseTCP(p, s, d) for s, d, _, p, _, _ in self.ipv4.sent
         ]

@@ -1,6 +1,6 @@
 """
 Tests for connections vpnkit opens into a guest (the TCP half of port
-forwarding): L{vpnkit.protocols.tcp.forwarder.TCPLayer.connectToGuest}.
+forwarding): L{vpnkit.protocols.tcp.layer.TCPLayer.connectToGuest}.
 """
 
 from twisted.internet import error

@@ -505,6 +505,6 @@ class DetachTests(NATTestMixin, SynchronousTestCase):
         """
         self.send(1024, REMOTE_IP, 7, guest=self.a)
         self.send(1024, REMOTE_IP, 7, guest=self.b)
-        self.stack.detachLink(self.a.port)
+        self.stack.guests.detach(self.a.port)
         first, second = self.sockets.opened
         self.assertEqual((first.closed, second.closed), (True, False))

@@ -20,7 +20,8 @@ from twisted.internet import error
 from twisted.internet.protocol import DatagramProtocol, Factory
 from zope.interface import implementer
 
-from vpnkit.host.proxy import GuestSide, HostSide
+from vpnkit.host.proxy import HostSide
+from vpnkit.protocols.tcp.splice import GuestSide
 from vpnkit.interfaces import IGuestConnector
 from vpnkit.log import logger
 from vpnkit.protocols.flowtable import FlowExpiry, FlowTable

@@ -8,7 +8,7 @@ the gateway, so a UDP forward of port 53 replaces the built-in DNS server,
 as in the reference.
 
 L{GatewayForwardTable} is the policy (static entries first, then the
-file's); L{GatewayTCPForwards} puts it in front of the TCP dispatcher;
+file's); L{GatewayForwardRoute} is the first route of the TCP router;
 L{GatewayUDPForwards} is a small NAT whose replies come from the gateway's
 port.
 """
@@ -21,16 +21,17 @@ from zope.interface import implementer
 
 from vpnkit.config import ConfigError
 from vpnkit.host.proxy import HostSide
-from vpnkit.interfaces import ITCPForwarder
+from vpnkit.interfaces import ITCPRoute
 from vpnkit.log import RateLimitedLog, logger
 from vpnkit.protocols.flowtable import FlowExpiry, FlowTable, SocketFlow
+from vpnkit.protocols.tcp.splice import GuestSide
 
 __all__ = [
     "GatewayForward",
     "parseForwardsFlag",
     "parseForwardsJSON",
     "GatewayForwardTable",
-    "GatewayTCPForwards",
+    "GatewayForwardRoute",
     "GatewayUDPForwards",
 ]
 
@@ -150,28 +151,28 @@ class GatewayForwardTable:
         return iter(self._static + self._file)
 
 
-@implementer(ITCPForwarder)
-class GatewayTCPForwards:
+@implementer(ITCPRoute)
+class GatewayForwardRoute:
     """
-    In front of the TCP dispatcher: a connection to a forwarded gateway port
-    is dialled to its host address; everything else goes to C{fallback}.
+    A connection to a forwarded gateway port is dialled to its host
+    address; any other is not this route's.
     """
 
-    def __init__(self, config, table, network, fallback, timeout=30.0):
+    def __init__(self, config, table, network, timeout=30.0):
         self._gateway = config.gatewayPacked
         self._table = table
         self._network = network
-        self._fallback = fallback
         self._timeout = timeout
 
-    def connectionRequested(self, flow):
-        if flow.localIP == self._gateway:
-            forward = self._table.lookup("tcp", flow.localPort)
-            if forward is not None:
-                return self._network.connectTCP(
-                    forward.internalIP, forward.internalPort, HostSide(), self._timeout
-                )
-        return self._fallback.connectionRequested(flow)
+    def route(self, flow):
+        if flow.localIP != self._gateway:
+            return None
+        forward = self._table.lookup("tcp", flow.localPort)
+        if forward is None:
+            return None
+        return self._network.connectTCP(
+            forward.internalIP, forward.internalPort, HostSide(), self._timeout
+        ).addCallback(GuestSide)
 
 
 class GatewayUDPForwards:

@@ -8,12 +8,14 @@ __all__ = [
     "IFrameReceiver",
     "IFrameTransmitter",
     "ILink",
+    "IGuests",
     "IEthernetPayloadReceiver",
     "IIPv4Receiver",
     "IIPv4Sender",
     "IUDPService",
     "ITunSystem",
-    "ITCPForwarder",
+    "ITCPRouter",
+    "ITCPRoute",
     "IHostNetwork",
     "IDatagramReceiver",
     "IDatagramSocket",
@@ -47,16 +49,71 @@ class IFrameTransmitter(Interface):
 
 class ILink(IFrameTransmitter):
     """
-    One guest link (a vmnet or QEMU connection, a tap device): the switch's
-    view of it.
+    One guest link (a vmnet, QEMU or vfkit connection, a tap device): the
+    switch's view of it.  Only its L{vpnkit.protocols.switch.SwitchPort}
+    calls C{sendFrame}.
     """
 
     description = Attribute("Short text naming the link, for logs.")
+    maxFrameSize = Attribute(
+        "The largest frame (Ethernet header included) the link carries either way."
+    )
+    segmentLimit = Attribute(
+        "The largest TCP payload one frame may carry towards the guest when "
+        "the link takes segmentation-offload super-segments (a tap with "
+        "offload), else 0."
+    )
 
     def closeLink(reason):
         """
         Close the link (after a framing error or at shutdown), logging
         C{reason}.  The switch is told through L{IFrameReceiver} detach.
+        """
+
+
+class IGuests(Interface):
+    """
+    What a link needs of vpnkit: an address for its guest, a place on the
+    switch, and to give both back when it closes
+    (L{vpnkit.guests.Guests}).
+    """
+
+    config = Attribute("The L{vpnkit.config.StackConfig} (MTU, frame sizes).")
+    linkCounters = Attribute("The L{vpnkit.counters.LinkCounters} links count into.")
+
+    def leaseForUUID(uuid, preferred=None):
+        """
+        The lease of a vmnet guest (C{uuid} canonical text, or C{None} for
+        the all-zero UUID; C{preferred} a packed address or C{None}).
+
+        @raise vpnkit.leases.AllocationError: with the reason to give the
+            client.
+        """
+
+    def ephemeralLease():
+        """
+        A lease for a guest with no identity, given back at detach.
+
+        @raise vpnkit.leases.AllocationError: the range is exhausted.
+        """
+
+    def release(lease):
+        """
+        Give back a lease whose link never attached.
+        """
+
+    def attach(link, lease, mac):
+        """
+        Plug C{link} (an L{ILink}) into the switch for the guest holding
+        C{lease}; C{mac} is its MAC, or C{None} to learn it.
+
+        @return: the L{IFrameReceiver} (a switch port) to feed the guest's
+            frames to.
+        """
+
+    def detach(port):
+        """
+        Unplug the link of C{port} and give its lease back.
         """
 
 
@@ -156,20 +213,37 @@ class ITunSystem(Interface):
         """
 
 
-class ITCPForwarder(Interface):
+class ITCPRouter(Interface):
     """
-    Decides where a guest's new TCP connection goes, and dials it.
+    What the TCP layer asks where a guest's new connection goes.
     """
 
     def connectionRequested(flow):
         """
-        A guest sent a SYN for C{flow} (a L{vpnkit.protocols.tcp.forwarder.Flow}).
+        A guest sent a SYN for C{flow} (a L{vpnkit.protocols.tcp.layer.Flow}).
 
-        @return: a L{Deferred} that fires with a connected host-side
-            L{IProtocol} once the host connection exists (vpnkit then answers
-            the SYN), or fails: C{ConnectionRefusedError} (and most other
-            errors) make vpnkit send RST, C{NoRouteError} or an unreachable
-            C{ConnectError} make it send ICMP destination unreachable.
+        @return: a L{Deferred} that fires with the L{IProtocol} to attach to
+            the guest's connection once its other end exists (vpnkit then
+            answers the SYN), or fails: C{ConnectionRefusedError} (and most
+            other errors) make vpnkit send RST, C{NoRouteError} or an
+            unreachable C{ConnectError} make it send ICMP destination
+            unreachable.  If the guest gives up first, vpnkit calls the
+            protocol's C{connectionLost} without ever connecting it, so it
+            can close its other end.
+        """
+
+
+class ITCPRoute(Interface):
+    """
+    One link of the router's chain: a kind of destination (a gateway
+    forward, a service vpnkit runs itself, the host's sockets).
+    """
+
+    def route(flow):
+        """
+        @return: C{None} when this route does not take C{flow} (the next
+            one is asked), else what L{ITCPRouter.connectionRequested}
+            returns.
         """
 
 

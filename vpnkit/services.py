@@ -1,9 +1,11 @@
 # -*- test-case-name: tests.test_tap -*-
 """
-The services L{vpnkit.tap.makeService} composes: listeners on Unix sockets
-that clear a stale socket file first, tap devices in network namespaces,
-the port forwarder with its C{--expose} forwards, and L{VPNKitService}, the
-parent that turns start-up failures into one line under twistd.
+The services L{vpnkit.tap.makeService} composes: listeners (on Unix
+sockets they clear a stale socket file from first; for guest links they
+take their guests off the switch when stopped), tap devices in network
+namespaces, the port forwarder with its C{--expose} forwards, and
+L{VPNKitService}, the parent that turns start-up failures into one line
+under twistd and leaves nothing behind when stopped.
 """
 
 import json
@@ -13,10 +15,11 @@ import socket
 import stat
 import sys
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
+from twisted.internet.defer import DeferredList, maybeDeferred, succeed
 from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.internet.error import CannotListenError
+from twisted.python.failure import Failure
 
 from vpnkit import __version__
 from vpnkit.config import ConfigError
@@ -27,7 +30,10 @@ from vpnkit.leases import AllocationError
 from vpnkit.log import logger
 
 __all__ = [
+    "ListenService",
+    "LinkListenService",
     "UnixListenService",
+    "UnixLinkListenService",
     "NetnsTapService",
     "ExposeService",
     "VPNKitService",
@@ -37,7 +43,60 @@ __all__ = [
 log = logger("vpnkit.tap")
 
 
-class UnixListenService(StreamServerEndpointService):
+class ListenService(Service):
+    """
+    Listen on C{endpoint} with C{factory} while running.
+
+    Unlike Twisted's C{StreamServerEndpointService}, a listener that
+    cannot be bound raises from C{startService} at once (the reactor's
+    listeners bind synchronously), so start-up stops with that error.
+    """
+
+    def __init__(self, endpoint, factory):
+        self.endpoint = endpoint
+        self.factory = factory
+        self.port = None
+
+    def _listen(self):
+        if self.port is not None:
+            return
+        outcome = []
+        self.endpoint.listen(self.factory).addBoth(outcome.append)
+        if not outcome:
+            raise RuntimeError(f"{self.endpoint} did not listen at once")
+        if isinstance(outcome[0], Failure):
+            outcome[0].raiseException()
+        self.port = outcome[0]
+
+    def privilegedStartService(self):
+        # Bind before twistd drops privileges, as Twisted's services do.
+        super().privilegedStartService()
+        self._listen()
+
+    def startService(self):
+        super().startService()
+        self._listen()
+
+    def stopService(self):
+        super().stopService()
+        port, self.port = self.port, None
+        return maybeDeferred(port.stopListening) if port is not None else succeed(None)
+
+
+class LinkListenService(ListenService):
+    """
+    A listener for guest links: stopping it also closes every link its
+    factory (a L{vpnkit.protocols.links} factory) made, so their guests
+    leave the switch and their addresses return to the pool.
+    """
+
+    def stopService(self):
+        stopped = super().stopService()
+        self.factory.closeLinks("vpnkit is stopping")
+        return DeferredList([stopped, self.factory.whenClosed()])
+
+
+class UnixListenService(ListenService):
     """
     Listen on a Unix socket path, first removing a stale socket file left by
     a process that is gone (the reference always unlinks it).
@@ -46,7 +105,6 @@ class UnixListenService(StreamServerEndpointService):
     def __init__(self, path, factory, reactor, mode=0o666):
         super().__init__(UNIXServerEndpoint(reactor, path, mode=mode), factory)
         self._path = path
-        self._raiseSynchronously = True
 
     def privilegedStartService(self):
         if os.path.lexists(self._path):
@@ -68,14 +126,21 @@ class UnixListenService(StreamServerEndpointService):
         super().privilegedStartService()
 
 
+class UnixLinkListenService(UnixListenService, LinkListenService):
+    """
+    Guest links on a Unix socket path (vmnet, QEMU stream).
+    """
+
+
 class NetnsTapService(Service):
     """
     A tap device vpnkit creates in a guest's network namespace: the guest
     only has to run DHCP on it.
     """
 
-    def __init__(self, stack, netns, ifname, system=None):
-        self._stack = stack
+    def __init__(self, guests, netns, ifname, system=None, reactor=None):
+        self._guests = guests
+        self._reactor = reactor
         self._netns = netns
         self._ifname = ifname
         self._system = system if system is not None else LinuxTunSystem()
@@ -84,17 +149,16 @@ class NetnsTapService(Service):
 
     def startService(self):
         super().startService()
-        stack = self._stack
+        guests = self._guests
+        config = guests.config
         try:
-            lease = stack.ephemeralLease()
+            lease = guests.ephemeralLease()
         except AllocationError as e:
             raise ConfigError(f"--netns {self._netns}: {e}") from None
         try:
-            fd = self._system.openTap(
-                self._netns, self._ifname, lease.mac, stack.config.mtu, offload=True
-            )
+            fd = self._system.openTap(self._netns, self._ifname, lease.mac, config.mtu, offload=True)
         except OSError as e:
-            stack.pool.release(lease)
+            guests.release(lease)
             raise ConfigError(f"--netns {self._netns}: cannot create {self._ifname}: {e}") from None
         port = None
 
@@ -105,22 +169,21 @@ class NetnsTapService(Service):
                     link=self._description,
                     reason=reason.getErrorMessage(),
                 )
-            stack.detachLink(port)
+            guests.detach(port)
 
         self.link = TapLink(
             fd,
             self._system,
             None,
-            stack.counters.link,
-            stack.config.maxFrameSize,
+            guests.linkCounters,
+            config.maxFrameSize,
             self._description,
-            reactor=stack.reactor,
+            reactor=self._reactor,
             onClose=closed,
             offload=True,
         )
-        port = stack.attachLink(self.link, lease, lease.mac)
-        self.link.frameReceived = port.frameReceived
-        self.link.startReading()
+        port = guests.attach(self.link, lease, lease.mac)
+        self.link.start(port)
 
     def stopService(self):
         super().stopService()
@@ -190,6 +253,16 @@ class VPNKitService(MultiService):
             raiseFileLimit()
         self._guarded(super().privilegedStartService)
 
+    def stopService(self):
+        """
+        Stop the listeners, links and forwards, then let go of every host
+        socket and timer the stack holds: an embedder that stops vpnkit
+        finds nothing of it left in its reactor.
+        """
+        d = super().stopService()
+        d.addCallback(lambda _: self.stack.stop())
+        return d
+
     def startService(self):
         self._guarded(super().startService)
         if self.exitOnError:
@@ -227,6 +300,3 @@ class ExposeService(PortForwarder):
             except ForwardError as e:
                 raise ConfigError(f"--expose {spec}: {e}") from None
 
-
-# The name tests and older code use.
-_UnixListenService = UnixListenService

@@ -8,14 +8,13 @@ one place the layers are composed; L{vpnkit.tap.makeService} adds the
 listeners and files around it.
 """
 
-from ipaddress import IPv4Address
-
 from twisted.names.dns import DNSDatagramProtocol
 
 from vpnkit.counters import StackCounters
-from vpnkit.gatewayforwards import GatewayForwardTable, GatewayTCPForwards, GatewayUDPForwards
+from vpnkit.gatewayforwards import GatewayForwardRoute, GatewayForwardTable, GatewayUDPForwards
+from vpnkit.guests import Guests
 from vpnkit.host.network import HostNetwork
-from vpnkit.host.proxy import HostTCPForwarder
+from vpnkit.host.proxy import HostRoute
 from vpnkit.host.resolvers import SystemResolver
 from vpnkit.host.sockets import HostDatagramSockets
 from vpnkit.leases import AddressPool
@@ -26,10 +25,11 @@ from vpnkit.protocols.dns import BuiltinResolver, GatewayDNSFactory, HostsResolv
 from vpnkit.protocols.dnsforward import Forwarder
 from vpnkit.protocols.icmp import ICMPLayer
 from vpnkit.protocols.ipv4 import IPv4Layer
-from vpnkit.protocols.localtcp import GatewayTCPForwarder
+from vpnkit.protocols.localtcp import LocalServiceRoute
 from vpnkit.protocols.switch import EthernetSwitch
-from vpnkit.protocols.tcp.forwarder import TCPLayer
-from vpnkit.protocols.udp import UDPLayer
+from vpnkit.protocols.tcp.layer import TCPLayer
+from vpnkit.protocols.tcp.routing import TCPRouter
+from vpnkit.protocols.udp import UDPLayer, UDPSender
 from vpnkit.protocols.udpnat import UDPNAT
 from vpnkit.wire.ethernet import ETHERTYPE_ARP, ETHERTYPE_IPV4
 from vpnkit.wire.ipv4 import PROTO_ICMP, PROTO_TCP, PROTO_UDP
@@ -46,7 +46,11 @@ class Stack:
     @ivar config: the L{vpnkit.config.StackConfig}.
     @ivar counters: the L{vpnkit.counters.StackCounters} every layer counts
         into.
+    @ivar guests: the L{Guests} links attach through.
     @ivar dns: the gateway's L{GatewayDNSFactory} (UDP and TCP port 53).
+    @ivar tcpRouter: where guests' new TCP connections go: gateway
+        forwards, then vpnkit's own services on the gateway, then the
+        host's sockets.
 
     @param sockets: the L{vpnkit.interfaces.IHostDatagramSockets} for the
         UDP NAT, ICMP echo and upstream DNS (the host's, by default).
@@ -78,64 +82,84 @@ class Stack:
             sockets = HostDatagramSockets(reactor)
         self.config = config
         self.reactor = reactor
-        self.counters = StackCounters()
+        self.counters = counters = StackCounters()
         self.pool = AddressPool(config)
         self._dhcpFile = (None, ())
         self._dnsSearch = ()
 
-        self.switch = EthernetSwitch(config, self.counters)
-        self.arp = ARPResponder(config, self.switch, self.counters)
-        self.ipv4 = IPv4Layer(config, self.switch, self.counters, reactor)
-        self.icmp = ICMPLayer(config, self.ipv4, self.counters, sockets, reactor)
-        self.udp = UDPLayer(config, self.ipv4, self.counters, self.icmp)
-        self.udpNAT = UDPNAT(
-            config,
-            self.udp,
-            self.ipv4,
-            sockets,
-            reactor,
-            self.counters,
-            maxFlows=config.maxUDPFlows,
-        )
-        self.udp.nat = self.udpNAT
-        self.dhcp = DHCPServer(config, self.switch, self.udp, self.counters, self.dhcpSettings)
+        # Link layer and IP.
+        self.switch = EthernetSwitch(config, counters)
+        self.arp = ARPResponder(config, self.switch, counters)
+        self.ipv4 = IPv4Layer(config, self.switch, counters, reactor)
+        self.icmp = ICMPLayer(config, self.ipv4, counters, sockets, reactor)
 
-        # DNS: builtin names, then the hosts file, then upstream.
-        self.dnsForwarder = Forwarder(dnsConfig, sockets, hostNetwork, reactor, self.counters)
-        upstream = self.dnsForwarder
-        if systemLookup is not None:
-            upstream = SystemResolver(systemLookup, self.dnsForwarder, self.counters)
-        self.hosts = HostsResolver(self.counters)
-        self.dns = GatewayDNSFactory(
-            [BuiltinResolver(config.builtinNames(), self.counters), self.hosts, upstream],
-            self.counters,
-            reactor,
-        )
-
-        # TCP to the gateway: forwards first, then vpnkit's own services
-        # (DNS), then the host.
+        # UDP: the sender first, then what replies through it, then the
+        # layer that hands them datagrams.
         self.gatewayForwards = GatewayForwardTable(gatewayForwards)
-        self.hostTCPForwarder = HostTCPForwarder(config, hostNetwork, connectTimeout)
-        self.gatewayServices = GatewayTCPForwarder(
-            config, {DNS_PORT: self.dns}, self.hostTCPForwarder, reactor
-        )
-        self.tcpForwarder = GatewayTCPForwards(
-            config, self.gatewayForwards, hostNetwork, self.gatewayServices, connectTimeout
+        udpSender = UDPSender(self.ipv4, counters)
+        self.udpNAT = UDPNAT(
+            config, udpSender, self.ipv4, sockets, reactor, counters, maxFlows=config.maxUDPFlows
         )
         self.udpGatewayForwards = GatewayUDPForwards(
-            config, self.gatewayForwards, self.udp, sockets, reactor, self.counters
+            config, self.gatewayForwards, udpSender, sockets, reactor, counters
         )
-        self.udp.gatewayForwards = self.udpGatewayForwards
+        self.udp = UDPLayer(
+            config,
+            self.ipv4,
+            counters,
+            self.icmp,
+            nat=self.udpNAT,
+            gatewayForwards=self.udpGatewayForwards,
+            sender=udpSender,
+        )
+        self.dhcp = DHCPServer(config, self.switch, udpSender, counters, self.dhcpSettings)
+
+        # DNS: builtin names, then the hosts file, then upstream.
+        self.dnsForwarder = Forwarder(dnsConfig, sockets, hostNetwork, reactor, counters)
+        upstream = self.dnsForwarder
+        if systemLookup is not None:
+            upstream = SystemResolver(systemLookup, self.dnsForwarder, counters)
+        self.hosts = HostsResolver(counters)
+        self.dns = GatewayDNSFactory(
+            [BuiltinResolver(config.builtinNames(), counters), self.hosts, upstream],
+            counters,
+            reactor,
+        )
+
+        # TCP: the one routing chain for guests' new connections.
+        self.localServices = LocalServiceRoute(config, {DNS_PORT: self.dns}, reactor)
+        self.tcpRouter = TCPRouter(
+            [
+                GatewayForwardRoute(config, self.gatewayForwards, hostNetwork, connectTimeout),
+                self.localServices,
+                HostRoute(config, hostNetwork, connectTimeout),
+            ]
+        )
         self.tcp = TCPLayer(
             config,
             self.ipv4,
             self.icmp,
-            self.counters,
-            self.tcpForwarder,
+            counters,
+            self.tcpRouter,
             reactor,
             maxConnections=maxConnections,
             guestPresent=lambda ip: self.switch.portForIP(ip) is not None,
             segmentLimit=self._segmentLimit,
+        )
+
+        # Links attach through this; when a guest goes, so does its state.
+        self.guests = Guests(
+            config,
+            counters,
+            self.pool,
+            self.switch,
+            portGone=[self.dhcp.forgetPort],
+            addressGone=[
+                self.tcp.guestDetached,
+                self.udpNAT.guestDetached,
+                self.udpGatewayForwards.guestDetached,
+                self.icmp.guestDetached,
+            ],
         )
 
         self.switch.addProto(ETHERTYPE_ARP, self.arp)
@@ -148,48 +172,27 @@ class Stack:
         dnsOverUDP.noisy = False
         self.udp.listen(DNS_PORT, dnsOverUDP)
 
-    # -- guests ------------------------------------------------------------
-
-    def leaseForUUID(self, uuid, preferred=None):
-        """
-        See L{vpnkit.leases.AddressPool.leaseForUUID}; C{preferred} is packed.
-        """
-        return self.pool.leaseForUUID(uuid, IPv4Address(preferred) if preferred else None)
-
-    def ephemeralLease(self):
-        return self.pool.ephemeralLease()
-
-    def attachLink(self, link, lease, mac):
-        """
-        Plug a guest link into the switch.
-
-        @return: the L{vpnkit.protocols.switch.SwitchPort} to feed frames to.
-        """
-        return self.switch.attach(link, lease, mac)
-
-    def detachLink(self, port):
-        """
-        Unplug a guest link and give back its address if it was ephemeral.
-        """
-        self.switch.detach(port)
-        self.dhcp.forgetPort(port)
-        self.pool.release(port.lease)
-        packed = port.lease.ip.packed
-        if self.switch.portForIP(packed) is None:
-            # Nobody holds the address any more: its connections die with
-            # it rather than keep host sockets open forever.
-            self.tcp.guestDetached(packed)
-            self.udpNAT.guestDetached(packed)
-            self.udpGatewayForwards.guestDetached(packed)
-            self.icmp.guestDetached(packed)
-
     def _segmentLimit(self, packedIP):
         """
         The largest TCP payload one segment to this guest may carry: more
         than the MSS only on a link with segmentation offload.
         """
         port = self.switch.portForIP(packedIP)
-        return getattr(port.link, "segmentLimit", 0) if port is not None else 0
+        return port.segmentLimit if port is not None else 0
+
+    def stop(self):
+        """
+        Let go of every host socket and timer: reset the guests' TCP
+        connections, close the NAT, echo and gateway-forward flows and the
+        upstream DNS exchanges, and stop the reassembly timer.  For an
+        embedder stopping vpnkit (L{vpnkit.services.VPNKitService} calls
+        it once its listeners and links are stopped).
+        """
+        self.tcp.closeAll()
+        self.udpNAT.close()
+        self.udpGatewayForwards.close()
+        self.icmp.close()
+        self.ipv4.stop()
 
     # -- observability -------------------------------------------------------
 

@@ -14,7 +14,6 @@ import sys
 from dataclasses import dataclass
 from ipaddress import AddressValueError, IPv4Address
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import AdoptedStreamServerEndpoint, TCP4ServerEndpoint
 from twisted.python import usage
 
@@ -31,10 +30,11 @@ from vpnkit.protocols.dnsforward import parseDNSConfig, parseResolvConf
 from vpnkit.protocols.links import QEMUServerFactory, VMNetServerFactory
 from vpnkit.services import (  # noqa: F401 (re-exported for embedders and tests)
     ExposeService,
+    LinkListenService,
     NetnsTapService,
+    UnixLinkListenService,
     UnixListenService,
     VPNKitService,
-    _UnixListenService,
     raiseFileLimit,
 )
 from vpnkit.stack import Stack
@@ -358,18 +358,17 @@ class Options(usage.Options):
 
 def _linkService(spec, stack, reactor):
     kind, address = spec.kind, spec.address
+    guests = stack.guests
     if kind == "netns":
-        return NetnsTapService(stack, address[1], address[2])
-    factory = VMNetServerFactory(stack) if kind == "vmnet" else QEMUServerFactory(stack)
+        return NetnsTapService(guests, address[1], address[2], reactor=reactor)
+    factory = VMNetServerFactory(guests) if kind == "vmnet" else QEMUServerFactory(guests)
     if address[0] == "unix":
-        return UnixListenService(address[1], factory, reactor)
+        return UnixLinkListenService(address[1], factory, reactor)
     if address[0] == "fd":
         endpoint = AdoptedStreamServerEndpoint(reactor, address[1], socket.AF_UNIX)
     else:
         endpoint = TCP4ServerEndpoint(reactor, address[2], interface=address[1])
-    service = StreamServerEndpointService(endpoint, factory)
-    service._raiseSynchronously = True
-    return service
+    return LinkListenService(endpoint, factory)
 
 
 def makeService(options, reactor=None):

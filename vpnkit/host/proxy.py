@@ -1,19 +1,20 @@
 # -*- test-case-name: tests.test_host_proxy -*-
 """
-The two ends of a proxied TCP connection: where a guest's connection goes
-(L{HostTCPForwarder}), the protocol on the host socket (L{HostSide}) and
-the protocol on the guest connection (L{GuestSide}).
+A guest's TCP connection to the host: L{HostRoute} dials it (the last
+route of the chain, L{vpnkit.protocols.tcp.routing}) and L{HostSide} is
+the protocol on the host socket.  The guest end is a
+L{vpnkit.protocols.tcp.splice.GuestSide}.
 """
 
 from twisted.internet import error
-from twisted.internet.defer import fail
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Protocol
 from zope.interface import implementer
 
-from vpnkit.interfaces import ITCPForwarder
+from vpnkit.interfaces import ITCPRoute
+from vpnkit.protocols.tcp.splice import GuestSide
 
-__all__ = ["HostSide", "GuestSide", "HostTCPForwarder"]
+__all__ = ["HostSide", "HostRoute"]
 
 LOCALHOST = "127.0.0.1"
 
@@ -49,70 +50,13 @@ class HostSide(Protocol):
             guest.abortConnection()
 
 
-@implementer(IHalfCloseableProtocol)
-class GuestSide(Protocol):
-    """
-    The protocol on a guest connection that hands its bytes to a host-side
-    protocol's transport (Twisted's portforward model, half-close aware):
-    each side is registered as the other's producer, so nothing buffers
-    without bound.  Used for guest connections to the host (the host side
-    is a L{HostSide} on a real socket) and for port forwards (a host client
-    on a forward's listener).
-    """
-
-    def __init__(self, host):
-        self.host = host
-        self._producing = False
-
-    def connectionMade(self):
-        hostTransport = self.host.transport
-        # Each side throttles the other: nothing buffers without bound.
-        hostTransport.registerProducer(self.transport, True)
-        self._producing = True
-        self.transport.registerProducer(hostTransport, True)
-
-    def _stopProducing(self, transport):
-        """
-        The guest will send nothing more: stop being the host transport's
-        producer.  Twisted half-closes (or closes) a transport only once no
-        paused producer is registered: with one, FileDescriptor.doWrite
-        resumes it instead, and the FIN never reaches the host.
-        """
-        if self._producing:
-            self._producing = False
-            transport.unregisterProducer()
-
-    def dataReceived(self, data):
-        self.host.transport.write(data)
-
-    def readConnectionLost(self):
-        transport = self.host.transport
-        self._stopProducing(transport)
-        if hasattr(transport, "loseWriteConnection"):
-            transport.loseWriteConnection()
-        else:
-            transport.loseConnection()
-
-    def writeConnectionLost(self):
-        pass
-
-    def connectionLost(self, reason):
-        transport = self.host.transport
-        if transport is None:
-            return
-        self._stopProducing(transport)
-        if reason.check(error.ConnectionDone):
-            transport.loseConnection()
-        else:
-            transport.abortConnection()
-
-
-@implementer(ITCPForwarder)
-class HostTCPForwarder:
+@implementer(ITCPRoute)
+class HostRoute:
     """
     Dial the host for a guest's connection: the host alias means the host's
     127.0.0.1 (same port), any other address is dialled as it is.  The
-    gateway's own ports are not forwarded here (C{ConnectionRefusedError}).
+    gateway's ports are not this route's (the router refuses them when no
+    earlier route took them).
 
     @param timeout: seconds before a connect that gets no answer fails (the
         guest then sees a reset).
@@ -134,9 +78,11 @@ class HostTCPForwarder:
             return LOCALHOST, flow.localPort
         return ".".join(str(b) for b in flow.localIP), flow.localPort
 
-    def connectionRequested(self, flow):
+    def route(self, flow):
         target = self.target(flow)
         if target is None:
-            return fail(error.ConnectionRefusedError("no service on the gateway"))
+            return None
         host, port = target
-        return self._network.connectTCP(host, port, HostSide(), self._timeout)
+        return self._network.connectTCP(host, port, HostSide(), self._timeout).addCallback(
+            GuestSide
+        )

@@ -56,7 +56,8 @@ class TapLink:
     """
     @param fd: the tap descriptor, from L{vpnkit.interfaces.ITunSystem.openTap}.
     @param system: the L{vpnkit.interfaces.ITunSystem} that opened it.
-    @param frameReceived: called with each frame read from the device.
+    @param frameReceived: called with each frame read from the device; or
+        C{None} until L{start} names the receiver.
     @param counters: a L{vpnkit.counters.LinkCounters}.
     @param onClose: called with a L{Failure} once the link is closed.
     """
@@ -95,6 +96,14 @@ class TapLink:
         self._closed = False
         self._reading = False
         self.description = description
+
+    def start(self, receiver):
+        """
+        Start reading, feeding each frame to C{receiver} (an
+        L{vpnkit.interfaces.IFrameReceiver}: the guest's switch port).
+        """
+        self.frameReceived = receiver.frameReceived
+        self.startReading()
 
     # -- IReadDescriptor / IWriteDescriptor ---------------------------------
 

@@ -19,11 +19,13 @@ Nobody gets to choose which copy of overlapping bytes "wins".
 """
 
 from dataclasses import dataclass, replace
+from enum import Enum
 
 from vpnkit.wire import ParseError
 from vpnkit.wire.ipv4 import FLAG_DF, FLAG_MF, emitIPv4, parseIPv4
 
 __all__ = [
+    "Outcome",
     "Reassembler",
     "fragment",
     "QUEUED",
@@ -40,14 +42,29 @@ __all__ = [
 REASSEMBLY_TIMEOUT = 30.0
 MAX_DATAGRAM = 0xFFFF
 
-# Outcomes of Reassembler.add, each named after the counter it increments.
-QUEUED = "fragmentsQueued"
-DUPLICATE = "fragmentsDuplicate"
-OVERLAP = "fragmentOverlap"
-LIMIT = "fragmentLimit"
-MALFORMED = "fragmentMalformed"
-POISONED = "fragmentsDropped"
-COMPLETE = "reassembled"
+
+
+class Outcome(Enum):
+    """
+    What L{Reassembler.add} did with a fragment.
+    """
+
+    QUEUED = "queued"
+    DUPLICATE = "duplicate"
+    OVERLAP = "overlap"
+    LIMIT = "limit"
+    MALFORMED = "malformed"
+    POISONED = "poisoned"
+    COMPLETE = "complete"
+
+
+QUEUED = Outcome.QUEUED
+DUPLICATE = Outcome.DUPLICATE
+OVERLAP = Outcome.OVERLAP
+LIMIT = Outcome.LIMIT
+MALFORMED = Outcome.MALFORMED
+POISONED = Outcome.POISONED
+COMPLETE = Outcome.COMPLETE
 
 
 class _Partial:
@@ -115,8 +132,7 @@ class Reassembler:
         Take one fragment.
 
         @param header: its L{vpnkit.wire.ipv4.IPv4Header} (C{isFragment}).
-        @return: C{(outcome, datagram)}: the outcome names the counter to
-            increment (L{QUEUED}, L{DUPLICATE}, L{OVERLAP}, L{LIMIT},
+        @return: C{(outcome, datagram)}: the L{Outcome} (L{QUEUED}, L{DUPLICATE}, L{OVERLAP}, L{LIMIT},
             L{MALFORMED}, L{POISONED} or L{COMPLETE}); C{datagram} is
             C{(header, payload)} of the whole datagram when the outcome is
             L{COMPLETE}, else C{None}.
@@ -217,6 +233,14 @@ class Reassembler:
                 expired.append(Expired(first, quote))
             self._remove(key, partial)
         return expired
+
+    def clear(self):
+        """
+        Forget every datagram.
+        """
+        self._partials.clear()
+        self._bySource.clear()
+        self.pendingBytes = 0
 
     def _account(self, source, datagrams, size):
         count, total = self._bySource.get(source, (0, 0))

@@ -43,6 +43,26 @@ _FRAG_NEEDED = 4
 _REASSEMBLY_TIME_EXCEEDED = 1
 
 
+def _countFragment(counters, outcome):
+    """
+    Count what the reassembler did with a fragment.
+    """
+    if outcome is fragments.QUEUED:
+        counters.fragmentsQueued += 1
+    elif outcome is fragments.COMPLETE:
+        counters.reassembled += 1
+    elif outcome is fragments.DUPLICATE:
+        counters.fragmentsDuplicate += 1
+    elif outcome is fragments.OVERLAP:
+        counters.fragmentOverlap += 1
+    elif outcome is fragments.LIMIT:
+        counters.fragmentLimit += 1
+    elif outcome is fragments.MALFORMED:
+        counters.fragmentMalformed += 1
+    else:
+        counters.fragmentsDropped += 1
+
+
 @implementer(IEthernetPayloadReceiver, IIPv4Sender)
 class IPv4Layer:
     """
@@ -102,7 +122,7 @@ class IPv4Layer:
             return
         if ip.isFragment:
             outcome, whole = self.reassembler.add(ip, data, self._now())
-            setattr(counters, outcome, getattr(counters, outcome) + 1)
+            _countFragment(counters, outcome)
             self._rearm()
             if whole is None:
                 return
@@ -131,8 +151,7 @@ class IPv4Layer:
             # the MTU: cut it into segments (or hand it on whole to another
             # such guest), as its NIC would have.
             counters.forwarded += 1
-            frame = port.mac + self._serverMAC + _ETHERTYPE + emitIPv4(replace(ip, ttl=ip.ttl - 1), data)
-            self._switch.sendToPort(port, frame)
+            port.sendPayload(_ETHERTYPE, emitIPv4(replace(ip, ttl=ip.ttl - 1), data))
             return
         if ip.headerLength + len(data) > self._mtu and ip.flags & FLAG_DF:
             self.sendFragmentationNeeded(ip, data[:8], self._mtu)
@@ -145,9 +164,8 @@ class IPv4Layer:
         else:
             datagrams = [emitIPv4(ip, data)]
         counters.forwarded += 1
-        head = port.mac + self._serverMAC + _ETHERTYPE
         for datagram in datagrams:
-            port.link.sendFrame(head + datagram)
+            port.sendPayload(_ETHERTYPE, datagram)
 
     # -- reassembly timer ------------------------------------------------------
 
@@ -175,6 +193,15 @@ class IPv4Layer:
         clock = self._reactor()
         self._timerAt = at
         self._timer = clock.callLater(max(0.0, at - clock.seconds()), self._expire)
+
+    def stop(self):
+        """
+        Drop every partial datagram and the reassembly timer.
+        """
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = self._timerAt = None
+        self.reassembler.clear()
 
     def _expire(self):
         self._timer = self._timerAt = None
@@ -214,26 +241,30 @@ class IPv4Layer:
     def sendIPv4(self, src, dst, protocol, payload, ttl=64, dstMAC=None):
         counters = self._counters
         if dstMAC is not None:
+            # To a guest known only by its MAC (DHCP): routed by the switch.
             head = dstMAC + self._serverMAC + _ETHERTYPE
-            transmit = self._switch.sendFrame
+            segmentLimit = 0
+
+            def transmit(ethertype, header, payload=b""):
+                self._switch.sendFrame(b"".join((head, header, payload)))
+
         else:
             port = self._switch.portForIP(dst)
             if port is None or port.mac is None:
                 counters.noRoute += 1
                 return False
-            head = port.mac + self._serverMAC + _ETHERTYPE
-            transmit = port.link.sendFrame
+            segmentLimit = port.segmentLimit
+            transmit = port.sendPayload
         n = len(payload)
         if 20 + n <= self._mtu or (
             # A TCP super-segment for a link with segmentation offload: the
             # guest's kernel takes it whole.
             protocol == PROTO_TCP
-            and dstMAC is None
-            and n <= getattr(port.link, "segmentLimit", 0) + 60
+            and n <= segmentLimit + 60
         ):
             header = buildHeader(src, dst, protocol, n, ttl, 0, FLAG_DF)
             counters.sent += 1
-            transmit(b"".join((head, header, payload)))
+            transmit(_ETHERTYPE, header, payload)
             return True
         if n > MAX_PAYLOAD:
             counters.tooBig += 1
@@ -246,5 +277,5 @@ class IPv4Layer:
         counters.fragmentedDatagrams += 1
         counters.fragmentsSent += len(datagrams)
         for datagram in datagrams:
-            transmit(head + datagram)
+            transmit(_ETHERTYPE, datagram)
         return True

@@ -12,6 +12,7 @@ both ends.
 
 from struct import Struct
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from zope.interface import implementer
@@ -120,14 +121,15 @@ class _StreamLink(Protocol):
 
     prefix = None
     kind = "stream"
+    segmentLimit = 0
 
-    def __init__(self, stack):
-        self._stack = stack
-        self._counters = stack.counters.link
+    def __init__(self, guests):
+        self._guests = guests
+        self._counters = guests.linkCounters
         self._pack = self.prefix.pack
-        self._decoder = FrameDecoder(self.prefix, stack.config.maxFrameSize)
+        self._decoder = FrameDecoder(self.prefix, guests.config.maxFrameSize)
         self._port = None
-        self.maxFrameSize = stack.config.maxFrameSize
+        self.maxFrameSize = guests.config.maxFrameSize
         self._closing = False
         self._paused = False
         self._queuedWhilePaused = 0
@@ -138,6 +140,7 @@ class _StreamLink(Protocol):
         name = getattr(peer, "name", None) or getattr(peer, "host", None) or ""
         self.description = f"{self.kind}:{name}" if name else self.kind
         self.transport.registerProducer(self, True)
+        self.factory.links.add(self)
 
     # IPushProducer: the transport tells us when the guest stops reading.
     def pauseProducing(self):
@@ -206,8 +209,9 @@ class _StreamLink(Protocol):
                 n=self._decoder.pending,
             )
         if self._port is not None:
-            self._stack.detachLink(self._port)
+            self._guests.detach(self._port)
             self._port = None
+        self.factory.linkClosed(self)
 
 
 class VMNetServerProtocol(_StreamLink):
@@ -282,15 +286,15 @@ class VMNetServerProtocol(_StreamLink):
             self._refuse(f"Invalid UUID {rawUUID.rstrip(bytes(1)).decode('ascii', 'replace')!r}")
             return
         try:
-            lease = self._stack.leaseForUUID(uuid, preferred)
+            lease = self._guests.leaseForUUID(uuid, preferred)
         except AllocationError as e:
             self._refuse(str(e))
             return
-        config = self._stack.config
+        config = self._guests.config
         vif = vmnet.Vif(config.mtu, config.maxFrameSize, lease.mac)
         self.transport.write(vmnet.emitResponse(vif))
         self.description = f"vmnet:{uuid or lease.uuid}"
-        self._port = self._stack.attachLink(self, lease, lease.mac)
+        self._port = self._guests.attach(self, lease, lease.mac)
 
 
 class QEMUServerProtocol(_StreamLink):
@@ -305,22 +309,56 @@ class QEMUServerProtocol(_StreamLink):
     def connectionMade(self):
         super().connectionMade()
         try:
-            lease = self._stack.ephemeralLease()
+            lease = self._guests.ephemeralLease()
         except AllocationError as e:
             self._counters.allocationFailures += 1
             self.closeLink(str(e))
             return
-        self._port = self._stack.attachLink(self, lease, None)
+        self._port = self._guests.attach(self, lease, None)
 
 
 class _LinkFactory(Factory):
-    def __init__(self, stack):
-        self.stack = stack
+    """
+    Builds one link per connection from C{guests} (an
+    L{vpnkit.interfaces.IGuests}) and keeps the live ones, so a listener
+    that stops takes its guests off the switch (L{closeLinks}).
+    """
+
+    noisy = False
+
+    def __init__(self, guests):
+        self.guests = guests
+        self.links = set()
+        self._waiters = []
 
     def buildProtocol(self, addr):
-        p = self.protocol(self.stack)
+        p = self.protocol(self.guests)
         p.factory = self
         return p
+
+    def closeLinks(self, reason):
+        """
+        Close every live link (the listener is stopping).
+        """
+        for link in list(self.links):
+            link.closeLink(reason)
+
+    def linkClosed(self, link):
+        self.links.discard(link)
+        if not self.links:
+            waiters, self._waiters = self._waiters, []
+            for d in waiters:
+                d.callback(None)
+
+    def whenClosed(self):
+        """
+        @return: a L{Deferred} that fires once no link is open.
+        """
+        if not self.links:
+            return succeed(None)
+        d = Deferred()
+        self._waiters.append(d)
+        return d
 
 
 class VMNetServerFactory(_LinkFactory):

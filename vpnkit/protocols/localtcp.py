@@ -1,14 +1,12 @@
 # -*- test-case-name: tests.test_localtcp -*-
 """
-TCP services vpnkit serves itself on the gateway (DNS on port 53), and the
-dispatcher that puts them in front of the host forwarder.
+TCP services vpnkit serves itself on the gateway (DNS on port 53): the
+route that takes guest connections to them.
 
-L{TCPLayer} asks its L{ITCPForwarder} for a connected "host-side" protocol
-for each new guest connection and splices it to the guest with
-C{vpnkit.host.proxy.GuestSide}, exactly as it does a real
-host socket.  L{GatewayTCPForwarder} answers that question for the
-gateway's own ports with a L{LocalConnection}: an in-memory stand-in for a
-host socket whose far end is an ordinary Twisted protocol built by the
+L{LocalServiceRoute} splices a guest connection to the gateway's own port
+with L{GuestSide}, exactly as the host route splices one to a real host
+socket, but to a L{LocalConnection}: an in-memory stand-in for a host
+socket whose far end is an ordinary Twisted protocol built by the
 service's factory (for DNS, C{twisted.names}' C{DNSProtocol}, unmodified).
 Bytes from the guest go straight to that protocol's C{dataReceived}; what
 it writes goes to the guest connection, which provides C{ITCPTransport}.
@@ -25,10 +23,11 @@ from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer, I
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from vpnkit.interfaces import ITCPForwarder
+from vpnkit.interfaces import ITCPRoute
+from vpnkit.protocols.tcp.splice import GuestSide
 from vpnkit.wire.ipv4 import formatIP
 
-__all__ = ["GatewayTCPForwarder", "LocalConnection"]
+__all__ = ["LocalServiceRoute", "LocalConnection"]
 
 
 @implementer(ITransport)
@@ -195,20 +194,18 @@ class LocalConnection:
             self.protocol.connectionLost(reason)
 
 
-@implementer(ITCPForwarder)
-class GatewayTCPForwarder:
+@implementer(ITCPRoute)
+class LocalServiceRoute:
     """
-    Serve the gateway's own TCP ports locally; hand every other connection
-    to C{fallback} (the host forwarder).
+    Serve the gateway's own TCP ports locally.
 
     @param services: C{{port: IProtocolFactory}}.
     @param clock: the L{IReactorTime} for idle timeouts.
     """
 
-    def __init__(self, config, services, fallback, clock):
+    def __init__(self, config, services, clock):
         self._gateway = config.gatewayPacked
         self._services = dict(services)
-        self._fallback = fallback
         self._clock = clock
 
     def serve(self, port, factory):
@@ -217,14 +214,13 @@ class GatewayTCPForwarder:
         """
         self._services[port] = factory
 
-    def connectionRequested(self, flow):
-        if flow.localIP == self._gateway:
-            factory = self._services.get(flow.localPort)
-            if factory is not None:
-                protocol = factory.buildProtocol(
-                    IPv4Address("TCP", formatIP(flow.guestIP), flow.guestPort)
-                )
-                if protocol is None:
-                    return defer.fail(error.ConnectionRefusedError("the service refused"))
-                return defer.succeed(LocalConnection(protocol, self._clock))
-        return self._fallback.connectionRequested(flow)
+    def route(self, flow):
+        if flow.localIP != self._gateway:
+            return None
+        factory = self._services.get(flow.localPort)
+        if factory is None:
+            return None
+        protocol = factory.buildProtocol(IPv4Address("TCP", formatIP(flow.guestIP), flow.guestPort))
+        if protocol is None:
+            return defer.fail(error.ConnectionRefusedError("the service refused"))
+        return defer.succeed(GuestSide(LocalConnection(protocol, self._clock)))

@@ -2,12 +2,19 @@
 """
 The Ethernet switch every guest link plugs into.
 
-Each link gets a L{SwitchPort}.  A frame from a guest is either switched to
-another guest (unicast to that guest's MAC), flooded (broadcast and
-multicast) and also handed to vpnkit's own layers, or, when addressed to the
-server MAC, demultiplexed by EtherType to the registered receiver.  Frames
-from vpnkit's layers are routed by destination MAC (L{sendFrame}) or handed
-straight to the port that owns a destination IP (L{portForIP}).
+Each link gets a L{SwitchPort}, and every frame between a guest and the
+rest of vpnkit passes through it: L{SwitchPort.frameReceived} for what the
+guest sends, L{SwitchPort.transmit} for what it is sent (the one place a
+frame is handed to a link).  Observers added with
+L{EthernetSwitch.addObserver} (the packet capture) see both.
+
+A frame from a guest is either switched to another guest (unicast to that
+guest's MAC), flooded (broadcast and multicast) and also handed to vpnkit's
+own layers, or, when addressed to the server MAC, demultiplexed by
+EtherType to the registered receiver.  vpnkit's layers send through the
+switch: by destination MAC (L{EthernetSwitch.sendFrame}), or to the port
+that holds a destination IP (L{EthernetSwitch.portForIP}, then
+L{SwitchPort.sendPayload}); they never touch a link.
 """
 
 from struct import Struct
@@ -42,23 +49,92 @@ class SwitchPort:
     @ivar lease: the guest's L{vpnkit.leases.Lease}.
     @ivar mac: the guest's MAC: the lease's for links that assign it
         (vmnet, tap), otherwise learned from the first frame the guest sends.
+    @ivar maxFrame: the largest frame the link carries (the MTU's, or 64 KiB
+        on a tap with segmentation offload).
+    @ivar segmentLimit: the largest TCP payload one frame to this guest may
+        carry beyond the MSS (a link with segmentation offload), else 0.
     """
 
-    __slots__ = ("link", "lease", "mac", "attached", "maxFrame", "_switch")
+    __slots__ = (
+        "link",
+        "lease",
+        "mac",
+        "attached",
+        "maxFrame",
+        "segmentLimit",
+        "_switch",
+        "_observers",
+        "_head",
+        "_wireFrame",
+        "_counters",
+    )
 
-    def __init__(self, switch, link, lease, mac, maxFrame):
+    def __init__(self, switch, link, lease, mac, wireFrame, observers, counters):
         self._switch = switch
         self.link = link
         self.lease = lease
         self.mac = mac
         self.attached = True
-        # The largest frame the link carries: the MTU's, or 64 KiB on a tap
-        # with segmentation offload.
-        self.maxFrame = maxFrame
+        self.maxFrame = link.maxFrameSize
+        self.segmentLimit = link.segmentLimit
+        self._wireFrame = wireFrame
+        self._observers = observers
+        self._counters = counters
+        self._head = None if mac is None else mac + switch.serverMAC
 
     def frameReceived(self, frame):
+        """
+        One frame from the guest.
+        """
         if self.attached:
+            for observer in self._observers:
+                observer.frameObserved(frame)
             self._switch.frameFromPort(self, frame)
+
+    def learned(self, mac):
+        self.mac = mac
+        self._head = mac + self._switch.serverMAC
+
+    def sendPayload(self, ethertype, header, payload=b""):
+        """
+        Send the guest a frame from vpnkit's MAC to its own: C{ethertype}
+        (two bytes), then C{header} and C{payload}.
+
+        @return: C{False} when the guest's MAC is not known yet.
+        """
+        if self._head is None:
+            return False
+        self.transmit(b"".join((self._head, ethertype, header, payload)))
+        return True
+
+    def transmit(self, frame):
+        """
+        Send the guest one frame, cutting a segmentation-offload
+        super-segment (only a tap with offload produces them) into frames
+        that fit the MTU when its link cannot carry it, as the sender's NIC
+        would have.
+        """
+        if not self.attached:
+            return
+        if len(frame) <= self.maxFrame:
+            # The link carries it (a link with offload takes super-segments
+            # whole).
+            self._deliver(frame)
+            return
+        try:
+            pieces = segmentTCPv4(frame, self._wireFrame)
+        except ParseError:
+            self._counters.tooBigForLink += 1
+            return
+        self._counters.segmented += 1
+        for piece in pieces:
+            self._deliver(piece)
+
+    def _deliver(self, frame):
+        # The one place a frame is handed to a link.
+        for observer in self._observers:
+            observer.frameObserved(frame)
+        self.link.sendFrame(frame)
 
     def __repr__(self):
         mac = formatMAC(self.mac) if self.mac else "?"
@@ -72,9 +148,9 @@ class EthernetSwitch:
     """
 
     def __init__(self, config, counters):
-        self._serverMAC = config.serverMAC
-        self._maxFrame = config.maxFrameSize
+        self.serverMAC = self._serverMAC = config.serverMAC
         self._wireFrame = config.mtu + HEADER_LENGTH
+        self._observers = []
         self._counters = counters.ethernet
         self._linkCounters = counters.link
         self._receivers = {}
@@ -93,14 +169,25 @@ class EthernetSwitch:
             raise ValueError(f"EtherType {ethertype:#06x} already registered")
         self._receivers[ethertype] = receiver
 
+    def addObserver(self, observer):
+        """
+        Show C{observer} every frame each port receives from its guest or
+        sends to it (C{observer.frameObserved(frame)}).
+        """
+        self._observers.append(observer)
+
+    def removeObserver(self, observer):
+        self._observers.remove(observer)
+
     def attach(self, link, lease, mac=None):
         """
         Plug a guest link in.
 
+        @param link: an L{vpnkit.interfaces.ILink}.
         @return: the L{SwitchPort} the link feeds its frames to.
         """
         port = SwitchPort(
-            self, link, lease, mac, getattr(link, "maxFrameSize", None) or self._maxFrame
+            self, link, lease, mac, self._wireFrame, self._observers, self._counters
         )
         self._ports.append(port)
         self._byIP[lease.ip.packed] = port
@@ -166,7 +253,7 @@ class EthernetSwitch:
                     counters.notForUs += 1
                 else:
                     counters.switched += 1
-                    self.sendToPort(other, frame)
+                    other.transmit(frame)
                 return
         receiver = self._receivers.get(ethertype)
         if receiver is None:
@@ -181,30 +268,11 @@ class EthernetSwitch:
             EthernetHeader(dst, src, ethertype), frame[HEADER_LENGTH:]
         )
 
-    def sendToPort(self, port, frame):
-        """
-        Hand C{frame} to C{port}'s link, cutting a segmentation-offload
-        super-segment (only a tap with offload produces them) into frames
-        that fit the MTU, as the sender's NIC would have.
-        """
-        if len(frame) <= self._wireFrame or getattr(port.link, "segmentLimit", 0):
-            # It fits, or the link takes super-segments whole.
-            port.link.sendFrame(frame)
-            return
-        try:
-            pieces = segmentTCPv4(frame, self._wireFrame)
-        except ParseError:
-            self._counters.tooBigForLink += 1
-            return
-        self._counters.segmented += 1
-        for piece in pieces:
-            port.link.sendFrame(piece)
-
     def _learn(self, port, mac):
         if mac in self._byMAC:
             # Another guest already uses this MAC; keep the first owner.
             return
-        port.mac = mac
+        port.learned(mac)
         self._byMAC[mac] = port
         log.debug("learned {mac} on {port}", mac=formatMAC(mac), port=port)
 
@@ -212,7 +280,7 @@ class EthernetSwitch:
         for port in self._ports:
             if port is not source:
                 self._counters.flooded += 1
-                port.link.sendFrame(frame)
+                port.transmit(frame)
 
     # -- frames from vpnkit ----------------------------------------------
 
@@ -224,10 +292,10 @@ class EthernetSwitch:
         dst = frame[:6]
         if dst[0] & 1:
             for port in self._ports:
-                port.link.sendFrame(frame)
+                port.transmit(frame)
             return
         port = self._byMAC.get(dst)
         if port is None:
             self._counters.noRoute += 1
             return
-        port.link.sendFrame(frame)
+        port.transmit(frame)

@@ -23,7 +23,7 @@ from vpnkit.wire import ChecksumError, ParseError
 from vpnkit.wire.ipv4 import PROTO_UDP, formatIP, packIP
 from vpnkit.wire.udp import emitUDP, parseUDP
 
-__all__ = ["UDPLayer", "VirtualUDPPort", "InboundFlow"]
+__all__ = ["UDPSender", "UDPLayer", "VirtualUDPPort", "InboundFlow"]
 
 log = logger("vpnkit.udp")
 
@@ -90,17 +90,47 @@ class VirtualUDPPort:
             self._layer.serviceFailed(self._port)
 
 
+class UDPSender:
+    """
+    Sends UDP datagrams to guests: what the NAT, the gateway forwards and
+    the DHCP server reply through, built before them and before the
+    L{UDPLayer} that hands them datagrams.
+    """
+
+    def __init__(self, ipv4, counters):
+        self._ipv4 = ipv4
+        self._counters = counters.udp
+
+    def sendDatagram(self, src, srcPort, dst, dstPort, payload, ttl=64, dstMAC=None):
+        """
+        Send a UDP datagram to a guest.
+
+        @return: whether it was handed to a link.
+        """
+        datagram = emitUDP(srcPort, dstPort, payload, src, dst)
+        sent = self._ipv4.sendIPv4(src, dst, PROTO_UDP, datagram, ttl, dstMAC)
+        if sent:
+            self._counters.sent += 1
+        return sent
+
+
 @implementer(IIPv4Receiver)
 class UDPLayer:
     """
     @param icmp: the L{vpnkit.protocols.icmp.ICMPLayer}, for port
         unreachable.
-    @ivar nat: the L{vpnkit.protocols.udpnat.UDPNAT} for datagrams to the
+    @param nat: the L{vpnkit.protocols.udpnat.UDPNAT} for datagrams to the
         host alias and remote hosts, or C{None} to drop them.
+    @param gatewayForwards: the
+        L{vpnkit.gatewayforwards.GatewayUDPForwards}, or C{None}.
+    @param sender: the L{UDPSender} (one of its own by default).
     """
 
-    def __init__(self, config, ipv4, counters, icmp=None):
-        self._ipv4 = ipv4
+    def __init__(
+        self, config, ipv4, counters, icmp=None, nat=None, gatewayForwards=None, sender=None
+    ):
+        self._sender = sender if sender is not None else UDPSender(ipv4, counters)
+        self.sendDatagram = self._sender.sendDatagram
         self._icmp = icmp
         self._counters = counters.udp
         self._gateway = config.gatewayPacked
@@ -112,8 +142,8 @@ class UDPLayer:
         self._services = {}
         self._ports = {}
         self._inbound = {}
-        self.nat = None
-        self.gatewayForwards = None
+        self.nat = nat
+        self.gatewayForwards = gatewayForwards
 
     def bindService(self, port, service):
         """
@@ -205,17 +235,6 @@ class UDPLayer:
         if self._inbound.get(flow.key) is flow:
             del self._inbound[flow.key]
 
-    def sendDatagram(self, src, srcPort, dst, dstPort, payload, ttl=64, dstMAC=None):
-        """
-        Send a UDP datagram to a guest.
-
-        @return: whether it was handed to a link.
-        """
-        datagram = emitUDP(srcPort, dstPort, payload, src, dst)
-        sent = self._ipv4.sendIPv4(src, dst, PROTO_UDP, datagram, ttl, dstMAC)
-        if sent:
-            self._counters.sent += 1
-        return sent
 
 
 class InboundFlow:

@@ -43,7 +43,7 @@ log = logger("vpnkit.tcp")
 class TCPConnection:
     """
     @ivar protocol: the protocol reading from and writing to the guest.
-    @ivar flow: the connection's L{vpnkit.protocols.tcp.forwarder.Flow}.
+    @ivar flow: the connection's L{vpnkit.protocols.tcp.layer.Flow}.
     """
 
     disconnecting = False

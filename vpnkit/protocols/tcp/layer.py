@@ -3,8 +3,8 @@
 L{TCPLayer}: TCP segments from guests, demultiplexed by 4-tuple, and new
 connections accepted only after the host side exists.
 
-A guest's SYN for an unknown flow is held while an L{ITCPForwarder} dials
-the destination from the host (gVisor's forwarder model): a retransmitted
+A guest's SYN for an unknown flow is held while the L{ITCPRouter} finds
+where it goes and dials it (gVisor's forwarder model): a retransmitted
 SYN meanwhile is absorbed; success makes vpnkit answer SYN-ACK and proxy the
 bytes; refusal (and a connect timeout) becomes RST, an unreachable network
 or host becomes ICMP destination unreachable.  Limits on connects in flight
@@ -18,9 +18,9 @@ from typing import NamedTuple
 from twisted.internet import error
 from twisted.internet.defer import fail
 from twisted.internet.address import IPv4Address as TwistedIPv4Address
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from vpnkit.host.proxy import GuestSide
 from vpnkit.interfaces import IIPv4Receiver
 from vpnkit.log import RateLimitedLog, logger
 from vpnkit.protocols.tcp.connection import TCPConnection
@@ -73,8 +73,8 @@ class _Pending:
 @implementer(IIPv4Receiver)
 class TCPLayer:
     """
-    @param forwarder: the L{vpnkit.interfaces.ITCPForwarder} that dials the
-        host for each new connection.
+    @param router: the L{vpnkit.interfaces.ITCPRouter} that decides where
+        each new connection goes and dials it.
     """
 
     def __init__(
@@ -83,7 +83,7 @@ class TCPLayer:
         ipv4,
         icmp,
         counters,
-        forwarder,
+        router,
         reactor,
         tcpConfig=None,
         maxConnections=None,
@@ -95,7 +95,7 @@ class TCPLayer:
         self._ipv4 = ipv4
         self._icmp = icmp
         self._counters = counters.tcp
-        self._forwarder = forwarder
+        self._router = router
         self._clock = reactor
         self.tcpConfig = tcpConfig or TCPConfig(mss=config.mtu - 40)
         self._maxConnections = maxConnections
@@ -188,7 +188,7 @@ class TCPLayer:
             return
         pending = _Pending(syn, header, quote)
         self._pending[flow] = pending
-        d = self._forwarder.connectionRequested(flow)
+        d = self._router.connectionRequested(flow)
         pending.deferred = d
         d.addCallbacks(
             lambda protocol: self._connected(flow, pending, protocol),
@@ -201,11 +201,11 @@ class TCPLayer:
         if pending.deferred is not None:
             pending.deferred.cancel()
 
-    def _connected(self, flow, pending, hostProtocol):
+    def _connected(self, flow, pending, protocol):
         if pending.cancelled or self._pending.get(flow) is not pending:
-            # The guest gave up (RST) while we dialled.
-            if hostProtocol.transport is not None:
-                hostProtocol.transport.abortConnection()
+            # The guest gave up (RST) while we dialled: the protocol, never
+            # connected, closes its other end.
+            protocol.connectionLost(Failure(error.ConnectionAborted()))
             return None
         del self._pending[flow]
         counters = self._counters
@@ -214,8 +214,7 @@ class TCPLayer:
         tcb.segmentLimit = self._segmentLimit(flow.guestIP)
         connection = TCPConnection(self, flow, tcb, self._clock)
         self._connections[flow] = connection
-        hostProtocol.guest = connection
-        connection.makeConnection(GuestSide(hostProtocol))
+        connection.makeConnection(protocol)
         connection.start()
         return None
 
@@ -284,6 +283,15 @@ class TCPLayer:
         for flow, connection in list(self._connections.items()):
             if flow.guestIP == guestIP:
                 connection.abortConnection()
+
+    def closeAll(self):
+        """
+        Reset every connection and cancel every dial (vpnkit is stopping).
+        """
+        for flow, pending in list(self._pending.items()):
+            self._cancelPending(flow, pending)
+        for connection in list(self._connections.values()):
+            connection.abortConnection()
 
     def connectToGuest(self, guestIP, guestPort, srcIP, srcPort, protocol):
         """

@@ -1,0 +1,81 @@
+# -*- test-case-name: tests.test_stack -*-
+"""
+L{Guests}: the one lifecycle every guest link goes through — lease an
+address (by UUID, or ephemeral), attach to the switch, detach and give the
+address back — and what must forget a guest when its link goes.
+
+Links (vmnet, QEMU stream and datagram, vfkit, tap) depend on this narrow
+L{vpnkit.interfaces.IGuests}, not on the whole stack.
+"""
+
+from ipaddress import IPv4Address
+
+from zope.interface import implementer
+
+from vpnkit.interfaces import IGuests
+
+__all__ = ["Guests"]
+
+
+@implementer(IGuests)
+class Guests:
+    """
+    @param pool: the L{vpnkit.leases.AddressPool}.
+    @param switch: the L{vpnkit.protocols.switch.EthernetSwitch}.
+    @param portGone: called with each detached port (the DHCP server
+        forgets it).
+    @param addressGone: called with a packed address once no guest holds
+        it any more: the layers that keep per-guest state (TCP
+        connections, NAT flows) drop it rather than keep host sockets open
+        for a guest that is gone.
+    """
+
+    def __init__(self, config, counters, pool, switch, portGone=(), addressGone=()):
+        self.config = config
+        self.linkCounters = counters.link
+        self.pool = pool
+        self._switch = switch
+        self._portGone = tuple(portGone)
+        self._addressGone = tuple(addressGone)
+
+    def leaseForUUID(self, uuid, preferred=None):
+        """
+        See L{vpnkit.leases.AddressPool.leaseForUUID}; C{preferred} is packed.
+        """
+        return self.pool.leaseForUUID(uuid, IPv4Address(preferred) if preferred else None)
+
+    def ephemeralLease(self):
+        return self.pool.ephemeralLease()
+
+    def release(self, lease):
+        """
+        Give back a lease that never reached the switch (the link failed
+        before it could attach).
+        """
+        self.pool.release(lease)
+
+    def attach(self, link, lease, mac):
+        """
+        Plug a guest link into the switch.
+
+        @param mac: the guest's MAC, or C{None} for links whose guest picks
+            its own (learnt from its first frame).
+        @return: the L{vpnkit.protocols.switch.SwitchPort} to feed frames to.
+        """
+        return self._switch.attach(link, lease, mac)
+
+    def detach(self, port):
+        """
+        Unplug a guest link and give back its address if it was ephemeral.
+        """
+        self._switch.detach(port)
+        for forget in self._portGone:
+            forget(port)
+        self.pool.release(port.lease)
+        packed = port.lease.ip.packed
+        if self._switch.portForIP(packed) is None:
+            for forget in self._addressGone:
+                forget(packed)
+
+    def ports(self):
+        return self._switch.ports()
