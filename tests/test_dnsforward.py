@@ -19,6 +19,7 @@ from vpnkit.config import ConfigError
 from vpnkit.counters import StackCounters
 from vpnkit.protocols.dns import RcodeError
 from vpnkit.protocols.dnsforward import (
+    AnswerCache,
     DNSConfig,
     Forwarder,
     Nameserver,
@@ -384,6 +385,24 @@ class ExchangeTests(ForwarderMixin, SynchronousTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual((self.counters.dns.upstreamRetransmits, self.counters.dns.upstreamTimeouts), (2, 1))
 
+    def test_queryBytes(self):
+        """
+        The exact query sent upstream: a random id (from the injected
+        generator), RD, the question as asked, and an OPT record announcing
+        4096 bytes; over TCP the same bytes, length-prefixed.
+        """
+        f = self.forwarder(Nameserver("192.0.2.1"))
+        self.query(f, b"www.Example.test", dns.AAAA)
+        [(_, _, sent)] = self.asked("192.0.2.1")
+        expected = bytes.fromhex(
+            "44cb0100000100000000000103777777074578616d706c65047465737400001c0001"
+            "0000291000000000000000"
+        )
+        self.assertEqual((sent.data, sent.port), (expected, 53))
+        self.answer("192.0.2.1", trunc=True)
+        transport = self.network.succeed()
+        self.assertEqual(transport.value(), len(expected).to_bytes(2, "big") + expected)
+
     def test_timeoutZero(self):
         """
         C{timeout 0} sends exactly once (reference "Per-server timeouts").
@@ -584,3 +603,60 @@ class CacheTests(ForwarderMixin, SynchronousTestCase):
         f.setConfig(DNSConfig((Nameserver("192.0.2.2"),)))
         self.query(f)
         self.assertEqual(len(self.asked("192.0.2.2")), 1)
+
+
+class CacheBoundTests(ForwarderMixin, SynchronousTestCase):
+    """
+    The cache holds at most 1,024 questions and evicts the one stored
+    first (not the one used least recently), as docs/dns.md says.
+    """
+
+    def key(self, n):
+        return (f"q{n}.test", dns.A, dns.IN)
+
+    def result(self, n):
+        return ([aRecord(b"q%d.test" % n, "192.0.2.1", ttl=60)], [], [])
+
+    def fill(self, cache, count):
+        for n in range(count):
+            cache.put(self.key(n), self.result(n), 0)
+
+    def stored(self, cache, count):
+        """
+        Which of the first C{count} questions the cache still answers.
+        """
+        return [n for n in range(count) if cache.get(self.key(n), 1) is not None]
+
+    def assertBound(self, cache):
+        self.fill(cache, 1024)
+        self.assertEqual((len(cache), self.stored(cache, 1024)), (1024, list(range(1024))))
+        cache.put(self.key(1024), self.result(1024), 0)
+        self.assertEqual((len(cache), self.stored(cache, 1025)), (1024, list(range(1, 1025))))
+
+    def test_bound(self):
+        """
+        A default cache keeps 1,024 questions; a 1,025th evicts the first
+        one stored, and the size stays 1,024.
+        """
+        self.assertBound(AnswerCache())
+
+    def test_forwarderBound(self):
+        """
+        The upstream resolver's own cache has the same bound.
+        """
+        self.assertBound(self.forwarder(Nameserver("192.0.2.1")).cache)
+
+    def test_oldestNotLeastRecentlyUsed(self):
+        """
+        Reading an entry does not save it from eviction; storing it again
+        does (it becomes the newest).
+        """
+        cache = AnswerCache()
+        self.fill(cache, 1024)
+        self.assertIsNotNone(cache.get(self.key(0), 1))
+        cache.put(self.key(1024), self.result(1024), 0)
+        self.assertIsNone(cache.get(self.key(0), 1))
+        cache.put(self.key(1), self.result(1), 0)
+        cache.put(self.key(1025), self.result(1025), 0)
+        self.assertEqual(len(cache), 1024)
+        self.assertEqual([n for n in (1, 2, 3) if cache.get(self.key(n), 1) is not None], [1, 3])
