@@ -26,7 +26,10 @@ from vpnkit.protocols.dns import (
     BuiltinResolver,
     GatewayDNSFactory,
     HostsResolver,
+    NameResolver,
     RcodeError,
+    ednsPayloadSize,
+    optRecord,
     parseHosts,
 )
 from vpnkit.protocols.udp import UDPLayer
@@ -43,7 +46,7 @@ def query(name, type=dns.A, id=0x1234, edns=None, queries=None):
     message = dns.Message(id=id, recDes=1)
     message.queries = queries if queries is not None else [dns.Query(name, type, dns.IN)]
     if edns is not None:
-        message.additional = [dns._OPTHeader(udpPayloadSize=edns)]
+        message.additional = [optRecord(edns)]
     return message
 
 
@@ -513,6 +516,62 @@ class WireBytesTests(ServerMixin, SynchronousTestCase):
             (len(reply), hashlib.sha256(reply).hexdigest()),
             (1060, "be4611907745ec78c331577cf56f6d826b3d5fbbc0050d5d45c3a6598ee37cba"),
         )
+
+
+class EDNSTests(SynchronousTestCase):
+    """
+    L{optRecord} and L{ednsPayloadSize}: the EDNS0 OPT pseudo-record vpnkit
+    writes and reads itself.
+    """
+
+    def test_encoding(self):
+        """
+        The record is the root name, type 41, the payload size as its
+        class, TTL 0 and no data.
+        """
+        message = dns.Message(id=1)
+        message.additional = [optRecord()]
+        self.assertEqual(message.toStr()[12:], bytes.fromhex("0000291000000000000000"))
+        message.additional = [optRecord(1232)]
+        self.assertEqual(message.toStr()[12:], bytes.fromhex("00002904d0000000000000"))
+
+    def test_payloadSize(self):
+        """
+        The size a parsed message announces, never below 512; C{None}
+        without an OPT record.
+        """
+        for announced, expected in [(None, None), (1232, 1232), (4096, 4096), (100, 512)]:
+            message = dns.Message(id=1)
+            message.queries = [dns.Query(b"a.test")]
+            if announced is not None:
+                message.additional = [optRecord(announced)]
+            parsed = dns.Message()
+            parsed.fromStr(message.toStr())
+            self.assertEqual(ednsPayloadSize(parsed), expected)
+
+
+class NameResolverTests(SynchronousTestCase):
+    """
+    L{NameResolver}: C{IResolver}'s lookup methods over one C{query}.
+    """
+
+    def test_lookupGoesThroughQuery(self):
+        """
+        C{lookupAddress}, C{lookupMailExchange} and the rest ask C{query}
+        with the question they stand for.
+        """
+        asked = []
+
+        class Recorder(NameResolver):
+            def query(self, query, timeout=None):
+                asked.append(query)
+                return defer.succeed(([], [], []))
+
+        resolver = Recorder()
+        self.assertTrue(verifyObject(IResolver, resolver))
+        resolver.lookupAddress(b"a.test")
+        resolver.lookupMailExchange(b"b.test")
+        self.assertEqual(asked, [dns.Query(b"a.test", dns.A), dns.Query(b"b.test", dns.MX)])
 
 
 class IgnoredTests(ServerMixin, SynchronousTestCase):

@@ -50,7 +50,7 @@ from zope.interface import implementer
 from vpnkit.config import ConfigError
 from vpnkit.interfaces import IDatagramReceiver
 from vpnkit.log import logger
-from vpnkit.protocols.dns import EDNS_PAYLOAD_SIZE, RcodeError, _Resolver, normalName
+from vpnkit.protocols.dns import NameResolver, RcodeError, normalName, optRecord
 from vpnkit.wire import ParseError
 from vpnkit.wire.dhcp import encodeDomainSearch
 
@@ -385,7 +385,7 @@ class _Exchange:
         self._id = forwarder.rng.randrange(0x10000)
         message = dns.Message(id=self._id, recDes=1)
         message.queries = [dns.Query(self.query.name.name, self.query.type, self.query.cls)]
-        message.additional = [dns._OPTHeader(udpPayloadSize=EDNS_PAYLOAD_SIZE)]
+        message.additional = [optRecord()]
         self._data = message.toStr()
         try:
             self._socket = forwarder.sockets.openUDP(self, self._family)
@@ -571,7 +571,7 @@ class _Decision:
 
 
 @implementer(IResolver)
-class Forwarder(_Resolver):
+class Forwarder(NameResolver):
     """
     The upstream resolver.
 
