@@ -137,7 +137,7 @@ class ServerMixin:
 
 
 def addresses(message):
-    return [r.payload.dottedQuad() if r.type == dns.A else r.payload._address for r in message.answers]
+    return [r.payload.dottedQuad() if r.type == dns.A else str(ip_address(r.payload.address)) for r in message.answers]
 
 
 class BuiltinTests(ServerMixin, SynchronousTestCase):

@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from vpnkit.interfaces import ITCPForwarder
-from vpnkit.protocols.dnsforward import DNSConfig, Nameserver
+from vpnkit.protocols.dnsconfig import DNSConfig, Nameserver
 from vpnkit.protocols.localtcp import GatewayTCPForwarder, LocalConnection
 from vpnkit.protocols.tcp.forwarder import Flow
 from vpnkit.wire.ipv4 import PROTO_TCP

@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.fakes import tempDir
 from vpnkit import tap
-from vpnkit.protocols.dnsforward import Nameserver
+from vpnkit.protocols.dnsconfig import Nameserver
 from vpnkit.tap import Options, makeService
 
 

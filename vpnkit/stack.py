@@ -23,7 +23,7 @@ from vpnkit.log import logger
 from vpnkit.protocols.arp import ARPResponder
 from vpnkit.protocols.dhcp import SERVER_PORT, DHCPServer, DHCPSettings
 from vpnkit.protocols.dns import BuiltinResolver, GatewayDNSFactory, HostsResolver
-from vpnkit.protocols.dnsforward import Forwarder
+from vpnkit.protocols.dnsupstream import UpstreamResolver as Forwarder
 from vpnkit.protocols.icmp import ICMPLayer
 from vpnkit.protocols.ipv4 import IPv4Layer
 from vpnkit.protocols.localtcp import GatewayTCPForwarder
