@@ -5,11 +5,14 @@ port 53 and C{DNSProtocol} on guest TCP connections, in front of the
 resolver chain (builtin names, hosts file, upstream).
 """
 
+import hashlib
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ipaddress import ip_address
 
 from twisted.internet import defer, task
+from twisted.internet.testing import StringTransport
 from twisted.internet.interfaces import IResolver
 from twisted.names import dns, error
 from twisted.names.error import DNSQueryTimeoutError
@@ -23,7 +26,10 @@ from vpnkit.protocols.dns import (
     BuiltinResolver,
     GatewayDNSFactory,
     HostsResolver,
+    NameResolver,
     RcodeError,
+    ednsPayloadSize,
+    optRecord,
     parseHosts,
 )
 from vpnkit.protocols.udp import UDPLayer
@@ -40,7 +46,7 @@ def query(name, type=dns.A, id=0x1234, edns=None, queries=None):
     message = dns.Message(id=id, recDes=1)
     message.queries = queries if queries is not None else [dns.Query(name, type, dns.IN)]
     if edns is not None:
-        message.additional = [dns._OPTHeader(udpPayloadSize=edns)]
+        message.additional = [optRecord(edns)]
     return message
 
 
@@ -131,7 +137,7 @@ class ServerMixin:
 
 
 def addresses(message):
-    return [r.payload.dottedQuad() if r.type == dns.A else r.payload._address for r in message.answers]
+    return [r.payload.dottedQuad() if r.type == dns.A else str(ip_address(r.payload.address)) for r in message.answers]
 
 
 class BuiltinTests(ServerMixin, SynchronousTestCase):
@@ -390,6 +396,182 @@ class TruncationTests(ServerMixin, SynchronousTestCase):
         self.upstream.answers[(b"a.test", dns.A)] = ([aRecord(b"a.test", "192.0.2.1")], [], extra)
         answer = self.askOne(b"a.test")
         self.assertEqual((answer.trunc, len(answer.answers), answer.additional), (0, 1, []))
+
+
+class WireBytesTests(ServerMixin, SynchronousTestCase):
+    """
+    The exact bytes of replies, with and without EDNS0, so that a change in
+    how a response or its OPT record is built cannot go unnoticed.  Queries
+    are given as bytes too, independent of any helper.
+    """
+
+    def rawAsk(self, data, sport=33333):
+        """
+        Send the query C{data} from the guest; return the reply payloads.
+        """
+        self.sender.sent = []
+        datagram = emitUDP(sport, 53, data, GUEST_IP, GATEWAY_IP)
+        header = IPv4Header(0, 20 + len(datagram), 0, 2, 0, 64, PROTO_UDP, 0, GUEST_IP, GATEWAY_IP)
+        self.udp.ipPayloadReceived(header, datagram)
+        replies = [parseUDP(data, src, dst)[1] for src, dst, _, data, _, _ in self.sender.sent]
+        self.sender.sent = []
+        return replies
+
+    def test_plain(self):
+        """
+        A for a builtin name without EDNS0: id and RD copied, QR, AA and RA
+        set, the question and one A record (TTL 0, the name compressed), no
+        additional section.
+        """
+        request = bytes.fromhex("12340100000100000000000004686f737408696e7465726e616c0000010001")
+        self.assertEqual(
+            self.rawAsk(request),
+            [
+                bytes.fromhex(
+                    "12348580000100010000000004686f737408696e7465726e616c0000010001"
+                    "c00c00010001000000000004c0a84102"
+                )
+            ],
+        )
+
+    def test_edns(self):
+        """
+        The same question with an OPT record announcing 1232 bytes: the
+        reply ends with vpnkit's own OPT record (root name, type 41, class
+        4096, TTL 0, no options).
+        """
+        request = bytes.fromhex(
+            "12340100000100000000000104686f737408696e7465726e616c000001000100002904d0000000000000"
+        )
+        self.assertEqual(
+            self.rawAsk(request),
+            [
+                bytes.fromhex(
+                    "12348580000100010000000104686f737408696e7465726e616c0000010001"
+                    "c00c00010001000000000004c0a84102"
+                    "0000291000000000000000"
+                )
+            ],
+        )
+
+    def test_ednsNXDOMAIN(self):
+        """
+        An upstream NXDOMAIN to an EDNS0 query: rcode 3, not authoritative,
+        the SOA in the authority section, then the OPT record.
+        """
+        request = bytes.fromhex(
+            "beef01000001000000000001076d697373696e67076578616d706c65047465737400001c0001"
+            "00002904d0000000000000"
+        )
+        self.assertEqual(
+            self.rawAsk(request),
+            [
+                bytes.fromhex(
+                    "beef81830001000000010001076d697373696e67076578616d706c65047465737400001c0001"
+                    "c014000600010000003c0020026e73c01404726f6f74c014000000010000003c0000003c"
+                    "0000003c0000003c"
+                    "0000291000000000000000"
+                )
+            ],
+        )
+
+    def test_truncated(self):
+        """
+        Sixty A records cut to fit 512 bytes (no EDNS0) and 700 bytes
+        (EDNS0): the digests of the exact replies.
+        """
+        big = [aRecord(b"very.big.name", f"198.51.100.{i}") for i in range(1, 61)]
+        self.upstream.answers[(b"very.big.name", dns.A)] = (big, [soa()], [])
+        for request, size, digest in [
+            (
+                "123401000001000000000000047665727903626967046e616d650000010001",
+                511,
+                "08f43f789a4adbb42d3db69413dddc09e79729de31d101b34d641090cd50f02a",
+            ),
+            (
+                "123401000001000000000001047665727903626967046e616d65000001000100002902bc000000000000",
+                698,
+                "9304f2f265414537d42ca4237539c2736ae412faad587e8b4a81a492b51afbfe",
+            ),
+        ]:
+            [reply] = self.rawAsk(bytes.fromhex(request))
+            self.assertEqual((len(reply), hashlib.sha256(reply).hexdigest()), (size, digest))
+
+    def test_tcp(self):
+        """
+        Over TCP (C{DNSProtocol}) the whole answer goes back, length-prefixed,
+        with the OPT record for an EDNS0 query.
+        """
+        big = [aRecord(b"very.big.name", f"198.51.100.{i}") for i in range(1, 61)]
+        self.upstream.answers[(b"very.big.name", dns.A)] = (big, [soa()], [])
+        request = bytes.fromhex(
+            "123401000001000000000001047665727903626967046e616d65000001000100002902bc000000000000"
+        )
+        protocol = self.factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(len(request).to_bytes(2, "big") + request)
+        reply = transport.value()
+        self.assertEqual(
+            (len(reply), hashlib.sha256(reply).hexdigest()),
+            (1060, "be4611907745ec78c331577cf56f6d826b3d5fbbc0050d5d45c3a6598ee37cba"),
+        )
+
+
+class EDNSTests(SynchronousTestCase):
+    """
+    L{optRecord} and L{ednsPayloadSize}: the EDNS0 OPT pseudo-record vpnkit
+    writes and reads itself.
+    """
+
+    def test_encoding(self):
+        """
+        The record is the root name, type 41, the payload size as its
+        class, TTL 0 and no data.
+        """
+        message = dns.Message(id=1)
+        message.additional = [optRecord()]
+        self.assertEqual(message.toStr()[12:], bytes.fromhex("0000291000000000000000"))
+        message.additional = [optRecord(1232)]
+        self.assertEqual(message.toStr()[12:], bytes.fromhex("00002904d0000000000000"))
+
+    def test_payloadSize(self):
+        """
+        The size a parsed message announces, never below 512; C{None}
+        without an OPT record.
+        """
+        for announced, expected in [(None, None), (1232, 1232), (4096, 4096), (100, 512)]:
+            message = dns.Message(id=1)
+            message.queries = [dns.Query(b"a.test")]
+            if announced is not None:
+                message.additional = [optRecord(announced)]
+            parsed = dns.Message()
+            parsed.fromStr(message.toStr())
+            self.assertEqual(ednsPayloadSize(parsed), expected)
+
+
+class NameResolverTests(SynchronousTestCase):
+    """
+    L{NameResolver}: C{IResolver}'s lookup methods over one C{query}.
+    """
+
+    def test_lookupGoesThroughQuery(self):
+        """
+        C{lookupAddress}, C{lookupMailExchange} and the rest ask C{query}
+        with the question they stand for.
+        """
+        asked = []
+
+        class Recorder(NameResolver):
+            def query(self, query, timeout=None):
+                asked.append(query)
+                return defer.succeed(([], [], []))
+
+        resolver = Recorder()
+        self.assertTrue(verifyObject(IResolver, resolver))
+        resolver.lookupAddress(b"a.test")
+        resolver.lookupMailExchange(b"b.test")
+        self.assertEqual(asked, [dns.Query(b"a.test", dns.A), dns.Query(b"b.test", dns.MX)])
 
 
 class IgnoredTests(ServerMixin, SynchronousTestCase):

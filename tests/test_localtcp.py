@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from vpnkit.interfaces import ITCPRoute, ITCPRouter
-from vpnkit.protocols.dnsforward import DNSConfig, Nameserver
+from vpnkit.protocols.dnsconfig import DNSConfig, Nameserver
 from vpnkit.protocols.localtcp import LocalConnection, LocalServiceRoute
 from vpnkit.protocols.tcp.splice import GuestSide
 from vpnkit.protocols.tcp.layer import Flow

@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.fakes import tempDir
 from vpnkit import tap
-from vpnkit.protocols.dnsforward import Nameserver
+from vpnkit.protocols.dnsconfig import Nameserver
 from vpnkit.tap import Options, makeService
 
 
@@ -132,7 +132,7 @@ class DNSServiceTests(_FilesMixin, SynchronousTestCase):
         self.assertTrue({"dns", "hosts"} <= names)
         self.assertNotIn("resolv.conf", names)
         stack = service.stack
-        self.assertEqual(stack.dnsForwarder.config.servers[0].port, 5353)
+        self.assertEqual(stack.dnsUpstream.config.servers[0].port, 5353)
         self.assertEqual(stack.dhcpSettings().searchDomains, ("corp.test",))
         answers = self.successResultOf(stack.hosts.query(dns.Query(b"myhost.test")))
         self.assertEqual(answers[0][0].payload.dottedQuad(), "192.0.2.7")
@@ -150,7 +150,7 @@ class DNSServiceTests(_FilesMixin, SynchronousTestCase):
         self.write("hosts", "192.0.2.8 added.test\n")
         reactor.advance(1)
         stack = service.stack
-        self.assertEqual(stack.dnsForwarder.config.servers, (Nameserver("192.0.2.54"),))
+        self.assertEqual(stack.dnsUpstream.config.servers, (Nameserver("192.0.2.54"),))
         self.assertEqual(stack.dhcpSettings().searchDomains, ("other.test",))
         answers = self.successResultOf(stack.hosts.query(dns.Query(b"added.test")))
         self.assertEqual(answers[0][0].payload.dottedQuad(), "192.0.2.8")
@@ -171,5 +171,5 @@ class DNSServiceTests(_FilesMixin, SynchronousTestCase):
         self.patch(tap, "RESOLV_CONF", resolv)
         service = makeService(self.parse("--hosts", self.hosts), MemoryReactorClock())
         self.assertIn("resolv.conf", {child.name for child in service})
-        self.assertEqual(service.stack.dnsForwarder.config.servers, (Nameserver("192.0.2.1"),))
+        self.assertEqual(service.stack.dnsUpstream.config.servers, (Nameserver("192.0.2.1"),))
         self.assertEqual(service.stack.dhcpSettings().searchDomains, ())

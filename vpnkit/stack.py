@@ -22,7 +22,7 @@ from vpnkit.log import logger
 from vpnkit.protocols.arp import ARPResponder
 from vpnkit.protocols.dhcp import SERVER_PORT, DHCPServer, DHCPSettings
 from vpnkit.protocols.dns import BuiltinResolver, GatewayDNSFactory, HostsResolver
-from vpnkit.protocols.dnsforward import Forwarder
+from vpnkit.protocols.dnsupstream import UpstreamResolver
 from vpnkit.protocols.icmp import ICMPLayer
 from vpnkit.protocols.ipv4 import IPv4Layer
 from vpnkit.protocols.localtcp import LocalServiceRoute
@@ -55,7 +55,7 @@ class Stack:
     @param sockets: the L{vpnkit.interfaces.IHostDatagramSockets} for the
         UDP NAT, ICMP echo and upstream DNS (the host's, by default).
     @param dnsConfig: the upstream servers
-        (L{vpnkit.protocols.dnsforward.DNSConfig}): from C{--dns}, or the
+        (L{vpnkit.protocols.dnsconfig.DNSConfig}): from C{--dns}, or the
         host's C{resolv.conf}; none by default.
     @param systemLookup: when given, A and AAAA are answered by the host's
         resolver through this C{lookup(name, family)} (see
@@ -115,10 +115,10 @@ class Stack:
         self.dhcp = DHCPServer(config, self.switch, udpSender, counters, self.dhcpSettings)
 
         # DNS: builtin names, then the hosts file, then upstream.
-        self.dnsForwarder = Forwarder(dnsConfig, sockets, hostNetwork, reactor, counters)
-        upstream = self.dnsForwarder
+        self.dnsUpstream = UpstreamResolver(dnsConfig, sockets, hostNetwork, reactor, counters)
+        upstream = self.dnsUpstream
         if systemLookup is not None:
-            upstream = SystemResolver(systemLookup, self.dnsForwarder, counters)
+            upstream = SystemResolver(systemLookup, self.dnsUpstream, counters)
         self.hosts = HostsResolver(counters)
         self.dns = GatewayDNSFactory(
             [BuiltinResolver(config.builtinNames(), counters), self.hosts, upstream],
@@ -193,6 +193,7 @@ class Stack:
         self.udpGatewayForwards.close()
         self.icmp.close()
         self.ipv4.stop()
+        self.dnsUpstream.close()
 
     # -- observability -------------------------------------------------------
 
@@ -258,7 +259,7 @@ class Stack:
         Use new upstream servers (a re-read C{--dns} file or C{resolv.conf});
         C{None} when the file is gone.
         """
-        self.dnsForwarder.setConfig(dnsConfig)
+        self.dnsUpstream.setConfig(dnsConfig)
 
     def setDNSSearch(self, domains):
         """

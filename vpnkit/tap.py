@@ -26,7 +26,7 @@ from vpnkit.host.tundev import netnsPath
 from vpnkit.log import logger, setDebug
 from vpnkit.protocols.dhcp import parseDHCPSettings
 from vpnkit.protocols.dns import parseHosts
-from vpnkit.protocols.dnsforward import parseDNSConfig, parseResolvConf
+from vpnkit.protocols.dnsconfig import parseDNSConfig, parseResolvConf
 from vpnkit.protocols.links import QEMUServerFactory, VMNetServerFactory
 from vpnkit.services import (  # noqa: F401 (re-exported for embedders and tests)
     ExposeService,

@@ -9,7 +9,7 @@ the host), each family asked for separately: AAAA is answered with the
 host's IPv6 addresses, where the reference kept only IPv4 results and so
 always answered AAAA with nothing.  Every other type goes to the servers
 the host's C{/etc/resolv.conf} names, through the same
-L{vpnkit.protocols.dnsforward.Forwarder} C{--dns} uses.
+L{vpnkit.protocols.dnsupstream.UpstreamResolver} C{--dns} uses.
 
 C{getaddrinfo} blocks, so it runs in the reactor's thread pool; the lookup
 function is injected, and tests never call the real one.
@@ -24,7 +24,7 @@ from twisted.internet import defer
 from twisted.names import dns
 from zope.interface import implementer
 
-from vpnkit.protocols.dns import RcodeError, _Resolver, _record, normalName
+from vpnkit.protocols.dns import NameResolver, RcodeError, addressRecord, normalName
 
 __all__ = ["SystemResolver", "getaddrinfoLookup", "lookupError"]
 
@@ -67,7 +67,7 @@ def lookupError(exception):
 
 
 @implementer(IResolver)
-class SystemResolver(_Resolver):
+class SystemResolver(NameResolver):
     """
     @param lookup: C{lookup(name, family) -> Deferred[list of address text]}.
     @param others: the L{IResolver} for every type but A and AAAA.
@@ -104,7 +104,7 @@ class SystemResolver(_Resolver):
                 if address.version != (4 if family == socket.AF_INET else 6) or address in seen:
                     continue
                 seen.add(address)
-                answers.append(_record(query.name.name, address))
+                answers.append(addressRecord(query.name.name, address))
             return answers, [], []
 
         def failed(failure):

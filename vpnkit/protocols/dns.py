@@ -9,8 +9,8 @@ C{DNSServerFactory}) and in the resolver chain it asks, in order:
 
  1. L{BuiltinResolver}: C{--host-names}, C{--gateway-names}, C{--vm-names};
  2. L{HostsResolver}: the hosts file (C{--hosts}), re-read when it changes;
- 3. the upstream resolver (L{vpnkit.protocols.dnsforward.Forwarder} for
-    C{--dns}, or L{vpnkit.host.resolvers.SystemResolver}).
+ 3. the upstream resolver (L{vpnkit.protocols.dnsupstream.UpstreamResolver}
+    for C{--dns}, or L{vpnkit.host.resolvers.SystemResolver}).
 
 Where the reference loses information, this server keeps it: an upstream
 NXDOMAIN (or any other rcode) reaches the guest with its authority and
@@ -22,6 +22,13 @@ asked for a type it does not have gets NOERROR with no records (NODATA):
 the reference's NXDOMAIN would tell the guest the name does not exist at
 all, which makes resolvers such as musl's fail the A lookup made alongside
 (RFC 8020).
+
+The pieces every resolver of the chain shares live here, public, so the
+upstream modules and L{vpnkit.host.resolvers} build on them without
+reaching into this one: L{NameResolver}, L{addressRecord}, L{normalName},
+L{RcodeError}, and the EDNS0 OPT record (L{optRecord},
+L{ednsPayloadSize}), which this module owns rather than use Twisted's
+private C{_OPTHeader}.
 """
 
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -36,6 +43,10 @@ from vpnkit.log import RateLimitedLog, logger
 
 __all__ = [
     "RcodeError",
+    "NameResolver",
+    "addressRecord",
+    "optRecord",
+    "ednsPayloadSize",
     "BuiltinResolver",
     "HostsResolver",
     "GatewayDNSFactory",
@@ -84,7 +95,11 @@ def normalName(name):
     return name.rstrip(".").lower()
 
 
-def _record(name, address, ttl=0):
+def addressRecord(name, address, ttl=0):
+    """
+    An authoritative A or AAAA record (by the family of C{address}, an
+    C{IPv4Address} or C{IPv6Address}) for C{name}.
+    """
     if isinstance(address, IPv6Address):
         return dns.RRHeader(
             name, dns.AAAA, dns.IN, ttl, dns.Record_AAAA(str(address), ttl), auth=True
@@ -92,9 +107,10 @@ def _record(name, address, ttl=0):
     return dns.RRHeader(name, dns.A, dns.IN, ttl, dns.Record_A(str(address), ttl), auth=True)
 
 
-class _Resolver(common.ResolverBase):
+class NameResolver(common.ResolverBase):
     """
-    An L{IResolver} whose every lookup goes through C{query}.
+    An L{IResolver} whose every lookup (C{lookupAddress} and the rest) goes
+    through C{query}, which subclasses implement.
     """
 
     def _lookup(self, name, cls, type, timeout):
@@ -102,7 +118,7 @@ class _Resolver(common.ResolverBase):
 
 
 @implementer(IResolver)
-class BuiltinResolver(_Resolver):
+class BuiltinResolver(NameResolver):
     """
     The names vpnkit answers itself: each maps to one IPv4 address, with
     TTL 0.  Other types for these names get NODATA.
@@ -121,7 +137,7 @@ class BuiltinResolver(_Resolver):
             return defer.fail(error.DomainError(query.name.name))
         self._counters.builtin += 1
         if query.cls in (dns.IN, dns.ANY) and query.type in (dns.A, dns.ALL_RECORDS):
-            return defer.succeed(([_record(query.name.name, address)], [], []))
+            return defer.succeed(([addressRecord(query.name.name, address)], [], []))
         return defer.succeed(([], [], []))
 
 
@@ -153,7 +169,7 @@ def parseHosts(text, path="hosts"):
 
 
 @implementer(IResolver)
-class HostsResolver(_Resolver):
+class HostsResolver(NameResolver):
     """
     Names from the hosts file.  A and AAAA are answered with every address
     of that family the file gives the name (file order, TTL 0); a name the
@@ -189,13 +205,27 @@ class HostsResolver(_Resolver):
         else:
             return defer.fail(error.DomainError(query.name.name))
         self._counters.hostsFile += 1
-        answers = [_record(query.name.name, a) for a in addresses if isinstance(a, family)]
+        answers = [addressRecord(query.name.name, a) for a in addresses if isinstance(a, family)]
         return defer.succeed((answers, [], []))
 
 
-def _clientPayloadSize(message):
+def optRecord(payloadSize=EDNS_PAYLOAD_SIZE):
     """
-    The UDP payload size a query's EDNS0 record announces, or C{None}.
+    The EDNS0 OPT pseudo-record (RFC 6891 6.1.2) announcing C{payloadSize}
+    bytes: the root name, type OPT, the size in the class field, a TTL of 0
+    (no extended rcode, version 0, DO clear) and no options.
+
+    It is a plain C{dns.RRHeader}, so a C{dns.Message} carries and encodes
+    it like any record, and decodes the OPT record of a message it parses
+    into the same shape.
+    """
+    return dns.RRHeader(b"", dns.OPT, payloadSize, 0, dns.UnknownRecord(b""))
+
+
+def ednsPayloadSize(message):
+    """
+    The UDP payload size a message's EDNS0 record announces (never less
+    than 512, RFC 6891 6.2.5), or C{None} without one.
     """
     for record in message.additional:
         if record.type == dns.OPT:
@@ -292,22 +322,38 @@ class GatewayDNSFactory(server.DNSServerFactory):
         else:
             log.warn(format, **kwargs)
 
-    def _reply(self, protocol, request, address, rCode, answers, authority, additional):
-        counters = self._counters
-        response = self._responseFromMessage(
-            message=request,
+    def _response(self, request, rCode, answers):
+        """
+        The reply to C{request}, without its authority and additional
+        sections: its id, question, RD and CD, QR set, RA when the chain can
+        recurse, AA when any answer is authoritative.
+        """
+        response = dns.Message(
+            id=request.id,
+            answer=True,
+            recAv=self.canRecurse,
             rCode=rCode,
-            answers=list(answers),
-            authority=list(authority),
-            additional=[r for r in additional if r.type != dns.OPT],
+            auth=any(r.isAuthoritative() for r in answers),
+            # Twisted's own truncation cuts bytes mid-record; ours
+            # (L{_fit}) drops whole records.
+            maxSize=0,
         )
-        # Twisted's own truncation cuts bytes mid-record; ours drops records.
-        response.maxSize = 0
+        response.queries = request.queries[:]
+        response.answers = answers
         response.recDes = request.recDes
         response.checkingDisabled = request.checkingDisabled
-        clientSize = _clientPayloadSize(request)
+        # C{sendReply} logs the time taken from it.
+        response.timeReceived = getattr(request, "timeReceived", None)
+        return response
+
+    def _reply(self, protocol, request, address, rCode, answers, authority, additional):
+        counters = self._counters
+        response = self._response(request, rCode, list(answers))
+        response.authority = list(authority)
+        response.additional = [r for r in additional if r.type != dns.OPT]
+        clientSize = ednsPayloadSize(request)
         if clientSize is not None:
-            response.additional.append(dns._OPTHeader(udpPayloadSize=EDNS_PAYLOAD_SIZE))
+            response.additional.append(optRecord())
         if address is not None and _fit(response, clientSize or UDP_LIMIT):
             counters.truncated += 1
         if rCode == dns.ENAME:
