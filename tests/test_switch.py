@@ -8,7 +8,7 @@ from zope.interface.verify import verifyObject
 
 from vpnkit.config import StackConfig
 from vpnkit.counters import StackCounters
-from vpnkit.interfaces import IFrameReceiver, IFrameTransmitter, ILink
+from vpnkit.interfaces import IFrameReceiver, ILink
 from vpnkit.leases import AddressPool
 from vpnkit.protocols.switch import EthernetSwitch, SwitchPort
 from vpnkit.wire.ethernet import (
@@ -82,11 +82,10 @@ class InterfaceTests(SwitchTestMixin, SynchronousTestCase):
 
     def test_interfaces(self):
         """
-        L{EthernetSwitch} provides L{IFrameTransmitter}, L{SwitchPort}
-        provides L{IFrameReceiver}, and the test link provides L{ILink}.
+        L{SwitchPort} provides L{IFrameReceiver}, and the test link
+        provides L{ILink}.
         """
         link, port = self.plug("a", MAC_A)
-        self.assertTrue(verifyObject(IFrameTransmitter, self.switch))
         self.assertTrue(verifyObject(IFrameReceiver, port))
         self.assertTrue(verifyObject(ILink, link))
 
@@ -484,7 +483,7 @@ class SendFrameTests(SwitchTestMixin, SynchronousTestCase):
         A frame is routed by its destination MAC to that guest only.
         """
         frame = buildEthernet(MAC_B, SERVER_MAC, ETHERTYPE_IPV4, PAYLOAD)
-        self.switch.sendFrame(frame)
+        self.switch.sendToMAC(frame)
         self.assertEqual(self.linkB.frames, [frame])
         self.assertNoFrames(self.linkA, self.linkC)
         self.assertEqual(nonZeroCounters(self.counters), {"link.linksOpened": 3})
@@ -494,7 +493,7 @@ class SendFrameTests(SwitchTestMixin, SynchronousTestCase):
         A broadcast reaches every guest.
         """
         frame = buildEthernet(BROADCAST_MAC, SERVER_MAC, ETHERTYPE_IPV4, PAYLOAD)
-        self.switch.sendFrame(frame)
+        self.switch.sendToMAC(frame)
         for link in (self.linkA, self.linkB, self.linkC):
             self.assertEqual(link.frames, [frame])
 
@@ -503,7 +502,7 @@ class SendFrameTests(SwitchTestMixin, SynchronousTestCase):
         A multicast destination reaches every guest.
         """
         frame = buildEthernet(mac("01:00:5e:00:00:01"), SERVER_MAC, ETHERTYPE_IPV4, PAYLOAD)
-        self.switch.sendFrame(frame)
+        self.switch.sendToMAC(frame)
         for link in (self.linkA, self.linkB, self.linkC):
             self.assertEqual(link.frames, [frame])
 
@@ -511,7 +510,7 @@ class SendFrameTests(SwitchTestMixin, SynchronousTestCase):
         """
         A frame for a MAC no guest owns is counted as C{noRoute} and dropped.
         """
-        self.switch.sendFrame(buildEthernet(LEARNED, SERVER_MAC, ETHERTYPE_IPV4, PAYLOAD))
+        self.switch.sendToMAC(buildEthernet(LEARNED, SERVER_MAC, ETHERTYPE_IPV4, PAYLOAD))
         self.assertNoFrames(self.linkA, self.linkB, self.linkC)
         self.assertEqual(
             nonZeroCounters(self.counters), {"link.linksOpened": 3, "ethernet.noRoute": 1}
@@ -559,3 +558,110 @@ class OffloadForwardingTests(SynchronousTestCase):
         self.a.send(frame)
         self.assertEqual(self.b.link.frames, [])
         self.assertEqual(self.stack.counters.ethernet.tooBigForLink, 1)
+
+
+class FrameObserver:
+    """
+    Keeps every frame a switch shows it.
+    """
+
+    def __init__(self):
+        self.frames = []
+
+    def frameObserved(self, frame):
+        self.frames.append(bytes(frame))
+
+
+class FramePathTests(SynchronousTestCase):
+    """
+    Every frame a guest sends and every frame vpnkit or another guest sends
+    it passes through the guest's switch port, where observers see it.
+    """
+
+    def test_observerSeesEverything(self):
+        """
+        Across ARP, ICMP echo, DHCP, UDP to a closed gateway port (ICMP
+        back), guest-to-guest unicast, a broadcast flood and a TCP
+        connection to the host, an observer sees exactly the frames the
+        guests sent plus exactly the frames their links were handed, no
+        more and no fewer.
+        """
+        from tests.helpers import (
+            GATEWAY_IP,
+            REMOTE_IP,
+            buildARPRequest,
+            buildDHCP,
+            buildICMPEcho,
+            buildIPv4,
+            buildUDP,
+            makeStack,
+        )
+        from vpnkit.wire.dhcp import DHCPDISCOVER
+        from vpnkit.wire.ipv4 import PROTO_TCP
+        from vpnkit.wire.tcp import SYN, Segment, TCPOptions, emitTCP
+
+        stack, (a, b) = makeStack(2)
+        observer = FrameObserver()
+        stack.switch.addObserver(observer)
+        sent = [
+            buildARPRequest(a.mac, a.ip, GATEWAY_IP),
+            buildICMPEcho(a.mac, a.ip, GATEWAY_IP),
+            buildDHCP(b.mac, DHCPDISCOVER),
+            buildUDP(a.mac, a.ip, 5000, GATEWAY_IP, 9, b"x"),
+            buildUDP(a.mac, a.ip, 5000, b.ip, 7, b"to b", dstMAC=b.mac),
+            buildUDP(b.mac, b.ip, 68, bytes([255] * 4), 999, b"everyone", dstMAC=BROADCAST_MAC),
+            buildIPv4(
+                a.mac,
+                a.ip,
+                REMOTE_IP,
+                PROTO_TCP,
+                emitTCP(Segment(40000, 80, 1, 0, SYN, 65535, TCPOptions(mss=1460)), a.ip, REMOTE_IP),
+            ),
+        ]
+        guestOf = {bytes(a.mac): a, bytes(b.mac): b}
+        for frame in sent:
+            guestOf[frame[6:12]].send(frame)
+        stack.hostNetwork.succeed()
+        delivered = a.takeFrames() + b.takeFrames()
+        self.assertGreaterEqual(len(delivered), 7)
+        self.assertEqual(sorted(observer.frames), sorted(sent + delivered))
+
+    def test_removeObserver(self):
+        """
+        A removed observer sees nothing more.
+        """
+        from tests.helpers import GATEWAY_IP, buildICMPEcho, makeStack
+
+        stack, (a,) = makeStack(1)
+        observer = FrameObserver()
+        stack.switch.addObserver(observer)
+        stack.switch.removeObserver(observer)
+        a.send(buildICMPEcho(a.mac, a.ip, GATEWAY_IP))
+        self.assertEqual(len(a.takeFrames()), 1)
+        self.assertEqual(observer.frames, [])
+
+    def test_oneCallSite(self):
+        """
+        Exactly one place in vpnkit's server code hands a frame to a link:
+        L{SwitchPort._deliver}.  (The bridge tool's own client links are
+        not the switch's.)
+        """
+        import ast
+        from pathlib import Path
+
+        root = Path(__file__).resolve().parent.parent / "vpnkit"
+        sites = []
+        for path in sorted(root.rglob("*.py")):
+            if "tools" in path.parts:
+                continue
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.FunctionDef):
+                    for inner in ast.walk(node):
+                        if (
+                            isinstance(inner, ast.Call)
+                            and isinstance(inner.func, ast.Attribute)
+                            and inner.func.attr == "sendFrame"
+                        ):
+                            sites.append(f"{path.relative_to(root)}:{node.name}")
+        self.assertEqual(sites, ["protocols/switch.py:_deliver"])

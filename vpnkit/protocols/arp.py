@@ -60,4 +60,4 @@ class ARPResponder:
             mac = port.mac
         reply = ARPPacket(ARP_REPLY, mac, target, packet.sha, packet.spa)
         counters.replies += 1
-        self._switch.sendFrame(header.src + self._serverMAC + _ETHERTYPE + emitARP(reply))
+        self._switch.sendToMAC(header.src + self._serverMAC + _ETHERTYPE + emitARP(reply))

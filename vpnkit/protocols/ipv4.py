@@ -246,7 +246,7 @@ class IPv4Layer:
             segmentLimit = 0
 
             def transmit(ethertype, header, payload=b""):
-                self._switch.sendFrame(b"".join((head, header, payload)))
+                self._switch.sendToMAC(b"".join((head, header, payload)))
 
         else:
             port = self._switch.portForIP(dst)

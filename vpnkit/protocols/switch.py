@@ -12,7 +12,7 @@ A frame from a guest is either switched to another guest (unicast to that
 guest's MAC), flooded (broadcast and multicast) and also handed to vpnkit's
 own layers, or, when addressed to the server MAC, demultiplexed by
 EtherType to the registered receiver.  vpnkit's layers send through the
-switch: by destination MAC (L{EthernetSwitch.sendFrame}), or to the port
+switch: by destination MAC (L{EthernetSwitch.sendToMAC}), or to the port
 that holds a destination IP (L{EthernetSwitch.portForIP}, then
 L{SwitchPort.sendPayload}); they never touch a link.
 """
@@ -21,7 +21,7 @@ from struct import Struct
 
 from zope.interface import implementer
 
-from vpnkit.interfaces import IFrameReceiver, IFrameTransmitter
+from vpnkit.interfaces import IFrameReceiver
 from vpnkit.log import logger
 from vpnkit.wire import ParseError
 from vpnkit.wire.gso import segmentTCPv4
@@ -141,7 +141,6 @@ class SwitchPort:
         return f"<SwitchPort {self.link.description} {self.lease.ip} {mac}>"
 
 
-@implementer(IFrameTransmitter)
 class EthernetSwitch:
     """
     The switch, and the link-layer entry point of vpnkit's own stack.
@@ -284,7 +283,7 @@ class EthernetSwitch:
 
     # -- frames from vpnkit ----------------------------------------------
 
-    def sendFrame(self, frame):
+    def sendToMAC(self, frame):
         """
         Send a frame from vpnkit's own layers, routed by its destination
         MAC: a group address reaches every guest.
