@@ -147,7 +147,7 @@ class IPv4Layer:
         counters.forwarded += 1
         head = port.mac + self._serverMAC + _ETHERTYPE
         for datagram in datagrams:
-            port.link.sendFrame(head + datagram)
+            port.sendFrame(head + datagram)
 
     # -- reassembly timer ------------------------------------------------------
 
@@ -222,7 +222,7 @@ class IPv4Layer:
                 counters.noRoute += 1
                 return False
             head = port.mac + self._serverMAC + _ETHERTYPE
-            transmit = port.link.sendFrame
+            transmit = port.sendFrame
         n = len(payload)
         if 20 + n <= self._mtu or (
             # A TCP super-segment for a link with segmentation offload: the

@@ -44,10 +44,11 @@ class SwitchPort:
         (vmnet, tap), otherwise learned from the first frame the guest sends.
     """
 
-    __slots__ = ("link", "lease", "mac", "attached", "maxFrame", "_switch")
+    __slots__ = ("link", "lease", "mac", "attached", "maxFrame", "_switch", "_observers")
 
     def __init__(self, switch, link, lease, mac, maxFrame):
         self._switch = switch
+        self._observers = switch._observers
         self.link = link
         self.lease = lease
         self.mac = mac
@@ -58,7 +59,18 @@ class SwitchPort:
 
     def frameReceived(self, frame):
         if self.attached:
+            for observer in self._observers:
+                observer.frameObserved(frame)
             self._switch.frameFromPort(self, frame)
+
+    def sendFrame(self, frame):
+        """
+        Hand C{frame} to the guest's link, showing it to the observers
+        first.
+        """
+        for observer in self._observers:
+            observer.frameObserved(frame)
+        self.link.sendFrame(frame)
 
     def __repr__(self):
         mac = formatMAC(self.mac) if self.mac else "?"
@@ -81,6 +93,7 @@ class EthernetSwitch:
         self._ports = []
         self._byMAC = {}
         self._byIP = {}
+        self._observers = []
 
     # -- configuration -------------------------------------------------
 
@@ -92,6 +105,16 @@ class EthernetSwitch:
         if ethertype in self._receivers:
             raise ValueError(f"EtherType {ethertype:#06x} already registered")
         self._receivers[ethertype] = receiver
+
+    def addObserver(self, observer):
+        """
+        Show every frame a guest sends, and every frame handed to a guest's
+        link, to C{observer.frameObserved(frame)} (packet capture).
+        """
+        self._observers.append(observer)
+
+    def removeObserver(self, observer):
+        self._observers.remove(observer)
 
     def attach(self, link, lease, mac=None):
         """
@@ -189,7 +212,7 @@ class EthernetSwitch:
         """
         if len(frame) <= self._wireFrame or getattr(port.link, "segmentLimit", 0):
             # It fits, or the link takes super-segments whole.
-            port.link.sendFrame(frame)
+            port.sendFrame(frame)
             return
         try:
             pieces = segmentTCPv4(frame, self._wireFrame)
@@ -198,7 +221,7 @@ class EthernetSwitch:
             return
         self._counters.segmented += 1
         for piece in pieces:
-            port.link.sendFrame(piece)
+            port.sendFrame(piece)
 
     def _learn(self, port, mac):
         if mac in self._byMAC:
@@ -212,7 +235,7 @@ class EthernetSwitch:
         for port in self._ports:
             if port is not source:
                 self._counters.flooded += 1
-                port.link.sendFrame(frame)
+                port.sendFrame(frame)
 
     # -- frames from vpnkit ----------------------------------------------
 
@@ -224,10 +247,10 @@ class EthernetSwitch:
         dst = frame[:6]
         if dst[0] & 1:
             for port in self._ports:
-                port.link.sendFrame(frame)
+                port.sendFrame(frame)
             return
         port = self._byMAC.get(dst)
         if port is None:
             self._counters.noRoute += 1
             return
-        port.link.sendFrame(frame)
+        port.sendFrame(frame)
