@@ -10,10 +10,12 @@ and the file also with C{dpkt.pcap.Reader}.
 import io
 import os
 import socket
+import sys
 
 import dpkt
 from twisted.internet import task
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.fakes import tempDir
@@ -34,6 +36,7 @@ from vpnkit.capture import (
 )
 from vpnkit.config import ConfigError
 from vpnkit.counters import CaptureCounters
+from vpnkit.tap import Options, makeService
 from vpnkit.wire.pcap import (
     FILE_HEADER_LENGTH,
     MAX_SNAPLEN,
@@ -549,3 +552,121 @@ class SwitchObserverTests(SynchronousTestCase):
         self.stack.switch.removeObserver(observer)
         self.a.send(buildARPRequest(self.a.mac, self.a.ip, GATEWAY_IP))
         self.assertEqual(self.seen, [])
+
+
+class OptionsTests(SynchronousTestCase):
+    """
+    C{--pcap}, C{--pcap-snaplen} and C{--pcap-file}, and what
+    L{makeService} builds from them.
+    """
+
+    def setUp(self):
+        self.dir = tempDir(self)
+        self.sock = os.path.join(self.dir, "eth.sock")
+        self.patch(os, "environ", {})
+        self.patch(sys, "stderr", io.StringIO())
+
+    def parse(self, *args):
+        options = Options()
+        options.parseOptions(["--ethernet", self.sock, *args])
+        return options
+
+    def assertUsageError(self, args, *fragments):
+        e = self.assertRaises(usage.UsageError, self.parse, *args)
+        for fragment in fragments:
+            self.assertIn(fragment, str(e))
+        self.assertNotIn("\n", str(e))
+        return str(e)
+
+    def test_defaults(self):
+        """
+        Without the flags there is no capture; the snapshot length is 128.
+        """
+        options = self.parse()
+        self.assertIsNone(options.pcapListen)
+        self.assertIsNone(options["pcap-file"])
+        self.assertEqual(options.pcapSnaplen, 128)
+        top = makeService(options, MemoryReactorClock())
+        self.assertNotIn("pcap", [s.name for s in top])
+
+    def test_flags(self):
+        """
+        A path, a snapshot length and a file are taken.
+        """
+        path = os.path.join(self.dir, "pcap.sock")
+        out = os.path.join(self.dir, "out.pcap")
+        options = self.parse("--pcap", path, "--pcap-snaplen", "0", "--pcap-file", out)
+        self.assertEqual(options.pcapListen, ("unix", path))
+        self.assertEqual(options.pcapSnaplen, 0)
+        self.assertEqual(options["pcap-file"], out)
+
+    def test_fd(self):
+        """
+        C{--pcap fd:N} naming a socket is taken; anything else is refused
+        with a line naming C{--pcap}.
+        """
+        a, b = socket.socketpair()
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        self.assertEqual(self.parse(f"--pcap=fd:{a.fileno()}").pcapListen, ("fd", a.fileno()))
+        self.assertUsageError(["--pcap", "fd:five"], "--pcap", "fd:five")
+        r, w = os.pipe()
+        os.close(w)
+        os.close(r)
+        self.assertUsageError([f"--pcap=fd:{r}"], "--pcap", "Bad file descriptor")
+
+    def test_badPath(self):
+        """
+        A socket path in a missing directory, or that is a regular file,
+        is refused naming C{--pcap}.
+        """
+        self.assertUsageError(["--pcap", "/nonexistent/dir/pcap.sock"], "--pcap:", "does not exist")
+        regular = os.path.join(self.dir, "file")
+        open(regular, "w").close()
+        self.assertUsageError(["--pcap", regular], "--pcap:", "not a socket")
+
+    def test_badSnaplen(self):
+        """
+        A snapshot length that is not a number, negative or over 262144 is
+        refused naming C{--pcap-snaplen}.
+        """
+        self.assertUsageError(["--pcap-snaplen", "lots"], "--pcap-snaplen", "not a number")
+        self.assertUsageError(["--pcap-snaplen", "-1"], "--pcap-snaplen", "262144")
+        self.assertUsageError(["--pcap-snaplen", "262145"], "--pcap-snaplen", "262144")
+        self.assertEqual(self.parse("--pcap-snaplen", "262144").pcapSnaplen, 262144)
+
+    def test_badFile(self):
+        """
+        A capture file in a missing directory, or a directory, is refused
+        naming C{--pcap-file}.
+        """
+        self.assertUsageError(["--pcap-file", "/nonexistent/dir/x.pcap"], "--pcap-file:")
+        self.assertUsageError(["--pcap-file", self.dir], "--pcap-file:", "is a directory")
+
+    def test_makeService(self):
+        """
+        With C{--pcap}, L{makeService} adds the capture service (before the
+        links) and the switch shows it every frame.
+        """
+        path = os.path.join(self.dir, "pcap.sock")
+        options = self.parse("--pcap", path, "--pcap-snaplen", "64")
+        top = makeService(options, MemoryReactorClock())
+        names = [s.name for s in top]
+        self.assertLess(names.index("pcap"), names.index(f"vmnet on unix:{self.sock}"))
+        service = top.getServiceNamed("pcap")
+        self.assertIsInstance(service, CaptureService)
+        capture = service.capture
+        self.assertEqual(capture.snaplen, 64)
+        self.assertEqual(top.stack.switch._observers, [capture])
+        capture.frameObserved(frame(1))
+        self.assertEqual(top.stack.counters.capture.framesCaptured, 1)
+        self.assertEqual(top.stack.stats()["counters"]["capture"]["framesCaptured"], 1)
+
+    def test_fileOnly(self):
+        """
+        C{--pcap-file} alone captures to the file, with no listener.
+        """
+        out = os.path.join(self.dir, "out.pcap")
+        top = makeService(self.parse("--pcap-file", out), MemoryReactorClock())
+        service = top.getServiceNamed("pcap")
+        self.assertEqual(list(service), [])
