@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from vpnkit.config import StackConfig
 from vpnkit.counters import (
     ARPCounters,
+    CaptureCounters,
     DHCPCounters,
     DNSCounters,
     EthernetCounters,
@@ -74,6 +75,7 @@ class CountersTests(SynchronousTestCase):
             "dhcp": DHCPCounters,
             "tcp": TCPCounters,
             "dns": DNSCounters,
+            "capture": CaptureCounters,
         }
         result = StackCounters().asDict()
         self.assertEqual(set(result), set(groups))
@@ -320,6 +322,7 @@ class GoldenCountersTests(SynchronousTestCase):
                 ),
                 "udp": dict(asdict(UDPCounters()), received=3, sent=2),
                 "dns": dict(asdict(DNSCounters()), udpQueries=1, ignored=1),
+                "capture": asdict(CaptureCounters()),
                 "dhcp": {
                     "received": 2,
                     "discover": 1,

@@ -19,6 +19,7 @@ __all__ = [
     "DHCPCounters",
     "TCPCounters",
     "DNSCounters",
+    "CaptureCounters",
     "StackCounters",
 ]
 
@@ -217,6 +218,21 @@ class DNSCounters:
 
 
 @dataclass
+class CaptureCounters:
+    """
+    Packet capture (C{--pcap}, C{--pcap-file}): frames and bytes kept (after
+    the snapshot length cut), readers that connected and readers closed
+    because they fell too far behind, and failed writes to the file.
+    """
+
+    framesCaptured: int = 0
+    bytesCaptured: int = 0
+    readersConnected: int = 0
+    readersDropped: int = 0
+    fileWriteErrors: int = 0
+
+
+@dataclass
 class StackCounters:
     link: LinkCounters = field(default_factory=LinkCounters)
     ethernet: EthernetCounters = field(default_factory=EthernetCounters)
@@ -227,6 +243,7 @@ class StackCounters:
     dhcp: DHCPCounters = field(default_factory=DHCPCounters)
     tcp: TCPCounters = field(default_factory=TCPCounters)
     dns: DNSCounters = field(default_factory=DNSCounters)
+    capture: CaptureCounters = field(default_factory=CaptureCounters)
 
     def asDict(self):
         """

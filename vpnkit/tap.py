@@ -18,6 +18,7 @@ from twisted.internet.endpoints import AdoptedStreamServerEndpoint, TCP4ServerEn
 from twisted.python import usage
 
 from vpnkit.api import makeAPI
+from vpnkit.capture import Capture, CaptureService
 from vpnkit.config import ConfigError, StackConfig
 from vpnkit.forwards import ForwardError, StackConnector, parseSpec
 from vpnkit.gatewayforwards import parseForwardsFlag, parseForwardsJSON
@@ -41,6 +42,7 @@ from vpnkit.stack import Stack
 from vpnkit.watch import WatchedFile, readConfigText
 from vpnkit.wire import ParseError
 from vpnkit.wire.ethernet import parseMAC
+from vpnkit.wire.pcap import DEFAULT_SNAPLEN, MAX_SNAPLEN
 
 __all__ = ["Options", "makeService", "VPNKitService"]
 
@@ -190,6 +192,11 @@ class Options(usage.Options):
         ["tcpv4-forwards", None, "", "Gateway TCP forwards lport:ip:rport,... (guest -> gateway:lport -> ip:rport)."],
         ["udpv4-forwards", None, "", "Gateway UDP forwards lport:ip:rport,..."],
         ["gateway-forwards", None, None, "JSON file of gateway forwards; re-read on change."],
+        ["pcap", None, None, "Serve a live pcap stream of every guest frame on this Unix socket "
+         "(mode 0600), or on an inherited listening socket fd:N."],
+        ["pcap-snaplen", None, str(DEFAULT_SNAPLEN), f"Bytes kept of each captured frame "
+         f"(0..{MAX_SNAPLEN}; 0 keeps whole frames)."],
+        ["pcap-file", None, None, "Also write the capture to this file (truncated at start)."],
     ]
 
     def __init__(self):
@@ -296,6 +303,32 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--dhcp-path: {e}") from None
         self._dnsOptions()
         self._forwardOptions()
+        self._captureOptions()
+
+    def _captureOptions(self):
+        """
+        C{--pcap}, C{--pcap-snaplen} and C{--pcap-file}: the listener is
+        checked like a link's, the file's directory must exist.
+        """
+        self.pcapListen = None
+        value = self["pcap"]
+        if value is not None:
+            if value.startswith("fd:"):
+                self.pcapListen = ("fd", _checkFD("pcap", value[3:]))
+            else:
+                self.pcapListen = ("unix", _checkSocketPath("pcap", value))
+        self.pcapSnaplen = _int("pcap-snaplen", self["pcap-snaplen"])
+        if not 0 <= self.pcapSnaplen <= MAX_SNAPLEN:
+            raise usage.UsageError(
+                f"--pcap-snaplen: must be between 0 (whole frames) and {MAX_SNAPLEN}"
+            )
+        path = self["pcap-file"]
+        if path is not None:
+            parent = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(parent):
+                raise usage.UsageError(f"--pcap-file: directory {parent} does not exist")
+            if os.path.isdir(path):
+                raise usage.UsageError(f"--pcap-file: {path} is a directory")
 
     def _forwardOptions(self):
         """
@@ -400,6 +433,7 @@ def makeService(options, reactor=None):
         gatewayForwards=options.gatewayForwards,
     )
     top = VPNKitService(stack, exitOnError=options.underTwistd)
+    _captureService(options, stack, reactor, top)
     for spec in options.links:
         service = _linkService(spec, stack, reactor)
         service.setName(spec.describe())
@@ -418,6 +452,21 @@ def makeService(options, reactor=None):
     _watchDNSFiles(options, stack, reactor, top, systemLookup is not None)
     _forwardingServices(options, stack, reactor, top)
     return top
+
+
+def _captureService(options, stack, reactor, top):
+    """
+    C{--pcap} and C{--pcap-file}: a L{Capture} the switch shows every frame
+    to, and the service holding its listener and file.  Added before the
+    links, so the file is open before the first guest frame.
+    """
+    if options.pcapListen is None and options["pcap-file"] is None:
+        return
+    capture = Capture(stack.counters.capture, options.pcapSnaplen, reactor)
+    stack.switch.addObserver(capture)
+    service = CaptureService(capture, options.pcapListen, options["pcap-file"], reactor)
+    service.setName("pcap")
+    service.setServiceParent(top)
 
 
 def _forwardingServices(options, stack, reactor, top):
