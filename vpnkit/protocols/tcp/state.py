@@ -23,22 +23,12 @@ from vpnkit.protocols.tcp.receiver import FILLED, IN_ORDER, Receiver
 from vpnkit.protocols.tcp.recovery import FIRST, NEXT, NewReno, Scoreboard
 from vpnkit.protocols.tcp.resets import refuse, resetFor
 from vpnkit.protocols.tcp.rtt import RTTEstimator
+from vpnkit.wire.seq import seqSub
 from vpnkit.wire.tcp import ACK, FIN, PSH, RST, SYN, Segment, TCPOptions
 
 __all__ = ["State", "TCPConfig", "TCPControlBlock", "TRANSITIONS", "refuse", "resetFor"]
 
 _MASK = 0xFFFFFFFF
-_HALF = 0x80000000
-
-
-def _diff(a, b):
-    """
-    Signed distance from sequence number C{b} to C{a} (see
-    L{vpnkit.wire.seq.seqSub}; inlined here because it runs several times
-    per segment).
-    """
-    d = (a - b) & _MASK
-    return d - 0x100000000 if d >= _HALF else d
 
 
 class State(enum.Enum):
@@ -375,7 +365,7 @@ class TCPControlBlock:
 
         # 1. Sequence acceptability (RFC 9293 3.10.7.4).
         seqLen = len(seg.payload) + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
-        offset = _diff(seg.seq, self.rcvNxt)
+        offset = seqSub(seg.seq, self.rcvNxt)
         if not self._rx.acceptable(offset, seqLen):
             if flags & RST:
                 return []
@@ -412,7 +402,7 @@ class TCPControlBlock:
         if not flags & ACK:
             return []
         if state is S.SYN_RECEIVED:
-            if _diff(seg.ack, self.iss) <= 0 or _diff(seg.ack, self.sndMax) > 0:
+            if seqSub(seg.ack, self.iss) <= 0 or seqSub(seg.ack, self.sndMax) > 0:
                 return [Segment(self.localPort, self.remotePort, seg.ack, 0, RST, 0)]
             self._synAcked = True
             self.sndUna = (self.iss + 1) & _MASK
@@ -453,7 +443,7 @@ class TCPControlBlock:
     def _synSentReceived(self, seg, now):
         flags = seg.flags
         if flags & ACK:
-            if _diff(seg.ack, self.iss) <= 0 or _diff(seg.ack, self.sndMax) > 0:
+            if seqSub(seg.ack, self.iss) <= 0 or seqSub(seg.ack, self.sndMax) > 0:
                 if flags & RST:
                     return []
                 return [Segment(self.localPort, self.remotePort, seg.ack, 0, RST, 0)]
@@ -490,8 +480,8 @@ class TCPControlBlock:
         return self.dispatch(now)
 
     def _updateWindow(self, seg):
-        if _diff(seg.seq, self._sndWl1) > 0 or (
-            seg.seq == self._sndWl1 and _diff(seg.ack, self._sndWl2) >= 0
+        if seqSub(seg.seq, self._sndWl1) > 0 or (
+            seg.seq == self._sndWl1 and seqSub(seg.ack, self._sndWl2) >= 0
         ):
             self.sndWnd = seg.window << self._sndShift
             self._sndWl1 = seg.seq
@@ -504,8 +494,8 @@ class TCPControlBlock:
         @return: C{False} when the segment must be dropped after answering.
         """
         ack = seg.ack
-        acked = _diff(ack, self.sndUna)
-        if _diff(ack, self.sndMax) > 0:
+        acked = seqSub(ack, self.sndUna)
+        if seqSub(ack, self.sndMax) > 0:
             # It acknowledges something we never sent.
             self._ackNow = True
             return False
@@ -546,7 +536,7 @@ class TCPControlBlock:
         mss = self._sendMSS
         finAcked = False
         dataAcked = acked
-        if self._ourFinSeq is not None and _diff(ack, self._ourFinSeq) > 0:
+        if self._ourFinSeq is not None and seqSub(ack, self._ourFinSeq) > 0:
             finAcked = True
             dataAcked -= 1
         if dataAcked > len(self._sndBuf):
@@ -554,11 +544,11 @@ class TCPControlBlock:
         self._sndBuf.drop(dataAcked)
         self.bytesSent += dataAcked
         self.sndUna = ack
-        if _diff(self.sndNxt, ack) < 0:
+        if seqSub(self.sndNxt, ack) < 0:
             self.sndNxt = ack
         self._sacked.acknowledged(ack)
         # RTT sample (Karn: the timed segment was never retransmitted).
-        if self._timing is not None and _diff(ack, self._timing[0]) >= 0:
+        if self._timing is not None and seqSub(ack, self._timing[0]) >= 0:
             self._rtt.sample(now - self._timing[1])
             self._timing = None
         self._rtt.resetBackoff()
@@ -647,7 +637,7 @@ class TCPControlBlock:
         if state not in _SENDABLE:
             return False
         total = len(self._sndBuf)
-        offset = _diff(self.sndNxt, self.sndUna)
+        offset = seqSub(self.sndNxt, self.sndUna)
         if offset >= total:
             return self._closeRequested and not self._finSent and state in _FIN_STATES
         if self.sndWnd == 0:
@@ -656,7 +646,7 @@ class TCPControlBlock:
         if offset >= window:
             return False
         size = min(self._sendMSS, total - offset, window - offset)
-        retransmission = _diff(self.sndNxt, self.sndMax) < 0
+        retransmission = seqSub(self.sndNxt, self.sndMax) < 0
         return not (size < self._sendMSS and offset + size < total and offset > 0) or retransmission
 
     def dispatch(self, now):
@@ -727,7 +717,7 @@ class TCPControlBlock:
         una = self.sndUna
         mss = self._sendMSS
         total = len(buf)
-        offset = _diff(self.sndNxt, una)
+        offset = seqSub(self.sndNxt, una)
         if self.sndWnd == 0:
             # Zero window: probe with one byte once nothing is in flight,
             # again on every timeout (with backoff) until the guest opens
@@ -740,7 +730,7 @@ class TCPControlBlock:
         largest = max(mss, self.segmentLimit)
         while offset < total and offset < window:
             seq = (una + offset) & _MASK
-            retransmission = _diff(seq, self.sndMax) < 0
+            retransmission = seqSub(seq, self.sndMax) < 0
             size = min(mss if retransmission else largest, total - offset, window - offset)
             if retransmission and self._sacked:
                 skip, limit = self._sacked.skipAt(seq)
@@ -765,7 +755,7 @@ class TCPControlBlock:
             offset += size
             sent = True
             end = (una + offset) & _MASK
-            if _diff(end, self.sndMax) > 0:
+            if seqSub(end, self.sndMax) > 0:
                 self.sndMax = end
         self.sndNxt = (una + offset) & _MASK
         if (
@@ -778,7 +768,7 @@ class TCPControlBlock:
             self._finSent = True
             self._ourFinSeq = self.sndNxt
             self.sndNxt = (self.sndNxt + 1) & _MASK
-            if _diff(self.sndNxt, self.sndMax) > 0:
+            if seqSub(self.sndNxt, self.sndMax) > 0:
                 self.sndMax = self.sndNxt
             sent = True
         if sent:
@@ -797,9 +787,9 @@ class TCPControlBlock:
         buf = self._sndBuf
         una = self.sndUna
         if len(buf):
-            size = min(self._sendMSS, len(buf), _diff(self.sndMax, una))
+            size = min(self._sendMSS, len(buf), seqSub(self.sndMax, una))
             if self._sacked:
-                limit = _diff(self._sacked.firstStart(), una)
+                limit = seqSub(self._sacked.firstStart(), una)
                 if limit > 0:
                     size = min(size, limit)
             flags = ACK | PSH if size == len(buf) else ACK
@@ -823,11 +813,11 @@ class TCPControlBlock:
         """
         una = self.sndUna
         highRxt = self._cc.highRxt
-        hole = self._sacked.nextHole(highRxt if _diff(highRxt, una) > 0 else una)
+        hole = self._sacked.nextHole(highRxt if seqSub(highRxt, una) > 0 else una)
         if hole is None:
             return
         start, length = hole
-        offset = _diff(start, una)
+        offset = seqSub(start, una)
         size = min(self._sendMSS, length, len(self._sndBuf) - offset)
         if size <= 0:
             return
@@ -854,10 +844,10 @@ class TCPControlBlock:
             # Send the SYN (or SYN-ACK) again.
             self.sndNxt = self.sndMax = self.iss
             return True
-        self._cc.timeout(_diff(self.sndMax, self.sndUna), self.sndMax, self._sendMSS)
+        self._cc.timeout(seqSub(self.sndMax, self.sndUna), self.sndMax, self._sendMSS)
         self._retransmitFirst = self._retransmitNext = False
         self.sndNxt = self.sndUna
-        if self._finSent and _diff(self.sndMax, self.sndUna) > 0:
+        if self._finSent and seqSub(self.sndMax, self.sndUna) > 0:
             self._finSent = False
         return True
 
@@ -874,7 +864,7 @@ class TCPControlBlock:
         if not self._synAcked:
             return self.sndMax
         edge = (self.sndUna + self.sndWnd) & _MASK
-        return edge if _diff(self.sndMax, edge) > 0 else self.sndMax
+        return edge if seqSub(self.sndMax, edge) > 0 else self.sndMax
 
     def _make(self, seq, flags, payload=b""):
         return Segment(
