@@ -296,6 +296,36 @@ class HandshakeTests(TCPTestCase):
         self.assertIs(tcb.state, State.CLOSED)
         self.assertEqual(tcb.error, "timeout")
 
+    def test_synAckRetriesDefault(self):
+        """
+        With the default configuration an unanswered SYN-ACK is sent again
+        exactly 5 times, the RTO doubling from 1 s (at 1, 3, 7, 15 and
+        31 s); when the sixth timeout fires (63 s) the connection is given
+        up with the error "timeout" and without a RST, and a late ACK from
+        the guest is then answered with RST.
+        """
+        config = TCPConfig()
+        tcb = self.tcbSynReceived(config)
+        sent = []
+        at = 0.0
+        for _ in range(10):
+            at = tcb.pollAt(at)
+            if at is None:
+                break
+            self.recvNothing(tcb, at - 0.001)
+            out = dispatch(tcb, at)
+            if not out:
+                break
+            [synAck] = out
+            self.assertEqual((synAck.flags, synAck.seq), (SYN | ACK, LOCAL_SEQ))
+            sent.append(at)
+        self.assertEqual(sent, [1.0, 3.0, 7.0, 15.0, 31.0])
+        self.assertEqual(at, 63.0)
+        self.assertEqual((tcb.state, tcb.error), (State.CLOSED, "timeout"))
+        self.assertIsNone(tcb.pollAt(at))
+        late = replace(SEND, seq=seq(REMOTE_SEQ, 1), ack=seq(LOCAL_SEQ, 1))
+        self.recv(send(tcb, late, 64.0), [replace(RECV, seq=seq(LOCAL_SEQ, 1), flags=RST)])
+
     def test_retransmittedSynGetsSynAck(self):
         """
         The guest's SYN again (our SYN-ACK was lost) brings the SYN-ACK again
