@@ -7,7 +7,8 @@ Three verbs drive it, as in smoltcp: L{TCPControlBlock.segmentReceived}
 (a segment from the guest), L{TCPControlBlock.dispatch} (time passed; emit
 what is due) and L{TCPControlBlock.pollAt} (when to call C{dispatch} next).
 Each returns the segments to send.  Time is always an argument; nothing
-here reads a clock, touches a socket or imports Twisted.
+here reads a clock or touches a socket (Twisted only logs the state
+changes, at debug level).
 
 "Local" is vpnkit's end (the address it impersonates), "remote" the guest.
 The receive half lives in L{receiver}, loss recovery and the congestion
@@ -17,6 +18,7 @@ C{docs/tcp.md}.
 
 import enum
 
+from vpnkit.log import debugEnabled, logger
 from vpnkit.protocols.tcp.buffers import SendBuffer
 from vpnkit.protocols.tcp.config import TCPConfig, _windowShift
 from vpnkit.protocols.tcp.receiver import FILLED, IN_ORDER, Receiver
@@ -29,6 +31,8 @@ from vpnkit.wire.tcp import ACK, FIN, PSH, RST, SYN, Segment, TCPOptions
 __all__ = ["State", "TCPConfig", "TCPControlBlock", "TRANSITIONS", "refuse", "resetFor"]
 
 _MASK = 0xFFFFFFFF
+
+log = logger("vpnkit.tcp")
 
 
 class State(enum.Enum):
@@ -49,16 +53,20 @@ class State(enum.Enum):
 
 S = State
 
-# Every state change of the connection's life cycle, in one place:
-# (state, event) -> new state.  Events: "synAcked" (the handshake
-# completed), "close" (the application will send no more), "finAcked" (the
-# guest acknowledged our FIN), "finReceived" (the guest's FIN arrived in
-# order), "timeWaitExpired".  RST and give-up go straight to CLOSED.  A
-# close in SYN-RECEIVED takes effect once the handshake completes (RFC 9293
-# 3.10.4: "queue for processing after entering ESTABLISHED state").
+# Every state change, in one place, applied only by _transition: (state,
+# event) -> new state.  Events: "open" (active), "synReceived" (passive or
+# simultaneous open), "synAcked" (handshake done), "close" (the application
+# will send no more), "finAcked" (our FIN), "finReceived" (theirs, in
+# order), "timeWaitExpired", "refused" (RST for our SYN), and from any
+# state "reset" (their RST), "timeout" (given up), "aborted" (our RST).  A
+# close in SYN-RECEIVED waits for the handshake (RFC 9293 3.10.4).
 TRANSITIONS = {
+    (S.CLOSED, "open"): S.SYN_SENT,
+    (S.CLOSED, "synReceived"): S.SYN_RECEIVED,
+    (S.SYN_SENT, "synReceived"): S.SYN_RECEIVED,
     (S.SYN_SENT, "synAcked"): S.ESTABLISHED,
     (S.SYN_RECEIVED, "synAcked"): S.ESTABLISHED,
+    (S.SYN_SENT, "close"): S.CLOSED,
     (S.ESTABLISHED, "close"): S.FIN_WAIT_1,
     (S.CLOSE_WAIT, "close"): S.LAST_ACK,
     (S.FIN_WAIT_1, "finAcked"): S.FIN_WAIT_2,
@@ -68,6 +76,8 @@ TRANSITIONS = {
     (S.FIN_WAIT_1, "finReceived"): S.CLOSING,
     (S.FIN_WAIT_2, "finReceived"): S.TIME_WAIT,
     (S.TIME_WAIT, "timeWaitExpired"): S.CLOSED,
+    (S.SYN_SENT, "refused"): S.CLOSED,
+    **{(s, e): S.CLOSED for s in S if s is not S.CLOSED for e in ("reset", "timeout", "aborted")},
 }
 
 _SYNCHRONIZED = frozenset(
@@ -95,9 +105,9 @@ class TCPControlBlock:
     """
     One connection's state.
 
-    @ivar error: why the connection ended abnormally: C{None},
-        C{"reset"} (the guest sent RST), C{"timeout"} (it stopped
-        answering) or C{"aborted"} (we sent RST).
+    @ivar error: why the connection ended abnormally: C{None}, C{"reset"}
+        (the guest's RST), C{"refused"} (its RST for our SYN), C{"timeout"}
+        (it stopped answering) or C{"aborted"} (we sent RST).
     @ivar eofReceived: the guest's FIN arrived (all its data is in
         L{recvQueue} or was read).
     """
@@ -172,7 +182,7 @@ class TCPControlBlock:
         exist first).
         """
         tcb = cls(syn.dstPort, syn.srcPort, iss, config)
-        tcb.state = S.SYN_RECEIVED
+        tcb._transition("synReceived")
         tcb.irs = syn.seq
         tcb.rcvNxt = (syn.seq + 1) & _MASK
         tcb._negotiate(syn)
@@ -190,7 +200,7 @@ class TCPControlBlock:
         @return: C{(tcb, segments)}: the control block and the SYN to send.
         """
         tcb = cls(localPort, remotePort, iss, config)
-        tcb.state = S.SYN_SENT
+        tcb._transition("open")
         tcb._accepted = True
         tcb._rx.shift = _windowShift(config.receiveBuffer)
         return tcb, tcb.dispatch(now)
@@ -310,11 +320,7 @@ class TCPControlBlock:
             # Our SYN is not acknowledged yet, and the send buffer counts
             # from just after it: FIN (and any data) waits for the ACK.
             return
-        new = TRANSITIONS.get((self.state, "close"))
-        if new is not None:
-            self.state = new
-        elif self.state is S.SYN_SENT:
-            self._enterClosed(None)
+        self._transition("close")
 
     def abort(self):
         """
@@ -411,9 +417,9 @@ class TCPControlBlock:
                 self._timing = None
             self._retries = 0
             self._rtoAt = None
-            self.state = TRANSITIONS[(state, "synAcked")]
+            self._transition("synAcked")
             if self._closeRequested:
-                self.state = TRANSITIONS[(self.state, "close")]
+                self._transition("close")
             state = self.state
             self._updateWindow(seg)
         if not self._processAck(seg, now):
@@ -470,11 +476,11 @@ class TCPControlBlock:
             self.sndWnd = seg.window
             self._sndWl1 = seg.seq
             self._sndWl2 = seg.ack
-            self.state = TRANSITIONS[(S.SYN_SENT, "synAcked")]
+            self._transition("synAcked")
             self._ackNow = True
         else:
             # Simultaneous open.
-            self.state = S.SYN_RECEIVED
+            self._transition("synReceived")
             self.sndWnd = seg.window
             self._rtoAt = now
         return self.dispatch(now)
@@ -560,13 +566,7 @@ class TCPControlBlock:
         # Retransmission timer (RFC 6298 5.2/5.3).
         self._rtoAt = None if self.sndMax == self.sndUna else now + self._rtt.rto
         if finAcked:
-            new = TRANSITIONS.get((self.state, "finAcked"))
-            if new is not None:
-                self.state = new
-                if new is S.TIME_WAIT:
-                    self._timeWaitAt = now + self.config.timeWait
-                elif new is S.CLOSED:
-                    self._enterClosed(None)
+            self._transition("finAcked", now)
 
     def _duplicateAck(self, now):
         action = self._cc.duplicate(
@@ -603,11 +603,7 @@ class TCPControlBlock:
         self.rcvNxt = (self.rcvNxt + 1) & _MASK
         self.eofReceived = True
         self._ackNow = True
-        new = TRANSITIONS.get((self.state, "finReceived"))
-        if new is not None:
-            self.state = new
-            if new is S.TIME_WAIT:
-                self._timeWaitAt = now + self.config.timeWait
+        self._transition("finReceived", now)
 
     # -- what to send ------------------------------------------------------------
 
@@ -659,8 +655,7 @@ class TCPControlBlock:
         out = []
         if self._timeWaitAt is not None and now >= self._timeWaitAt:
             self._timeWaitAt = None
-            self.state = TRANSITIONS[(S.TIME_WAIT, "timeWaitExpired")]
-            self._enterClosed(None)
+            self._transition("timeWaitExpired")
             return []
         if self._rtoAt is not None and now >= self._rtoAt:
             if not self._retransmissionTimeout(now):
@@ -887,11 +882,32 @@ class TCPControlBlock:
         self._unackedSegments = 0
 
     def _enterClosed(self, error):
-        self.state = S.CLOSED
-        if error is not None and self.error is None:
+        """
+        End abnormally: C{error} (the first one stays) is also the event.
+        """
+        if self.error is None:
             self.error = error
-        self._rtoAt = self._ackAt = self._timeWaitAt = None
-        self._ackNow = self._retransmitFirst = self._retransmitNext = False
-        self._sndBuf.clear()
-        self._rx.clear()
+        self._transition(error)
 
+    def _transition(self, event, now=None):
+        """
+        Apply L{TRANSITIONS}: the one place the state changes, logged at
+        debug level.  TIME-WAIT starts its timer; CLOSED stops all timers
+        and drops both buffers.  Returns the new state (C{None}: no change).
+        """
+        old = self.state
+        new = TRANSITIONS.get((old, event))
+        if new is None:
+            return None
+        self.state = new
+        if debugEnabled():
+            ports = (self.localPort, self.remotePort)
+            log.debug("{old} -[{event}]-> {new}", old=old, event=event, new=new, ports=ports)
+        if new is S.TIME_WAIT:
+            self._timeWaitAt = now + self.config.timeWait
+        elif new is S.CLOSED:
+            self._rtoAt = self._ackAt = self._timeWaitAt = None
+            self._ackNow = self._retransmitFirst = self._retransmitNext = False
+            self._sndBuf.clear()
+            self._rx.clear()
+        return new
