@@ -80,17 +80,7 @@ TRANSITIONS = {
     **{(s, e): S.CLOSED for s in S if s is not S.CLOSED for e in ("reset", "timeout", "aborted")},
 }
 
-_SYNCHRONIZED = frozenset(
-    {
-        S.ESTABLISHED,
-        S.FIN_WAIT_1,
-        S.FIN_WAIT_2,
-        S.CLOSE_WAIT,
-        S.CLOSING,
-        S.LAST_ACK,
-        S.TIME_WAIT,
-    }
-)
+_SYNCHRONIZED = frozenset(S) - {S.CLOSED, S.SYN_SENT, S.SYN_RECEIVED}  # handshake done
 # States in which data from the guest is still accepted.
 _RECEIVING = frozenset({S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2})
 # States in which queued data (and then our FIN) may still be sent.
@@ -121,20 +111,13 @@ class TCPControlBlock:
 
         # Send side.
         self.iss = iss
-        self.sndUna = iss
-        self.sndNxt = iss
-        self.sndMax = iss
-        self.sndWnd = 0
-        self._sndWl1 = 0
-        self._sndWl2 = 0
+        self.sndUna = self.sndNxt = self.sndMax = iss
+        self.sndWnd = self._sndWl1 = self._sndWl2 = 0
         self._sndShift = 0
         self._sendMSS = 536
         self._sndBuf = SendBuffer()
-        self._closeRequested = False
-        self._finSent = False
-        self._synAcked = False
-        self._sackPermitted = False
-        self._windowScaling = False
+        self._closeRequested = self._finSent = self._synAcked = False
+        self._sackPermitted = self._windowScaling = False
         self._ourFinSeq = None
         self._sacked = Scoreboard()
 
@@ -149,17 +132,14 @@ class TCPControlBlock:
 
         # Timers: absolute deadlines, or None.
         self._rtt = RTTEstimator(config.initialRTO, config.minRTO, config.maxRTO)
-        self._rtoAt = None
+        self._rtoAt = self._ackAt = self._timeWaitAt = None
         self._retries = 0
         self._timing = None  # (seq that ends the timed segment, time sent)
-        self._ackAt = None
         self._ackNow = False
         # What loss recovery asked to send again: the first unacknowledged
         # segment, or (with SACK, one per arriving ACK) the next hole.
-        self._retransmitFirst = False
-        self._retransmitNext = False
+        self._retransmitFirst = self._retransmitNext = False
         self._unackedSegments = 0
-        self._timeWaitAt = None
         self._accepted = False
 
         # The most payload one segment may carry: the MSS, unless the link
@@ -167,10 +147,7 @@ class TCPControlBlock:
         self.segmentLimit = 0
 
         # Statistics, for diagnostics.
-        self.bytesSent = 0
-        self.retransmits = 0
-        self.segmentsIn = 0
-        self.segmentsOut = 0
+        self.bytesSent = self.retransmits = self.segmentsIn = self.segmentsOut = 0
 
     # -- construction ----------------------------------------------------------
 
@@ -184,7 +161,7 @@ class TCPControlBlock:
         tcb = cls(syn.dstPort, syn.srcPort, iss, config)
         tcb._transition("synReceived")
         tcb.irs = syn.seq
-        tcb.rcvNxt = (syn.seq + 1) & _MASK
+        tcb._rx.nxt = (syn.seq + 1) & _MASK
         tcb._negotiate(syn)
         tcb._sndWl1 = syn.seq
         tcb._sndWl2 = iss
@@ -252,10 +229,6 @@ class TCPControlBlock:
         The next sequence number expected from the guest.
         """
         return self._rx.nxt
-
-    @rcvNxt.setter
-    def rcvNxt(self, value):
-        self._rx.nxt = value
 
     @property
     def bytesReceived(self):
@@ -344,7 +317,10 @@ class TCPControlBlock:
 
     def segmentReceived(self, seg, now):
         """
-        Process one segment from the guest.
+        Process one segment from the guest as RFC 9293 3.10.7 says for the
+        state.  Past SYN-SENT, its steps (3.10.7.4) one method each, in
+        order, but for the third (security) and sixth (urgent data); a step
+        that returns segments ends the processing, C{None} goes on.
 
         @return: the segments to send now.
         """
@@ -354,164 +330,119 @@ class TCPControlBlock:
             return resetFor(seg)
         if state is S.SYN_SENT:
             return self._synSentReceived(seg, now)
+        if state is S.SYN_RECEIVED:
+            out = self._checkSynReceived(seg, now)
+            if out is not None:
+                return out
         flags = seg.flags
+        offset = seqSub(seg.seq, self._rx.nxt)
+        out = self._checkSequence(seg, offset, now)
+        if out is not None:
+            return out
+        if flags & RST:
+            return self._checkReset(offset, now)
+        if flags & SYN:
+            return self._checkSyn(now)
+        if not flags & ACK:
+            return []
+        out = self._processAck(seg, now)
+        if out is not None:
+            return out
+        if seg.payload:
+            self._processText(seg.payload, offset, now)
+        if flags & FIN:
+            self._processFin(seg, now)
+        if self._finSeq is not None:
+            self._checkFin(now)
+        return self.dispatch(now)
 
-        if state is S.SYN_RECEIVED and not self._accepted:
-            # Waiting for the host: a retransmitted SYN is absorbed, a RST
-            # ends it, anything else is ignored.
+    def _checkSynReceived(self, seg, now):
+        """
+        SYN-RECEIVED, before the steps: until L{accept} a RST ends it and
+        all else is absorbed; after it, the guest's SYN again means our
+        SYN-ACK was lost.
+        """
+        flags = seg.flags
+        if not self._accepted:
             if flags & RST:
                 self._enterClosed("reset")
             return []
-
-        if state is S.SYN_RECEIVED and flags & SYN and not flags & ACK and seg.seq == self.irs:
-            # The guest sent its SYN again: our SYN-ACK was lost.
+        if flags & SYN and not flags & ACK and seg.seq == self.irs:
             if self.sndMax != self.iss:
                 self._rtoAt = now
             return self.dispatch(now)
+        return None
 
-        # 1. Sequence acceptability (RFC 9293 3.10.7.4).
-        seqLen = len(seg.payload) + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
-        offset = seqSub(seg.seq, self.rcvNxt)
-        if not self._rx.acceptable(offset, seqLen):
-            if flags & RST:
-                return []
-            if state is S.TIME_WAIT:
-                if flags & SYN:
-                    # A new connection reusing the pair: the caller decides.
-                    return []
-                if flags & FIN:
-                    # The guest's FIN again (it lies just behind rcv.nxt, so
-                    # it is never "acceptable"): our ACK was lost.  Answer
-                    # it and restart the timer (RFC 9293 3.10.7.4).
-                    self._timeWaitAt = now + self.config.timeWait
-            self._ackNow = True
-            return self.dispatch(now)
-
-        # 2. RST (RFC 5961 3.2: only an exact match resets).  In TIME-WAIT
-        # the connection is complete and the timer runs out regardless
-        # (RFC 1337: a stray RST must not assassinate it).
-        if flags & RST and state is S.TIME_WAIT:
-            return []
-        if flags & RST:
-            if offset == 0:
-                self._enterClosed("reset")
-                return []
-            self._ackNow = True
-            return self.dispatch(now)
-
-        # 3. SYN in a synchronized state: challenge ACK (RFC 5961 4.2).
-        if flags & SYN:
-            self._ackNow = True
-            return self.dispatch(now)
-
-        # 4. ACK.
-        if not flags & ACK:
-            return []
-        if state is S.SYN_RECEIVED:
-            if seqSub(seg.ack, self.iss) <= 0 or seqSub(seg.ack, self.sndMax) > 0:
-                return [Segment(self.localPort, self.remotePort, seg.ack, 0, RST, 0)]
-            self._synAcked = True
-            self.sndUna = (self.iss + 1) & _MASK
-            if self._timing is not None:
-                self._rtt.sample(now - self._timing[1])
-                self._timing = None
-            self._retries = 0
-            self._rtoAt = None
-            self._transition("synAcked")
-            if self._closeRequested:
-                self._transition("close")
-            state = self.state
-            self._updateWindow(seg)
-        if not self._processAck(seg, now):
-            return self.dispatch(now)
-        state = self.state
-        if state is S.CLOSED:
-            return []
-
-        # 5. Data.
-        payload = seg.payload
-        if payload and state in _RECEIVING:
-            self._receiveData(payload, offset, now)
-
-        # 6. FIN.
-        if flags & FIN:
-            finSeq = (seg.seq + len(payload)) & _MASK
-            if self._finSeq is None and state in _RECEIVING:
-                self._finSeq = finSeq
-            elif state in (S.CLOSE_WAIT, S.CLOSING, S.LAST_ACK, S.TIME_WAIT):
-                # A retransmitted FIN: our ACK was lost.
-                self._ackNow = True
-                if state is S.TIME_WAIT:
-                    self._timeWaitAt = now + self.config.timeWait
-        self._checkFin(now)
-        return self.dispatch(now)
-
-    def _synSentReceived(self, seg, now):
+    def _checkSequence(self, seg, offset, now):
+        """
+        RFC 9293 3.10.7.4, first step: check the sequence number.  Outside
+        the window: ACK it (drop a RST).  In TIME-WAIT a new SYN is left to
+        the caller; the guest's FIN again (just behind rcv.nxt: our ACK was
+        lost) restarts the timer.
+        """
         flags = seg.flags
-        if flags & ACK:
-            if seqSub(seg.ack, self.iss) <= 0 or seqSub(seg.ack, self.sndMax) > 0:
-                if flags & RST:
-                    return []
-                return [Segment(self.localPort, self.remotePort, seg.ack, 0, RST, 0)]
+        seqLen = len(seg.payload) + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
+        if self._rx.acceptable(offset, seqLen):
+            return None
         if flags & RST:
-            if flags & ACK:
-                self._enterClosed("refused")
             return []
-        if not flags & SYN:
-            return []
-        self.irs = seg.seq
-        self.rcvNxt = (seg.seq + 1) & _MASK
-        # The window our SYN offered starts at the guest's first byte.
-        self._rx.synWindow()
-        self._negotiate(seg)
-        if flags & ACK:
-            self.sndUna = seg.ack
-            self._synAcked = True
-            if self._timing is not None:
-                self._rtt.sample(now - self._timing[1])
-                self._timing = None
-            self._rtoAt = None
-            self._retries = 0
-            # The window of a SYN-ACK is never scaled (RFC 7323 2.2).
-            self.sndWnd = seg.window
-            self._sndWl1 = seg.seq
-            self._sndWl2 = seg.ack
-            self._transition("synAcked")
-            self._ackNow = True
-        else:
-            # Simultaneous open.
-            self._transition("synReceived")
-            self.sndWnd = seg.window
-            self._rtoAt = now
+        if self.state is S.TIME_WAIT:
+            if flags & SYN:
+                return []
+            if flags & FIN:
+                self._timeWaitAt = now + self.config.timeWait
+        self._ackNow = True
         return self.dispatch(now)
 
-    def _updateWindow(self, seg):
-        if seqSub(seg.seq, self._sndWl1) > 0 or (
-            seg.seq == self._sndWl1 and seqSub(seg.ack, self._sndWl2) >= 0
-        ):
-            self.sndWnd = seg.window << self._sndShift
-            self._sndWl1 = seg.seq
-            self._sndWl2 = seg.ack
+    def _checkReset(self, offset, now):
+        """
+        RFC 9293 3.10.7.4, second step: check the RST bit.  Only one at
+        exactly rcv.nxt resets (RFC 5961 3.2), others get a challenge ACK;
+        TIME-WAIT ignores it (RFC 1337: no assassination).
+        """
+        if self.state is S.TIME_WAIT:
+            return []
+        if offset == 0:
+            self._enterClosed("reset")
+            return []
+        self._ackNow = True
+        return self.dispatch(now)
+
+    def _checkSyn(self, now):
+        """
+        RFC 9293 3.10.7.4, fourth step: check the SYN bit.  A SYN here gets
+        a challenge ACK (RFC 5961 4.2).
+        """
+        self._ackNow = True
+        return self.dispatch(now)
 
     def _processAck(self, seg, now):
         """
-        Apply the acknowledgement of C{seg}.
-
-        @return: C{False} when the segment must be dropped after answering.
+        RFC 9293 3.10.7.4, fifth step: check the ACK field.  It completes
+        the handshake (or gets a RST), updates the window and SACK
+        scoreboard, frees acknowledged data or counts a duplicate ACK.
         """
+        if self.state is S.SYN_RECEIVED:
+            if seqSub(seg.ack, self.iss) <= 0 or seqSub(seg.ack, self.sndMax) > 0:
+                return [Segment(self.localPort, self.remotePort, seg.ack, 0, RST, 0)]
+            self.sndUna = (self.iss + 1) & _MASK
+            self._handshakeDone(now)
+            if self._closeRequested:
+                self._transition("close")
+            self._updateWindow(seg)
         ack = seg.ack
         acked = seqSub(ack, self.sndUna)
         if seqSub(ack, self.sndMax) > 0:
             # It acknowledges something we never sent.
             self._ackNow = True
-            return False
+            return self.dispatch(now)
         self._retries = 0
         newlySacked = 0
         if seg.options.sack and self._sackPermitted:
             newlySacked = self._sacked.record(seg.options.sack, self.sndUna, self.sndMax)
         if acked < 0:
             # An old, reordered ACK: nothing to learn from it.
-            return True
+            return None
         oldWindow = self.sndWnd
         self._updateWindow(seg)
         if oldWindow == 0 and self.sndWnd:
@@ -534,9 +465,108 @@ class TCPControlBlock:
                 and (self.sndWnd == oldWindow or newlySacked)
             ):
                 self._duplicateAck(now)
-            return True
+            return None
         self._newAck(ack, acked, now)
-        return True
+        return [] if self.state is S.CLOSED else None
+
+    def _processText(self, payload, offset, now):
+        """
+        RFC 9293 3.10.7.4, seventh step: process the segment text (in the
+        receiving states).  ACK at once anything out of order, a filled
+        hole, nothing usable, or every second segment (or one of two MSS);
+        else after the delayed-ACK time.
+        """
+        if self.state not in _RECEIVING:
+            return
+        what, length = self._rx.accept(offset, payload)
+        if what is IN_ORDER or what is FILLED:
+            self._unackedSegments += 1
+            if what is FILLED or self._unackedSegments >= 2 or length >= 2 * self.config.mss:
+                self._ackNow = True
+            elif self._ackAt is None:
+                self._ackAt = now + self.config.delayedAck
+        else:
+            self._ackNow = True
+
+    def _processFin(self, seg, now):
+        """
+        RFC 9293 3.10.7.4, eighth step: check the FIN bit: note the first
+        (L{_checkFin} takes it in order); a FIN again means our ACK was lost.
+        """
+        state = self.state
+        if self._finSeq is None and state in _RECEIVING:
+            self._finSeq = (seg.seq + len(seg.payload)) & _MASK
+        elif state in (S.CLOSE_WAIT, S.CLOSING, S.LAST_ACK, S.TIME_WAIT):
+            self._ackNow = True
+            if state is S.TIME_WAIT:
+                self._timeWaitAt = now + self.config.timeWait
+
+    def _checkFin(self, now):
+        """
+        Take the guest's FIN once everything before it has arrived.
+        """
+        rx = self._rx
+        if self.eofReceived or self._finSeq != rx.nxt:
+            return
+        rx.nxt = (rx.nxt + 1) & _MASK
+        self.eofReceived = True
+        self._ackNow = True
+        self._transition("finReceived", now)
+
+    def _synSentReceived(self, seg, now):
+        """
+        RFC 9293 3.10.7.3: a segment in SYN-SENT.  A SYN-ACK for our SYN
+        establishes the connection, a bare SYN is a simultaneous open.
+        """
+        flags = seg.flags
+        if flags & ACK:
+            if seqSub(seg.ack, self.iss) <= 0 or seqSub(seg.ack, self.sndMax) > 0:
+                if flags & RST:
+                    return []
+                return [Segment(self.localPort, self.remotePort, seg.ack, 0, RST, 0)]
+        if flags & RST:
+            if flags & ACK:
+                self._enterClosed("refused")
+            return []
+        if not flags & SYN:
+            return []
+        self.irs = seg.seq
+        self._rx.nxt = (seg.seq + 1) & _MASK
+        # The window our SYN offered starts at the guest's first byte.
+        self._rx.synWindow()
+        self._negotiate(seg)
+        # The window of a SYN-ACK is never scaled (RFC 7323 2.2).
+        self.sndWnd = seg.window
+        if flags & ACK:
+            self.sndUna = seg.ack
+            self._sndWl1 = seg.seq
+            self._sndWl2 = seg.ack
+            self._handshakeDone(now)
+            self._ackNow = True
+        else:
+            self._transition("synReceived")
+            self._rtoAt = now
+        return self.dispatch(now)
+
+    def _handshakeDone(self, now):
+        """
+        Our SYN is acknowledged: sample the RTT (Karn), ESTABLISHED.
+        """
+        self._synAcked = True
+        if self._timing is not None:
+            self._rtt.sample(now - self._timing[1])
+            self._timing = None
+        self._retries = 0
+        self._rtoAt = None
+        self._transition("synAcked")
+
+    def _updateWindow(self, seg):
+        if seqSub(seg.seq, self._sndWl1) > 0 or (
+            seg.seq == self._sndWl1 and seqSub(seg.ack, self._sndWl2) >= 0
+        ):
+            self.sndWnd = seg.window << self._sndShift
+            self._sndWl1 = seg.seq
+            self._sndWl2 = seg.ack
 
     def _newAck(self, ack, acked, now):
         mss = self._sendMSS
@@ -580,31 +610,6 @@ class TCPControlBlock:
         elif action is NEXT:
             self._retransmitNext = True
 
-    def _receiveData(self, payload, offset, now):
-        """
-        Take a segment's data and decide when to acknowledge it: at once for
-        anything out of order, a filled hole, nothing usable, or every
-        second segment (or one of two MSS or more); else after the
-        delayed-ACK time.
-        """
-        what, length = self._rx.accept(offset, payload)
-        if what is IN_ORDER or what is FILLED:
-            self._unackedSegments += 1
-            if what is FILLED or self._unackedSegments >= 2 or length >= 2 * self.config.mss:
-                self._ackNow = True
-            elif self._ackAt is None:
-                self._ackAt = now + self.config.delayedAck
-        else:
-            self._ackNow = True
-
-    def _checkFin(self, now):
-        if self._finSeq is None or self.eofReceived or self._finSeq != self.rcvNxt:
-            return
-        self.rcvNxt = (self.rcvNxt + 1) & _MASK
-        self.eofReceived = True
-        self._ackNow = True
-        self._transition("finReceived", now)
-
     # -- what to send ------------------------------------------------------------
 
     def pollAt(self, now):
@@ -623,9 +628,8 @@ class TCPControlBlock:
 
     def _canSendNow(self):
         """
-        Whether L{_sendData} would emit something right now; kept beside it
-        and in step with it, so that L{pollAt} never promises work that
-        L{dispatch} does not do.
+        Whether L{_sendData} would emit something now, in step with it so
+        that L{pollAt} never promises work that L{dispatch} does not do.
         """
         state = self.state
         if state is S.SYN_RECEIVED or state is S.SYN_SENT:
@@ -753,12 +757,7 @@ class TCPControlBlock:
             if seqSub(end, self.sndMax) > 0:
                 self.sndMax = end
         self.sndNxt = (una + offset) & _MASK
-        if (
-            offset >= total
-            and self._closeRequested
-            and not self._finSent
-            and state in _FIN_STATES
-        ):
+        if offset >= total and self._closeRequested and not self._finSent and state in _FIN_STATES:
             out.append(self._make(self.sndNxt, FIN | ACK))
             self._finSent = True
             self._ourFinSeq = self.sndNxt
@@ -823,9 +822,8 @@ class TCPControlBlock:
 
     def _retransmissionTimeout(self, now):
         """
-        The retransmission timer fired.
-
-        @return: C{False} if the connection was given up.
+        The retransmission timer fired: C{False} if the connection was
+        given up.
         """
         self._rtoAt = None
         self._retries += 1
@@ -848,13 +846,10 @@ class TCPControlBlock:
 
     def _acceptableSeq(self):
         """
-        The sequence number for a segment without data (an ACK, a RST):
-        one the guest finds acceptable.  Not snd.nxt, which a timeout winds
-        back: below the guest's rcv.nxt the segment would be dropped (or
-        answered with an ACK we would find unacceptable in turn, for ever).
-        So snd.max, but never past the right edge of the guest's window
-        (where a zero-window probe leaves it), as Linux's
-        tcp_acceptable_seq() does.
+        The sequence number for an ACK or RST that the guest accepts: not
+        snd.nxt, which a timeout winds back below its rcv.nxt (an ACK war),
+        but snd.max, never past the right edge of its window (where a
+        zero-window probe leaves it), as Linux's tcp_acceptable_seq().
         """
         if not self._synAcked:
             return self.sndMax
@@ -862,19 +857,11 @@ class TCPControlBlock:
         return edge if seqSub(self.sndMax, edge) > 0 else self.sndMax
 
     def _make(self, seq, flags, payload=b""):
+        rx = self._rx
+        window = rx.windowField()
         return Segment(
-            self.localPort,
-            self.remotePort,
-            seq,
-            self.rcvNxt,
-            flags,
-            self._windowField(),
-            self._rx.sackOption(),
-            payload,
+            self.localPort, self.remotePort, seq, rx.nxt, flags, window, rx.sackOption(), payload
         )
-
-    def _windowField(self):
-        return self._rx.windowField()
 
     def _ackSent(self):
         self._ackNow = False
