@@ -10,8 +10,11 @@ time C{now}, C{pollAt(now)} is C{None} or later than C{now}.
 
 from dataclasses import replace
 
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
+from vpnkit.log import debugEnabled, setDebug
+from vpnkit.protocols.tcp import state as stateModule
 from vpnkit.protocols.tcp.state import (
     TRANSITIONS,
     State,
@@ -296,6 +299,36 @@ class HandshakeTests(TCPTestCase):
         self.assertIs(tcb.state, State.CLOSED)
         self.assertEqual(tcb.error, "timeout")
 
+    def test_synAckRetriesDefault(self):
+        """
+        With the default configuration an unanswered SYN-ACK is sent again
+        exactly 5 times, the RTO doubling from 1 s (at 1, 3, 7, 15 and
+        31 s); when the sixth timeout fires (63 s) the connection is given
+        up with the error "timeout" and without a RST, and a late ACK from
+        the guest is then answered with RST.
+        """
+        config = TCPConfig()
+        tcb = self.tcbSynReceived(config)
+        sent = []
+        at = 0.0
+        for _ in range(10):
+            at = tcb.pollAt(at)
+            if at is None:
+                break
+            self.recvNothing(tcb, at - 0.001)
+            out = dispatch(tcb, at)
+            if not out:
+                break
+            [synAck] = out
+            self.assertEqual((synAck.flags, synAck.seq), (SYN | ACK, LOCAL_SEQ))
+            sent.append(at)
+        self.assertEqual(sent, [1.0, 3.0, 7.0, 15.0, 31.0])
+        self.assertEqual(at, 63.0)
+        self.assertEqual((tcb.state, tcb.error), (State.CLOSED, "timeout"))
+        self.assertIsNone(tcb.pollAt(at))
+        late = replace(SEND, seq=seq(REMOTE_SEQ, 1), ack=seq(LOCAL_SEQ, 1))
+        self.recv(send(tcb, late, 64.0), [replace(RECV, seq=seq(LOCAL_SEQ, 1), flags=RST)])
+
     def test_retransmittedSynGetsSynAck(self):
         """
         The guest's SYN again (our SYN-ACK was lost) brings the SYN-ACK again
@@ -479,12 +512,24 @@ class TransitionTableTests(SynchronousTestCase):
         """
         The transition table is the RFC 9293 diagram for the events the
         control block knows, and nothing else (a close in SYN-RECEIVED is
-        deferred until the handshake completes).
+        deferred until the handshake completes); the abnormal ends lead
+        from every state to CLOSED.
         """
         S = State
         self.assertEqual(
             TRANSITIONS,
             {
+                (S.CLOSED, "open"): S.SYN_SENT,
+                (S.CLOSED, "synReceived"): S.SYN_RECEIVED,
+                (S.SYN_SENT, "synReceived"): S.SYN_RECEIVED,
+                (S.SYN_SENT, "close"): S.CLOSED,
+                (S.SYN_SENT, "refused"): S.CLOSED,
+                **{
+                    (state, event): S.CLOSED
+                    for state in S
+                    if state is not S.CLOSED
+                    for event in ("reset", "timeout", "aborted")
+                },
                 (S.SYN_SENT, "synAcked"): S.ESTABLISHED,
                 (S.SYN_RECEIVED, "synAcked"): S.ESTABLISHED,
                 (S.ESTABLISHED, "close"): S.FIN_WAIT_1,
@@ -505,6 +550,173 @@ class TransitionTableTests(SynchronousTestCase):
         """
         self.assertEqual(str(State.SYN_RECEIVED), "SYN-RECEIVED")
         self.assertEqual(str(State.TIME_WAIT), "TIME-WAIT")
+
+
+class TransitionLogTests(TCPTestCase):
+    """
+    Every state change goes through L{TRANSITIONS} and is logged at debug
+    level as C{old -[event]-> new}.
+    """
+
+    def setUp(self):
+        self.addCleanup(setDebug, debugEnabled())
+        setDebug(True)
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def changes(self):
+        """
+        The state changes logged so far, each checked against the table.
+        """
+        found = []
+        for event in self.events:
+            if event.get("log_format") == "{old} -[{event}]-> {new}":
+                key = (event["old"], event["event"])
+                self.assertIs(TRANSITIONS.get(key), event["new"])
+                self.assertEqual(event["log_namespace"], "vpnkit.tcp")
+                found.append(formatEvent(event))
+        return found
+
+    def test_passiveOpen(self):
+        """
+        The guest's SYN puts a new control block in SYN-RECEIVED, its ACK
+        of our SYN-ACK in ESTABLISHED.
+        """
+        self.tcbEstablished()
+        self.assertEqual(
+            self.changes(),
+            ["CLOSED -[synReceived]-> SYN-RECEIVED", "SYN-RECEIVED -[synAcked]-> ESTABLISHED"],
+        )
+
+    def test_simultaneousOpen(self):
+        """
+        An active open enters SYN-SENT; the guest's bare SYN crossing ours
+        moves it to SYN-RECEIVED, through the table.
+        """
+        tcb, _ = TCPControlBlock.connect(LOCAL_PORT, REMOTE_PORT, LOCAL_SEQ, 0.0, CONFIG)
+        send(tcb, self.synSegment(), 0.1)
+        self.assertIs(tcb.state, State.SYN_RECEIVED)
+        self.assertEqual(
+            self.changes(),
+            ["CLOSED -[open]-> SYN-SENT", "SYN-SENT -[synReceived]-> SYN-RECEIVED"],
+        )
+
+    def test_closeInSynSent(self):
+        """
+        A close before the handshake ends the connection: SYN-SENT to
+        CLOSED by the table's close.
+        """
+        tcb, _ = TCPControlBlock.connect(LOCAL_PORT, REMOTE_PORT, LOCAL_SEQ, 0.0, CONFIG)
+        tcb.close()
+        self.assertEqual(self.changes()[1:], ["SYN-SENT -[close]-> CLOSED"])
+
+    def test_refused(self):
+        """
+        RST|ACK for our SYN: SYN-SENT to CLOSED by "refused".
+        """
+        tcb, _ = TCPControlBlock.connect(LOCAL_PORT, REMOTE_PORT, LOCAL_SEQ, 0.0, CONFIG)
+        send(tcb, self.theirs(0, 1, RST | ACK), 0.1)
+        self.assertEqual(self.changes()[1:], ["SYN-SENT -[refused]-> CLOSED"])
+        self.assertEqual(tcb.error, "refused")
+
+    def test_resetBeforeAccept(self):
+        """
+        The guest's RST while the host dial is pending: SYN-RECEIVED to
+        CLOSED by "reset".
+        """
+        tcb = TCPControlBlock.fromSYN(self.synSegment(), LOCAL_SEQ, CONFIG)
+        send(tcb, self.guest(1, flags=RST), 0.1)
+        self.assertEqual(self.changes()[1:], ["SYN-RECEIVED -[reset]-> CLOSED"])
+
+    def test_reset(self):
+        """
+        An exact RST in ESTABLISHED: to CLOSED by "reset".
+        """
+        tcb = self.tcbEstablished()
+        send(tcb, self.theirs(1, 1, RST), 0.5)
+        self.assertEqual(self.changes()[2:], ["ESTABLISHED -[reset]-> CLOSED"])
+        self.assertEqual(tcb.error, "reset")
+
+    def test_synAckGivenUp(self):
+        """
+        Retransmissions of the SYN-ACK run out: SYN-RECEIVED to CLOSED by
+        "timeout".
+        """
+        tcb = self.tcbSynReceived(TCPConfig(synRetries=0))
+        dispatch(tcb, 1.0)
+        self.assertEqual(self.changes()[1:], ["SYN-RECEIVED -[timeout]-> CLOSED"])
+
+    def test_abort(self):
+        """
+        Our RST: to CLOSED by "aborted".
+        """
+        tcb = self.tcbEstablished()
+        tcb.abort()
+        self.assertEqual(self.changes()[2:], ["ESTABLISHED -[aborted]-> CLOSED"])
+
+    def test_activeClose(self):
+        """
+        Our FIN, the guest's ACK and FIN, the TIME-WAIT timer: each step a
+        logged transition, the last into CLOSED.
+        """
+        tcb = self.tcbTimeWait()
+        dispatch(tcb, 1.2 + CONFIG.timeWait)
+        self.assertEqual(
+            self.changes()[2:],
+            [
+                "ESTABLISHED -[close]-> FIN-WAIT-1",
+                "FIN-WAIT-1 -[finAcked]-> FIN-WAIT-2",
+                "FIN-WAIT-2 -[finReceived]-> TIME-WAIT",
+                "TIME-WAIT -[timeWaitExpired]-> CLOSED",
+            ],
+        )
+
+    def test_passiveClose(self):
+        """
+        The guest's FIN, our close, the guest's ACK of our FIN: LAST-ACK to
+        CLOSED through the table.
+        """
+        tcb = self.tcbLastAck()
+        send(tcb, self.theirs(2, 2), 1.2)
+        self.assertEqual(
+            self.changes()[2:],
+            [
+                "ESTABLISHED -[finReceived]-> CLOSE-WAIT",
+                "CLOSE-WAIT -[close]-> LAST-ACK",
+                "LAST-ACK -[finAcked]-> CLOSED",
+            ],
+        )
+
+    def test_closeDeferredInSynReceived(self):
+        """
+        A close in SYN-RECEIVED waits for the handshake, then both changes
+        are logged: to ESTABLISHED, then to FIN-WAIT-1.
+        """
+        tcb = self.tcbSynReceived()
+        tcb.close()
+        self.assertEqual(self.changes()[1:], [])
+        send(tcb, self.theirs(1, 1), 0.01)
+        self.assertEqual(
+            self.changes()[1:],
+            ["SYN-RECEIVED -[synAcked]-> ESTABLISHED", "ESTABLISHED -[close]-> FIN-WAIT-1"],
+        )
+
+    def test_notLoggedWithoutDebug(self):
+        """
+        With debug off, a state change does not even call the logger.
+        """
+        setDebug(False)
+
+        class Refuse:
+            def debug(self, *args, **kwargs):
+                raise AssertionError("logged with debug off")
+
+        self.patch(stateModule, "log", Refuse())
+        tcb = self.tcbEstablished()
+        tcb.abort()
+        self.assertIs(tcb.state, State.CLOSED)
+        self.assertEqual(self.changes(), [])
 
 
 class PassiveOpenTests(TCPTestCase):

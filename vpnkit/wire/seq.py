@@ -2,11 +2,13 @@
 """
 TCP sequence-number arithmetic modulo 2**32 (RFC 793 3.3, RFC 1982).
 
-Sequence numbers are plain C{int}s in C{range(2**32)}; every comparison and
-every addition goes through these functions, never through C{<} or C{+}
-directly (PyTCP's mistake).  They are functions rather than methods of an
-C{int} subclass because a TCP stack does several per segment and building
-an object for each result costs more than the arithmetic.
+Sequence numbers are plain C{int}s in C{range(2**32)}; every comparison
+goes through these functions, never through C{<} directly (PyTCP's
+mistake), and every addition is masked to 32 bits.  They are functions
+rather than methods of an C{int} subclass because a TCP stack does several
+per segment and building an object for each result costs more than the
+arithmetic.  The TCP modules (L{vpnkit.protocols.tcp}) use L{seqSub}, the
+signed distance, for all their comparisons.
 """
 
 __all__ = ["MOD", "seqAdd", "seqSub", "seqLT", "seqLE", "seqGT", "seqGE", "seqMax", "seqMin"]

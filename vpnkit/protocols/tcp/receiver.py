@@ -10,23 +10,18 @@ what a segment's data did.
 """
 
 from vpnkit.protocols.tcp.buffers import Assembler
+from vpnkit.wire.seq import seqSub
 from vpnkit.wire.tcp import NO_OPTIONS, TCPOptions
 
 __all__ = ["Receiver", "NOTHING", "IN_ORDER", "FILLED", "OUT_OF_ORDER"]
 
 _MASK = 0xFFFFFFFF
-_HALF = 0x80000000
 
 # What accept() did with a segment's data.
 NOTHING = "nothing"  # nothing fitted the window (or it was all old)
 IN_ORDER = "in order"  # it continued the stream
 FILLED = "filled"  # it continued the stream and filled a hole
 OUT_OF_ORDER = "out of order"  # it was held beyond a hole
-
-
-def _diff(a, b):
-    d = (a - b) & _MASK
-    return d - 0x100000000 if d >= _HALF else d
 
 
 class Receiver:
@@ -70,7 +65,7 @@ class Receiver:
         """
         The window the guest was last told about (from C{nxt}).
         """
-        return max(0, _diff(self._advRight, self.nxt))
+        return max(0, seqSub(self._advRight, self.nxt))
 
     def acceptable(self, offset, length):
         """
@@ -171,7 +166,7 @@ class Receiver:
         available = capacity - len(self.buffer)
         if available < 0:
             available = 0
-        current = _diff(self._advRight, self.nxt)
+        current = seqSub(self._advRight, self.nxt)
         if current < 0:
             current = 0
         if available <= current or (

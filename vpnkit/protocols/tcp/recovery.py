@@ -5,13 +5,13 @@ The sender's side of loss recovery, pure: what the guest reported holding
 (L{NewReno}).  The control block owns one of each and acts on what they
 decide: which segment to send again, and how much may be in flight.
 
-Sequence numbers are ints modulo 2**32, compared only through L{_diff}.
+Sequence numbers are ints modulo 2**32, compared only through
+L{vpnkit.wire.seq.seqSub}.
 """
 
-__all__ = ["FIRST", "NEXT", "Scoreboard", "NewReno"]
+from vpnkit.wire.seq import seqSub
 
-_MASK = 0xFFFFFFFF
-_HALF = 0x80000000
+__all__ = ["FIRST", "NEXT", "Scoreboard", "NewReno"]
 
 # What to retransmit now: the first unacknowledged segment, or the next
 # hole the SACK blocks reveal.
@@ -20,11 +20,6 @@ NEXT = "next"
 
 # At most this many separate ranges are remembered.
 MAX_RANGES = 16
-
-
-def _diff(a, b):
-    d = (a - b) & _MASK
-    return d - 0x100000000 if d >= _HALF else d
 
 
 class Scoreboard:
@@ -45,7 +40,7 @@ class Scoreboard:
         """
         How many bytes the guest reported holding.
         """
-        return sum(_diff(right, left) for left, right in self.ranges)
+        return sum(seqSub(right, left) for left, right in self.ranges)
 
     def record(self, blocks, una, sndMax):
         """
@@ -56,19 +51,19 @@ class Scoreboard:
         before = self.total()
         ranges = self.ranges
         for left, right in blocks:
-            if _diff(right, left) <= 0 or _diff(right, una) <= 0 or _diff(right, sndMax) > 0:
+            if seqSub(right, left) <= 0 or seqSub(right, una) <= 0 or seqSub(right, sndMax) > 0:
                 continue
-            if _diff(left, una) < 0:
+            if seqSub(left, una) < 0:
                 left = una
             ranges.append([left, right])
         if not ranges:
             return 0
-        ranges.sort(key=lambda r: _diff(r[0], una))
+        ranges.sort(key=lambda r: seqSub(r[0], una))
         merged = [ranges[0]]
         for left, right in ranges[1:]:
             last = merged[-1]
-            if _diff(left, last[1]) <= 0:
-                if _diff(right, last[1]) > 0:
+            if seqSub(left, last[1]) <= 0:
+                if seqSub(right, last[1]) > 0:
                     last[1] = right
             else:
                 merged.append([left, right])
@@ -84,8 +79,8 @@ class Scoreboard:
         """
         if not self.ranges:
             return
-        ranges = [r for r in self.ranges if _diff(r[1], ack) > 0]
-        if ranges and _diff(ranges[0][0], ack) <= 0:
+        ranges = [r for r in self.ranges if seqSub(r[1], ack) > 0]
+        if ranges and seqSub(ranges[0][0], ack) <= 0:
             ranges = []
         self.ranges = ranges
 
@@ -102,9 +97,9 @@ class Scoreboard:
         the next range it holds (or C{None}).
         """
         for left, right in self.ranges:
-            start = _diff(left, seq)
-            if start <= 0 < _diff(right, seq):
-                return _diff(right, seq), None
+            start = seqSub(left, seq)
+            if start <= 0 < seqSub(right, seq):
+                return seqSub(right, seq), None
             if start > 0:
                 return 0, start
         return 0, None
@@ -116,10 +111,10 @@ class Scoreboard:
         @return: C{(seq, length)}, or C{None}.
         """
         for left, right in self.ranges:
-            if _diff(right, start) <= 0:
+            if seqSub(right, start) <= 0:
                 continue
-            if _diff(left, start) > 0:
-                return start, _diff(left, start)
+            if seqSub(left, start) > 0:
+                return start, seqSub(left, start)
             start = right
         return None
 
@@ -173,9 +168,9 @@ class NewReno:
             acknowledgement during recovery), else C{None}.
         """
         if self.inRecovery:
-            if _diff(ack, self.recover) >= 0:
+            if seqSub(ack, self.recover) >= 0:
                 # Full acknowledgement: leave recovery (RFC 6582 3.2 step 3).
-                flight = _diff(sndMax, ack)
+                flight = seqSub(sndMax, ack)
                 self.cwnd = min(self.ssthresh, max(flight, mss) + mss)
                 self.inRecovery = False
                 self.dupAcks = 0
@@ -183,7 +178,7 @@ class NewReno:
             # Partial acknowledgement: deflate, and fill the next hole.
             self.cwnd = max(self.cwnd - acked + mss, mss)
             if sacking:
-                if _diff(self.highRxt, ack) < 0:
+                if seqSub(self.highRxt, ack) < 0:
                     self.highRxt = ack
                 return NEXT
             return FIRST
@@ -209,8 +204,8 @@ class NewReno:
         # RFC 6582 3.2: a new recovery only once everything sent before the
         # last one (or before a timeout) has been acknowledged.
         lost = self.dupAcks >= 3 or sackedBytes >= 3 * mss
-        if lost and _diff(una, self.recover) >= 0:
-            flight = _diff(sndMax, una)
+        if lost and seqSub(una, self.recover) >= 0:
+            flight = seqSub(sndMax, una)
             self.ssthresh = max(flight // 2, 2 * mss)
             self.cwnd = self.ssthresh + 3 * mss
             self.recover = sndMax
@@ -223,7 +218,7 @@ class NewReno:
         """
         Data up to C{end} was sent again in this recovery.
         """
-        if _diff(end, self.highRxt) > 0:
+        if seqSub(end, self.highRxt) > 0:
             self.highRxt = end
 
     def timeout(self, flight, sndMax, mss):

@@ -7,7 +7,8 @@ Three verbs drive it, as in smoltcp: L{TCPControlBlock.segmentReceived}
 (a segment from the guest), L{TCPControlBlock.dispatch} (time passed; emit
 what is due) and L{TCPControlBlock.pollAt} (when to call C{dispatch} next).
 Each returns the segments to send.  Time is always an argument; nothing
-here reads a clock, touches a socket or imports Twisted.
+here reads a clock or touches a socket (Twisted only logs the state
+changes, at debug level).
 
 "Local" is vpnkit's end (the address it impersonates), "remote" the guest.
 The receive half lives in L{receiver}, loss recovery and the congestion
@@ -17,28 +18,21 @@ C{docs/tcp.md}.
 
 import enum
 
+from vpnkit.log import debugEnabled, logger
 from vpnkit.protocols.tcp.buffers import SendBuffer
 from vpnkit.protocols.tcp.config import TCPConfig, _windowShift
 from vpnkit.protocols.tcp.receiver import FILLED, IN_ORDER, Receiver
 from vpnkit.protocols.tcp.recovery import FIRST, NEXT, NewReno, Scoreboard
 from vpnkit.protocols.tcp.resets import refuse, resetFor
 from vpnkit.protocols.tcp.rtt import RTTEstimator
+from vpnkit.wire.seq import seqSub
 from vpnkit.wire.tcp import ACK, FIN, PSH, RST, SYN, Segment, TCPOptions
 
 __all__ = ["State", "TCPConfig", "TCPControlBlock", "TRANSITIONS", "refuse", "resetFor"]
 
 _MASK = 0xFFFFFFFF
-_HALF = 0x80000000
 
-
-def _diff(a, b):
-    """
-    Signed distance from sequence number C{b} to C{a} (see
-    L{vpnkit.wire.seq.seqSub}; inlined here because it runs several times
-    per segment).
-    """
-    d = (a - b) & _MASK
-    return d - 0x100000000 if d >= _HALF else d
+log = logger("vpnkit.tcp")
 
 
 class State(enum.Enum):
@@ -59,16 +53,20 @@ class State(enum.Enum):
 
 S = State
 
-# Every state change of the connection's life cycle, in one place:
-# (state, event) -> new state.  Events: "synAcked" (the handshake
-# completed), "close" (the application will send no more), "finAcked" (the
-# guest acknowledged our FIN), "finReceived" (the guest's FIN arrived in
-# order), "timeWaitExpired".  RST and give-up go straight to CLOSED.  A
-# close in SYN-RECEIVED takes effect once the handshake completes (RFC 9293
-# 3.10.4: "queue for processing after entering ESTABLISHED state").
+# Every state change, in one place, applied only by _transition: (state,
+# event) -> new state.  Events: "open" (active), "synReceived" (passive or
+# simultaneous open), "synAcked" (handshake done), "close" (the application
+# will send no more), "finAcked" (our FIN), "finReceived" (theirs, in
+# order), "timeWaitExpired", "refused" (RST for our SYN), and from any
+# state "reset" (their RST), "timeout" (given up), "aborted" (our RST).  A
+# close in SYN-RECEIVED waits for the handshake (RFC 9293 3.10.4).
 TRANSITIONS = {
+    (S.CLOSED, "open"): S.SYN_SENT,
+    (S.CLOSED, "synReceived"): S.SYN_RECEIVED,
+    (S.SYN_SENT, "synReceived"): S.SYN_RECEIVED,
     (S.SYN_SENT, "synAcked"): S.ESTABLISHED,
     (S.SYN_RECEIVED, "synAcked"): S.ESTABLISHED,
+    (S.SYN_SENT, "close"): S.CLOSED,
     (S.ESTABLISHED, "close"): S.FIN_WAIT_1,
     (S.CLOSE_WAIT, "close"): S.LAST_ACK,
     (S.FIN_WAIT_1, "finAcked"): S.FIN_WAIT_2,
@@ -78,19 +76,11 @@ TRANSITIONS = {
     (S.FIN_WAIT_1, "finReceived"): S.CLOSING,
     (S.FIN_WAIT_2, "finReceived"): S.TIME_WAIT,
     (S.TIME_WAIT, "timeWaitExpired"): S.CLOSED,
+    (S.SYN_SENT, "refused"): S.CLOSED,
+    **{(s, e): S.CLOSED for s in S if s is not S.CLOSED for e in ("reset", "timeout", "aborted")},
 }
 
-_SYNCHRONIZED = frozenset(
-    {
-        S.ESTABLISHED,
-        S.FIN_WAIT_1,
-        S.FIN_WAIT_2,
-        S.CLOSE_WAIT,
-        S.CLOSING,
-        S.LAST_ACK,
-        S.TIME_WAIT,
-    }
-)
+_SYNCHRONIZED = frozenset(S) - {S.CLOSED, S.SYN_SENT, S.SYN_RECEIVED}  # handshake done
 # States in which data from the guest is still accepted.
 _RECEIVING = frozenset({S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2})
 # States in which queued data (and then our FIN) may still be sent.
@@ -105,9 +95,9 @@ class TCPControlBlock:
     """
     One connection's state.
 
-    @ivar error: why the connection ended abnormally: C{None},
-        C{"reset"} (the guest sent RST), C{"timeout"} (it stopped
-        answering) or C{"aborted"} (we sent RST).
+    @ivar error: why the connection ended abnormally: C{None}, C{"reset"}
+        (the guest's RST), C{"refused"} (its RST for our SYN), C{"timeout"}
+        (it stopped answering) or C{"aborted"} (we sent RST).
     @ivar eofReceived: the guest's FIN arrived (all its data is in
         L{recvQueue} or was read).
     """
@@ -121,20 +111,13 @@ class TCPControlBlock:
 
         # Send side.
         self.iss = iss
-        self.sndUna = iss
-        self.sndNxt = iss
-        self.sndMax = iss
-        self.sndWnd = 0
-        self._sndWl1 = 0
-        self._sndWl2 = 0
+        self.sndUna = self.sndNxt = self.sndMax = iss
+        self.sndWnd = self._sndWl1 = self._sndWl2 = 0
         self._sndShift = 0
         self._sendMSS = 536
         self._sndBuf = SendBuffer()
-        self._closeRequested = False
-        self._finSent = False
-        self._synAcked = False
-        self._sackPermitted = False
-        self._windowScaling = False
+        self._closeRequested = self._finSent = self._synAcked = False
+        self._sackPermitted = self._windowScaling = False
         self._ourFinSeq = None
         self._sacked = Scoreboard()
 
@@ -149,17 +132,14 @@ class TCPControlBlock:
 
         # Timers: absolute deadlines, or None.
         self._rtt = RTTEstimator(config.initialRTO, config.minRTO, config.maxRTO)
-        self._rtoAt = None
+        self._rtoAt = self._ackAt = self._timeWaitAt = None
         self._retries = 0
         self._timing = None  # (seq that ends the timed segment, time sent)
-        self._ackAt = None
         self._ackNow = False
         # What loss recovery asked to send again: the first unacknowledged
         # segment, or (with SACK, one per arriving ACK) the next hole.
-        self._retransmitFirst = False
-        self._retransmitNext = False
+        self._retransmitFirst = self._retransmitNext = False
         self._unackedSegments = 0
-        self._timeWaitAt = None
         self._accepted = False
 
         # The most payload one segment may carry: the MSS, unless the link
@@ -167,10 +147,7 @@ class TCPControlBlock:
         self.segmentLimit = 0
 
         # Statistics, for diagnostics.
-        self.bytesSent = 0
-        self.retransmits = 0
-        self.segmentsIn = 0
-        self.segmentsOut = 0
+        self.bytesSent = self.retransmits = self.segmentsIn = self.segmentsOut = 0
 
     # -- construction ----------------------------------------------------------
 
@@ -182,9 +159,9 @@ class TCPControlBlock:
         exist first).
         """
         tcb = cls(syn.dstPort, syn.srcPort, iss, config)
-        tcb.state = S.SYN_RECEIVED
+        tcb._transition("synReceived")
         tcb.irs = syn.seq
-        tcb.rcvNxt = (syn.seq + 1) & _MASK
+        tcb._rx.nxt = (syn.seq + 1) & _MASK
         tcb._negotiate(syn)
         tcb._sndWl1 = syn.seq
         tcb._sndWl2 = iss
@@ -200,7 +177,7 @@ class TCPControlBlock:
         @return: C{(tcb, segments)}: the control block and the SYN to send.
         """
         tcb = cls(localPort, remotePort, iss, config)
-        tcb.state = S.SYN_SENT
+        tcb._transition("open")
         tcb._accepted = True
         tcb._rx.shift = _windowShift(config.receiveBuffer)
         return tcb, tcb.dispatch(now)
@@ -252,10 +229,6 @@ class TCPControlBlock:
         The next sequence number expected from the guest.
         """
         return self._rx.nxt
-
-    @rcvNxt.setter
-    def rcvNxt(self, value):
-        self._rx.nxt = value
 
     @property
     def bytesReceived(self):
@@ -320,11 +293,7 @@ class TCPControlBlock:
             # Our SYN is not acknowledged yet, and the send buffer counts
             # from just after it: FIN (and any data) waits for the ACK.
             return
-        new = TRANSITIONS.get((self.state, "close"))
-        if new is not None:
-            self.state = new
-        elif self.state is S.SYN_SENT:
-            self._enterClosed(None)
+        self._transition("close")
 
     def abort(self):
         """
@@ -348,7 +317,10 @@ class TCPControlBlock:
 
     def segmentReceived(self, seg, now):
         """
-        Process one segment from the guest.
+        Process one segment from the guest as RFC 9293 3.10.7 says for the
+        state.  Past SYN-SENT, its steps (3.10.7.4) one method each, in
+        order, but for the third (security) and sixth (urgent data); a step
+        that returns segments ends the processing, C{None} goes on.
 
         @return: the segments to send now.
         """
@@ -358,164 +330,119 @@ class TCPControlBlock:
             return resetFor(seg)
         if state is S.SYN_SENT:
             return self._synSentReceived(seg, now)
+        if state is S.SYN_RECEIVED:
+            out = self._checkSynReceived(seg, now)
+            if out is not None:
+                return out
         flags = seg.flags
+        offset = seqSub(seg.seq, self._rx.nxt)
+        out = self._checkSequence(seg, offset, now)
+        if out is not None:
+            return out
+        if flags & RST:
+            return self._checkReset(offset, now)
+        if flags & SYN:
+            return self._checkSyn(now)
+        if not flags & ACK:
+            return []
+        out = self._processAck(seg, now)
+        if out is not None:
+            return out
+        if seg.payload:
+            self._processText(seg.payload, offset, now)
+        if flags & FIN:
+            self._processFin(seg, now)
+        if self._finSeq is not None:
+            self._checkFin(now)
+        return self.dispatch(now)
 
-        if state is S.SYN_RECEIVED and not self._accepted:
-            # Waiting for the host: a retransmitted SYN is absorbed, a RST
-            # ends it, anything else is ignored.
+    def _checkSynReceived(self, seg, now):
+        """
+        SYN-RECEIVED, before the steps: until L{accept} a RST ends it and
+        all else is absorbed; after it, the guest's SYN again means our
+        SYN-ACK was lost.
+        """
+        flags = seg.flags
+        if not self._accepted:
             if flags & RST:
                 self._enterClosed("reset")
             return []
-
-        if state is S.SYN_RECEIVED and flags & SYN and not flags & ACK and seg.seq == self.irs:
-            # The guest sent its SYN again: our SYN-ACK was lost.
+        if flags & SYN and not flags & ACK and seg.seq == self.irs:
             if self.sndMax != self.iss:
                 self._rtoAt = now
             return self.dispatch(now)
+        return None
 
-        # 1. Sequence acceptability (RFC 9293 3.10.7.4).
-        seqLen = len(seg.payload) + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
-        offset = _diff(seg.seq, self.rcvNxt)
-        if not self._rx.acceptable(offset, seqLen):
-            if flags & RST:
-                return []
-            if state is S.TIME_WAIT:
-                if flags & SYN:
-                    # A new connection reusing the pair: the caller decides.
-                    return []
-                if flags & FIN:
-                    # The guest's FIN again (it lies just behind rcv.nxt, so
-                    # it is never "acceptable"): our ACK was lost.  Answer
-                    # it and restart the timer (RFC 9293 3.10.7.4).
-                    self._timeWaitAt = now + self.config.timeWait
-            self._ackNow = True
-            return self.dispatch(now)
-
-        # 2. RST (RFC 5961 3.2: only an exact match resets).  In TIME-WAIT
-        # the connection is complete and the timer runs out regardless
-        # (RFC 1337: a stray RST must not assassinate it).
-        if flags & RST and state is S.TIME_WAIT:
-            return []
-        if flags & RST:
-            if offset == 0:
-                self._enterClosed("reset")
-                return []
-            self._ackNow = True
-            return self.dispatch(now)
-
-        # 3. SYN in a synchronized state: challenge ACK (RFC 5961 4.2).
-        if flags & SYN:
-            self._ackNow = True
-            return self.dispatch(now)
-
-        # 4. ACK.
-        if not flags & ACK:
-            return []
-        if state is S.SYN_RECEIVED:
-            if _diff(seg.ack, self.iss) <= 0 or _diff(seg.ack, self.sndMax) > 0:
-                return [Segment(self.localPort, self.remotePort, seg.ack, 0, RST, 0)]
-            self._synAcked = True
-            self.sndUna = (self.iss + 1) & _MASK
-            if self._timing is not None:
-                self._rtt.sample(now - self._timing[1])
-                self._timing = None
-            self._retries = 0
-            self._rtoAt = None
-            self.state = TRANSITIONS[(state, "synAcked")]
-            if self._closeRequested:
-                self.state = TRANSITIONS[(self.state, "close")]
-            state = self.state
-            self._updateWindow(seg)
-        if not self._processAck(seg, now):
-            return self.dispatch(now)
-        state = self.state
-        if state is S.CLOSED:
-            return []
-
-        # 5. Data.
-        payload = seg.payload
-        if payload and state in _RECEIVING:
-            self._receiveData(payload, offset, now)
-
-        # 6. FIN.
-        if flags & FIN:
-            finSeq = (seg.seq + len(payload)) & _MASK
-            if self._finSeq is None and state in _RECEIVING:
-                self._finSeq = finSeq
-            elif state in (S.CLOSE_WAIT, S.CLOSING, S.LAST_ACK, S.TIME_WAIT):
-                # A retransmitted FIN: our ACK was lost.
-                self._ackNow = True
-                if state is S.TIME_WAIT:
-                    self._timeWaitAt = now + self.config.timeWait
-        self._checkFin(now)
-        return self.dispatch(now)
-
-    def _synSentReceived(self, seg, now):
+    def _checkSequence(self, seg, offset, now):
+        """
+        RFC 9293 3.10.7.4, first step: check the sequence number.  Outside
+        the window: ACK it (drop a RST).  In TIME-WAIT a new SYN is left to
+        the caller; the guest's FIN again (just behind rcv.nxt: our ACK was
+        lost) restarts the timer.
+        """
         flags = seg.flags
-        if flags & ACK:
-            if _diff(seg.ack, self.iss) <= 0 or _diff(seg.ack, self.sndMax) > 0:
-                if flags & RST:
-                    return []
-                return [Segment(self.localPort, self.remotePort, seg.ack, 0, RST, 0)]
+        seqLen = len(seg.payload) + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
+        if self._rx.acceptable(offset, seqLen):
+            return None
         if flags & RST:
-            if flags & ACK:
-                self._enterClosed("refused")
             return []
-        if not flags & SYN:
-            return []
-        self.irs = seg.seq
-        self.rcvNxt = (seg.seq + 1) & _MASK
-        # The window our SYN offered starts at the guest's first byte.
-        self._rx.synWindow()
-        self._negotiate(seg)
-        if flags & ACK:
-            self.sndUna = seg.ack
-            self._synAcked = True
-            if self._timing is not None:
-                self._rtt.sample(now - self._timing[1])
-                self._timing = None
-            self._rtoAt = None
-            self._retries = 0
-            # The window of a SYN-ACK is never scaled (RFC 7323 2.2).
-            self.sndWnd = seg.window
-            self._sndWl1 = seg.seq
-            self._sndWl2 = seg.ack
-            self.state = TRANSITIONS[(S.SYN_SENT, "synAcked")]
-            self._ackNow = True
-        else:
-            # Simultaneous open.
-            self.state = S.SYN_RECEIVED
-            self.sndWnd = seg.window
-            self._rtoAt = now
+        if self.state is S.TIME_WAIT:
+            if flags & SYN:
+                return []
+            if flags & FIN:
+                self._timeWaitAt = now + self.config.timeWait
+        self._ackNow = True
         return self.dispatch(now)
 
-    def _updateWindow(self, seg):
-        if _diff(seg.seq, self._sndWl1) > 0 or (
-            seg.seq == self._sndWl1 and _diff(seg.ack, self._sndWl2) >= 0
-        ):
-            self.sndWnd = seg.window << self._sndShift
-            self._sndWl1 = seg.seq
-            self._sndWl2 = seg.ack
+    def _checkReset(self, offset, now):
+        """
+        RFC 9293 3.10.7.4, second step: check the RST bit.  Only one at
+        exactly rcv.nxt resets (RFC 5961 3.2), others get a challenge ACK;
+        TIME-WAIT ignores it (RFC 1337: no assassination).
+        """
+        if self.state is S.TIME_WAIT:
+            return []
+        if offset == 0:
+            self._enterClosed("reset")
+            return []
+        self._ackNow = True
+        return self.dispatch(now)
+
+    def _checkSyn(self, now):
+        """
+        RFC 9293 3.10.7.4, fourth step: check the SYN bit.  A SYN here gets
+        a challenge ACK (RFC 5961 4.2).
+        """
+        self._ackNow = True
+        return self.dispatch(now)
 
     def _processAck(self, seg, now):
         """
-        Apply the acknowledgement of C{seg}.
-
-        @return: C{False} when the segment must be dropped after answering.
+        RFC 9293 3.10.7.4, fifth step: check the ACK field.  It completes
+        the handshake (or gets a RST), updates the window and SACK
+        scoreboard, frees acknowledged data or counts a duplicate ACK.
         """
+        if self.state is S.SYN_RECEIVED:
+            if seqSub(seg.ack, self.iss) <= 0 or seqSub(seg.ack, self.sndMax) > 0:
+                return [Segment(self.localPort, self.remotePort, seg.ack, 0, RST, 0)]
+            self.sndUna = (self.iss + 1) & _MASK
+            self._handshakeDone(now)
+            if self._closeRequested:
+                self._transition("close")
+            self._updateWindow(seg)
         ack = seg.ack
-        acked = _diff(ack, self.sndUna)
-        if _diff(ack, self.sndMax) > 0:
+        acked = seqSub(ack, self.sndUna)
+        if seqSub(ack, self.sndMax) > 0:
             # It acknowledges something we never sent.
             self._ackNow = True
-            return False
+            return self.dispatch(now)
         self._retries = 0
         newlySacked = 0
         if seg.options.sack and self._sackPermitted:
             newlySacked = self._sacked.record(seg.options.sack, self.sndUna, self.sndMax)
         if acked < 0:
             # An old, reordered ACK: nothing to learn from it.
-            return True
+            return None
         oldWindow = self.sndWnd
         self._updateWindow(seg)
         if oldWindow == 0 and self.sndWnd:
@@ -538,15 +465,114 @@ class TCPControlBlock:
                 and (self.sndWnd == oldWindow or newlySacked)
             ):
                 self._duplicateAck(now)
-            return True
+            return None
         self._newAck(ack, acked, now)
-        return True
+        return [] if self.state is S.CLOSED else None
+
+    def _processText(self, payload, offset, now):
+        """
+        RFC 9293 3.10.7.4, seventh step: process the segment text (in the
+        receiving states).  ACK at once anything out of order, a filled
+        hole, nothing usable, or every second segment (or one of two MSS);
+        else after the delayed-ACK time.
+        """
+        if self.state not in _RECEIVING:
+            return
+        what, length = self._rx.accept(offset, payload)
+        if what is IN_ORDER or what is FILLED:
+            self._unackedSegments += 1
+            if what is FILLED or self._unackedSegments >= 2 or length >= 2 * self.config.mss:
+                self._ackNow = True
+            elif self._ackAt is None:
+                self._ackAt = now + self.config.delayedAck
+        else:
+            self._ackNow = True
+
+    def _processFin(self, seg, now):
+        """
+        RFC 9293 3.10.7.4, eighth step: check the FIN bit: note the first
+        (L{_checkFin} takes it in order); a FIN again means our ACK was lost.
+        """
+        state = self.state
+        if self._finSeq is None and state in _RECEIVING:
+            self._finSeq = (seg.seq + len(seg.payload)) & _MASK
+        elif state in (S.CLOSE_WAIT, S.CLOSING, S.LAST_ACK, S.TIME_WAIT):
+            self._ackNow = True
+            if state is S.TIME_WAIT:
+                self._timeWaitAt = now + self.config.timeWait
+
+    def _checkFin(self, now):
+        """
+        Take the guest's FIN once everything before it has arrived.
+        """
+        rx = self._rx
+        if self.eofReceived or self._finSeq != rx.nxt:
+            return
+        rx.nxt = (rx.nxt + 1) & _MASK
+        self.eofReceived = True
+        self._ackNow = True
+        self._transition("finReceived", now)
+
+    def _synSentReceived(self, seg, now):
+        """
+        RFC 9293 3.10.7.3: a segment in SYN-SENT.  A SYN-ACK for our SYN
+        establishes the connection, a bare SYN is a simultaneous open.
+        """
+        flags = seg.flags
+        if flags & ACK:
+            if seqSub(seg.ack, self.iss) <= 0 or seqSub(seg.ack, self.sndMax) > 0:
+                if flags & RST:
+                    return []
+                return [Segment(self.localPort, self.remotePort, seg.ack, 0, RST, 0)]
+        if flags & RST:
+            if flags & ACK:
+                self._enterClosed("refused")
+            return []
+        if not flags & SYN:
+            return []
+        self.irs = seg.seq
+        self._rx.nxt = (seg.seq + 1) & _MASK
+        # The window our SYN offered starts at the guest's first byte.
+        self._rx.synWindow()
+        self._negotiate(seg)
+        # The window of a SYN-ACK is never scaled (RFC 7323 2.2).
+        self.sndWnd = seg.window
+        if flags & ACK:
+            self.sndUna = seg.ack
+            self._sndWl1 = seg.seq
+            self._sndWl2 = seg.ack
+            self._handshakeDone(now)
+            self._ackNow = True
+        else:
+            self._transition("synReceived")
+            self._rtoAt = now
+        return self.dispatch(now)
+
+    def _handshakeDone(self, now):
+        """
+        Our SYN is acknowledged: sample the RTT (Karn), ESTABLISHED.
+        """
+        self._synAcked = True
+        if self._timing is not None:
+            self._rtt.sample(now - self._timing[1])
+            self._timing = None
+        self._retries = 0
+        self._rtoAt = None
+        self._transition("synAcked")
+
+    def _updateWindow(self, seg):
+        if seqSub(seg.seq, self._sndWl1) > 0 or (
+            seg.seq == self._sndWl1 and seqSub(seg.ack, self._sndWl2) >= 0
+        ):
+            self.sndWnd = seg.window << self._sndShift
+            self._sndWl1 = seg.seq
+            self._sndWl2 = seg.ack
 
     def _newAck(self, ack, acked, now):
         mss = self._sendMSS
         finAcked = False
         dataAcked = acked
-        if self._ourFinSeq is not None and _diff(ack, self._ourFinSeq) > 0:
+        if self._ourFinSeq is not None and seqSub(ack, self._ourFinSeq) > 0:
             finAcked = True
             dataAcked -= 1
         if dataAcked > len(self._sndBuf):
@@ -554,11 +580,11 @@ class TCPControlBlock:
         self._sndBuf.drop(dataAcked)
         self.bytesSent += dataAcked
         self.sndUna = ack
-        if _diff(self.sndNxt, ack) < 0:
+        if seqSub(self.sndNxt, ack) < 0:
             self.sndNxt = ack
         self._sacked.acknowledged(ack)
         # RTT sample (Karn: the timed segment was never retransmitted).
-        if self._timing is not None and _diff(ack, self._timing[0]) >= 0:
+        if self._timing is not None and seqSub(ack, self._timing[0]) >= 0:
             self._rtt.sample(now - self._timing[1])
             self._timing = None
         self._rtt.resetBackoff()
@@ -570,13 +596,7 @@ class TCPControlBlock:
         # Retransmission timer (RFC 6298 5.2/5.3).
         self._rtoAt = None if self.sndMax == self.sndUna else now + self._rtt.rto
         if finAcked:
-            new = TRANSITIONS.get((self.state, "finAcked"))
-            if new is not None:
-                self.state = new
-                if new is S.TIME_WAIT:
-                    self._timeWaitAt = now + self.config.timeWait
-                elif new is S.CLOSED:
-                    self._enterClosed(None)
+            self._transition("finAcked", now)
 
     def _duplicateAck(self, now):
         action = self._cc.duplicate(
@@ -589,35 +609,6 @@ class TCPControlBlock:
             self._rtoAt = now + self._rtt.rto
         elif action is NEXT:
             self._retransmitNext = True
-
-    def _receiveData(self, payload, offset, now):
-        """
-        Take a segment's data and decide when to acknowledge it: at once for
-        anything out of order, a filled hole, nothing usable, or every
-        second segment (or one of two MSS or more); else after the
-        delayed-ACK time.
-        """
-        what, length = self._rx.accept(offset, payload)
-        if what is IN_ORDER or what is FILLED:
-            self._unackedSegments += 1
-            if what is FILLED or self._unackedSegments >= 2 or length >= 2 * self.config.mss:
-                self._ackNow = True
-            elif self._ackAt is None:
-                self._ackAt = now + self.config.delayedAck
-        else:
-            self._ackNow = True
-
-    def _checkFin(self, now):
-        if self._finSeq is None or self.eofReceived or self._finSeq != self.rcvNxt:
-            return
-        self.rcvNxt = (self.rcvNxt + 1) & _MASK
-        self.eofReceived = True
-        self._ackNow = True
-        new = TRANSITIONS.get((self.state, "finReceived"))
-        if new is not None:
-            self.state = new
-            if new is S.TIME_WAIT:
-                self._timeWaitAt = now + self.config.timeWait
 
     # -- what to send ------------------------------------------------------------
 
@@ -637,9 +628,8 @@ class TCPControlBlock:
 
     def _canSendNow(self):
         """
-        Whether L{_sendData} would emit something right now; kept beside it
-        and in step with it, so that L{pollAt} never promises work that
-        L{dispatch} does not do.
+        Whether L{_sendData} would emit something now, in step with it so
+        that L{pollAt} never promises work that L{dispatch} does not do.
         """
         state = self.state
         if state is S.SYN_RECEIVED or state is S.SYN_SENT:
@@ -647,7 +637,7 @@ class TCPControlBlock:
         if state not in _SENDABLE:
             return False
         total = len(self._sndBuf)
-        offset = _diff(self.sndNxt, self.sndUna)
+        offset = seqSub(self.sndNxt, self.sndUna)
         if offset >= total:
             return self._closeRequested and not self._finSent and state in _FIN_STATES
         if self.sndWnd == 0:
@@ -656,7 +646,7 @@ class TCPControlBlock:
         if offset >= window:
             return False
         size = min(self._sendMSS, total - offset, window - offset)
-        retransmission = _diff(self.sndNxt, self.sndMax) < 0
+        retransmission = seqSub(self.sndNxt, self.sndMax) < 0
         return not (size < self._sendMSS and offset + size < total and offset > 0) or retransmission
 
     def dispatch(self, now):
@@ -669,8 +659,7 @@ class TCPControlBlock:
         out = []
         if self._timeWaitAt is not None and now >= self._timeWaitAt:
             self._timeWaitAt = None
-            self.state = TRANSITIONS[(S.TIME_WAIT, "timeWaitExpired")]
-            self._enterClosed(None)
+            self._transition("timeWaitExpired")
             return []
         if self._rtoAt is not None and now >= self._rtoAt:
             if not self._retransmissionTimeout(now):
@@ -727,7 +716,7 @@ class TCPControlBlock:
         una = self.sndUna
         mss = self._sendMSS
         total = len(buf)
-        offset = _diff(self.sndNxt, una)
+        offset = seqSub(self.sndNxt, una)
         if self.sndWnd == 0:
             # Zero window: probe with one byte once nothing is in flight,
             # again on every timeout (with backoff) until the guest opens
@@ -740,7 +729,7 @@ class TCPControlBlock:
         largest = max(mss, self.segmentLimit)
         while offset < total and offset < window:
             seq = (una + offset) & _MASK
-            retransmission = _diff(seq, self.sndMax) < 0
+            retransmission = seqSub(seq, self.sndMax) < 0
             size = min(mss if retransmission else largest, total - offset, window - offset)
             if retransmission and self._sacked:
                 skip, limit = self._sacked.skipAt(seq)
@@ -765,20 +754,15 @@ class TCPControlBlock:
             offset += size
             sent = True
             end = (una + offset) & _MASK
-            if _diff(end, self.sndMax) > 0:
+            if seqSub(end, self.sndMax) > 0:
                 self.sndMax = end
         self.sndNxt = (una + offset) & _MASK
-        if (
-            offset >= total
-            and self._closeRequested
-            and not self._finSent
-            and state in _FIN_STATES
-        ):
+        if offset >= total and self._closeRequested and not self._finSent and state in _FIN_STATES:
             out.append(self._make(self.sndNxt, FIN | ACK))
             self._finSent = True
             self._ourFinSeq = self.sndNxt
             self.sndNxt = (self.sndNxt + 1) & _MASK
-            if _diff(self.sndNxt, self.sndMax) > 0:
+            if seqSub(self.sndNxt, self.sndMax) > 0:
                 self.sndMax = self.sndNxt
             sent = True
         if sent:
@@ -797,9 +781,9 @@ class TCPControlBlock:
         buf = self._sndBuf
         una = self.sndUna
         if len(buf):
-            size = min(self._sendMSS, len(buf), _diff(self.sndMax, una))
+            size = min(self._sendMSS, len(buf), seqSub(self.sndMax, una))
             if self._sacked:
-                limit = _diff(self._sacked.firstStart(), una)
+                limit = seqSub(self._sacked.firstStart(), una)
                 if limit > 0:
                     size = min(size, limit)
             flags = ACK | PSH if size == len(buf) else ACK
@@ -823,11 +807,11 @@ class TCPControlBlock:
         """
         una = self.sndUna
         highRxt = self._cc.highRxt
-        hole = self._sacked.nextHole(highRxt if _diff(highRxt, una) > 0 else una)
+        hole = self._sacked.nextHole(highRxt if seqSub(highRxt, una) > 0 else una)
         if hole is None:
             return
         start, length = hole
-        offset = _diff(start, una)
+        offset = seqSub(start, una)
         size = min(self._sendMSS, length, len(self._sndBuf) - offset)
         if size <= 0:
             return
@@ -838,9 +822,8 @@ class TCPControlBlock:
 
     def _retransmissionTimeout(self, now):
         """
-        The retransmission timer fired.
-
-        @return: C{False} if the connection was given up.
+        The retransmission timer fired: C{False} if the connection was
+        given up.
         """
         self._rtoAt = None
         self._retries += 1
@@ -854,42 +837,31 @@ class TCPControlBlock:
             # Send the SYN (or SYN-ACK) again.
             self.sndNxt = self.sndMax = self.iss
             return True
-        self._cc.timeout(_diff(self.sndMax, self.sndUna), self.sndMax, self._sendMSS)
+        self._cc.timeout(seqSub(self.sndMax, self.sndUna), self.sndMax, self._sendMSS)
         self._retransmitFirst = self._retransmitNext = False
         self.sndNxt = self.sndUna
-        if self._finSent and _diff(self.sndMax, self.sndUna) > 0:
+        if self._finSent and seqSub(self.sndMax, self.sndUna) > 0:
             self._finSent = False
         return True
 
     def _acceptableSeq(self):
         """
-        The sequence number for a segment without data (an ACK, a RST):
-        one the guest finds acceptable.  Not snd.nxt, which a timeout winds
-        back: below the guest's rcv.nxt the segment would be dropped (or
-        answered with an ACK we would find unacceptable in turn, for ever).
-        So snd.max, but never past the right edge of the guest's window
-        (where a zero-window probe leaves it), as Linux's
-        tcp_acceptable_seq() does.
+        The sequence number for an ACK or RST that the guest accepts: not
+        snd.nxt, which a timeout winds back below its rcv.nxt (an ACK war),
+        but snd.max, never past the right edge of its window (where a
+        zero-window probe leaves it), as Linux's tcp_acceptable_seq().
         """
         if not self._synAcked:
             return self.sndMax
         edge = (self.sndUna + self.sndWnd) & _MASK
-        return edge if _diff(self.sndMax, edge) > 0 else self.sndMax
+        return edge if seqSub(self.sndMax, edge) > 0 else self.sndMax
 
     def _make(self, seq, flags, payload=b""):
+        rx = self._rx
+        window = rx.windowField()
         return Segment(
-            self.localPort,
-            self.remotePort,
-            seq,
-            self.rcvNxt,
-            flags,
-            self._windowField(),
-            self._rx.sackOption(),
-            payload,
+            self.localPort, self.remotePort, seq, rx.nxt, flags, window, rx.sackOption(), payload
         )
-
-    def _windowField(self):
-        return self._rx.windowField()
 
     def _ackSent(self):
         self._ackNow = False
@@ -897,11 +869,32 @@ class TCPControlBlock:
         self._unackedSegments = 0
 
     def _enterClosed(self, error):
-        self.state = S.CLOSED
-        if error is not None and self.error is None:
+        """
+        End abnormally: C{error} (the first one stays) is also the event.
+        """
+        if self.error is None:
             self.error = error
-        self._rtoAt = self._ackAt = self._timeWaitAt = None
-        self._ackNow = self._retransmitFirst = self._retransmitNext = False
-        self._sndBuf.clear()
-        self._rx.clear()
+        self._transition(error)
 
+    def _transition(self, event, now=None):
+        """
+        Apply L{TRANSITIONS}: the one place the state changes, logged at
+        debug level.  TIME-WAIT starts its timer; CLOSED stops all timers
+        and drops both buffers.  Returns the new state (C{None}: no change).
+        """
+        old = self.state
+        new = TRANSITIONS.get((old, event))
+        if new is None:
+            return None
+        self.state = new
+        if debugEnabled():
+            ports = (self.localPort, self.remotePort)
+            log.debug("{old} -[{event}]-> {new}", old=old, event=event, new=new, ports=ports)
+        if new is S.TIME_WAIT:
+            self._timeWaitAt = now + self.config.timeWait
+        elif new is S.CLOSED:
+            self._rtoAt = self._ackAt = self._timeWaitAt = None
+            self._ackNow = self._retransmitFirst = self._retransmitNext = False
+            self._sndBuf.clear()
+            self._rx.clear()
+        return new
