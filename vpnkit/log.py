@@ -30,15 +30,24 @@ def logger(namespace):
     return Logger(namespace=namespace, observer=_observer)
 
 
+_debug = False
+
+
 def setDebug(enabled):
     """
     Turn debug logging on or off for every vpnkit logger.
     """
+    global _debug
+    _debug = bool(enabled)
     _levels.setLogLevelForNamespace(None, LogLevel.debug if enabled else LogLevel.info)
 
 
 def debugEnabled():
-    return _levels.logLevelForNamespace("vpnkit") <= LogLevel.debug
+    """
+    Whether debug events are kept: a plain flag, cheap enough to test
+    before building a debug event on a hot path.
+    """
+    return _debug
 
 
 class RateLimitedLog:

@@ -34,7 +34,7 @@ class TCPConfig:
     maxOutOfOrderRanges: int = 32
 
 
-def _windowShift(buffer):
+def windowShift(buffer):
     """
     The smallest window-scale shift that lets C{buffer} bytes be advertised.
     """

@@ -20,7 +20,7 @@ import enum
 
 from vpnkit.log import debugEnabled, logger
 from vpnkit.protocols.tcp.buffers import SendBuffer
-from vpnkit.protocols.tcp.config import TCPConfig, _windowShift
+from vpnkit.protocols.tcp.config import TCPConfig, windowShift
 from vpnkit.protocols.tcp.receiver import FILLED, IN_ORDER, Receiver
 from vpnkit.protocols.tcp.recovery import FIRST, NEXT, NewReno, Scoreboard
 from vpnkit.protocols.tcp.resets import refuse, resetFor
@@ -179,7 +179,7 @@ class TCPControlBlock:
         tcb = cls(localPort, remotePort, iss, config)
         tcb._transition("open")
         tcb._accepted = True
-        tcb._rx.shift = _windowShift(config.receiveBuffer)
+        tcb._rx.shift = windowShift(config.receiveBuffer)
         return tcb, tcb.dispatch(now)
 
     def _negotiate(self, syn):
@@ -189,7 +189,7 @@ class TCPControlBlock:
         self._windowScaling = options.windowScale is not None
         if self._windowScaling:
             self._sndShift = min(options.windowScale, 14)
-            self._rx.shift = _windowShift(self.config.receiveBuffer)
+            self._rx.shift = windowShift(self.config.receiveBuffer)
         else:
             self._sndShift = 0
             self._rx.shift = 0
