@@ -61,6 +61,25 @@ class APITests(SynchronousTestCase):
         self.assertEqual((status, result), (200, b""))
         self.assertEqual(json.loads(self.request(b"GET", b"/services/forwarder/all")[1]), [])
 
+    def test_allSorted(self):
+        """
+        C{GET /services/forwarder/all} lists the forwards sorted by local
+        address (numerically), then port, then protocol, not in the order
+        they were exposed.
+        """
+        made = [
+            {"local": "127.0.0.1:8080", "remote": "192.168.65.3:80", "protocol": "udp"},
+            {"local": "127.0.0.1:9000", "remote": "192.168.65.3:90", "protocol": "tcp"},
+            {"local": "10.0.0.1:7000", "remote": "192.168.65.3:70", "protocol": "tcp"},
+            {"local": "127.0.0.1:8080", "remote": "192.168.65.3:81", "protocol": "tcp"},
+            {"local": "9.0.0.1:7001", "remote": "192.168.65.3:71", "protocol": "tcp"},
+        ]
+        for body in made:
+            self.assertEqual(self.request(b"POST", b"/services/forwarder/expose", body)[0], 200)
+        status, result = self.request(b"GET", b"/services/forwarder/all")
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(result), [made[4], made[2], made[3], made[0], made[1]])
+
     def test_malformedJSON(self):
         """
         A body that is not JSON is a 400 saying so.

@@ -51,6 +51,18 @@ class DefaultsTests(SynchronousTestCase):
         self.assertIsNone(config.hostIP)
         self.assertIsNone(config.hostPacked)
 
+    def test_hostAliasDisabledNames(self):
+        """
+        With the host alias disabled, the builtin names hold no host name
+        (there is no address to give it); the gateway's and the guests'
+        names are unchanged.
+        """
+        self.assertEqual(
+            StackConfig(hostIP=None).builtinNames(),
+            {"gateway.internal": A("192.168.65.1"), "vm.internal": A("192.168.65.3")},
+        )
+        self.assertEqual(StackConfig().builtinNames()["host.internal"], A("192.168.65.2"))
+
     def test_mtuAndMaxFrameSize(self):
         """
         The MTU defaults to 1500 and the largest guest frame is the MTU plus

@@ -51,23 +51,25 @@ class ListenReactor(task.Clock):
         self.ports = []
         self._next = 40000
 
-    def _listen(self, port, factory, interface):
+    def _listen(self, kind, port, factory, interface):
         if port == 0:
             self._next += 1
             port = self._next
-        if any(p.number == port for p in self.ports):
+        # TCP and UDP port numbers are separate spaces, as in the kernel.
+        if any((p.kind, p.number) == (kind, port) for p in self.ports):
             raise error.CannotListenError(
                 interface, port, socket.error(errno.EADDRINUSE, "Address already in use")
             )
         p = _Port(port, factory, self)
+        p.kind = kind
         self.ports.append(p)
         return p
 
     def listenTCP(self, port, factory, backlog=50, interface=""):
-        return self._listen(port, factory, interface)
+        return self._listen("tcp", port, factory, interface)
 
     def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
-        p = self._listen(port, protocol, interface)
+        p = self._listen("udp", port, protocol, interface)
         p.maxPacketSize = maxPacketSize
         protocol.transport = _UDPTransport()
         return p
@@ -269,6 +271,69 @@ class PortForwarderTests(SynchronousTestCase):
         """
         self.accept("10.0.0.7", 40000)
         self.assertEqual(self.connector.tcp[0][2], "10.0.0.7")
+
+    def test_wholeLoopbackNetworkAppearsAsHostAlias(self):
+        """
+        Every client address in 127.0.0.0/8 is the host's loopback, up to
+        its last usable address, so it appears as the host alias, over TCP
+        and UDP; the addresses just outside the /8 appear as themselves.
+        """
+        spec = self.forwarder.expose(parseSpec("tcp:0.0.0.0:8080:tcp:192.168.65.3:80"))
+        for peer in ("127.0.0.2", "127.255.255.254", "128.0.0.1", "126.255.255.254"):
+            self.accept(peer, 51000, spec=spec)
+        self.assertEqual(
+            [entry[2] for entry in self.connector.tcp],
+            ["192.168.65.2", "192.168.65.2", "128.0.0.1", "126.255.255.254"],
+        )
+        self.forwarder.expose(parseSpec("udp:0.0.0.0:5353:udp:192.168.65.3:53"))
+        forward = self.reactor.ports[-1].factory
+        for peer in ("127.0.0.2", "127.255.255.254", "128.0.0.1", "126.255.255.254"):
+            forward.datagramReceived(b"q", (peer, 1111))
+        self.assertEqual(
+            [entry[2] for entry in self.connector.udp],
+            ["192.168.65.2", "192.168.65.2", "128.0.0.1", "126.255.255.254"],
+        )
+
+    def test_hostAliasDisabledLoopbackAppearsAsGateway(self):
+        """
+        With the host alias disabled (C{--host-ip 0.0.0.0}, so C{hostAlias}
+        is C{None}), a loopback client appears in the guest from the
+        gateway, over TCP and UDP; other clients still appear as themselves.
+        """
+        forwarder = PortForwarder(self.reactor, self.connector, None, "192.168.65.1")
+        spec = forwarder.expose(parseSpec("tcp:0.0.0.0:8080:tcp:192.168.65.3:80"))
+        self.accept("127.0.0.1", 51000, spec=spec)
+        self.accept("10.0.0.7", 51001, spec=spec)
+        self.assertEqual([entry[2] for entry in self.connector.tcp], ["192.168.65.1", "10.0.0.7"])
+        forwarder.expose(parseSpec("udp:0.0.0.0:5353:udp:192.168.65.3:53"))
+        forward = self.reactor.ports[-1].factory
+        forward.datagramReceived(b"q", ("127.0.0.1", 1111))
+        self.assertEqual(self.connector.udp[0][:4], ("192.168.65.3", 53, "192.168.65.1", 1111))
+
+    def test_forwardsSorted(self):
+        """
+        C{forwards()} lists by host address (as a number: 9.0.0.1 before
+        10.0.0.1), then host port, then protocol, whatever order the
+        forwards were made in.
+        """
+        for text in [
+            "udp:127.0.0.1:8080:udp:192.168.65.3:80",
+            "tcp:127.0.0.1:9000:tcp:192.168.65.3:80",
+            "tcp:10.0.0.1:7000:tcp:192.168.65.3:80",
+            "tcp:127.0.0.1:8080:tcp:192.168.65.3:80",
+            "tcp:9.0.0.1:7001:tcp:192.168.65.3:80",
+        ]:
+            self.forwarder.expose(parseSpec(text))
+        self.assertEqual(
+            [str(spec) for spec in self.forwarder.forwards()],
+            [
+                "tcp:9.0.0.1:7001:tcp:192.168.65.3:80",
+                "tcp:10.0.0.1:7000:tcp:192.168.65.3:80",
+                "tcp:127.0.0.1:8080:tcp:192.168.65.3:80",
+                "udp:127.0.0.1:8080:udp:192.168.65.3:80",
+                "tcp:127.0.0.1:9000:tcp:192.168.65.3:80",
+            ],
+        )
 
     def test_tcpProxiesBothWays(self):
         """

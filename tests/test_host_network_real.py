@@ -1,9 +1,13 @@
 """
 Tests for L{vpnkit.host.network.HostNetwork} against real sockets on the
-loopback interface (skipped when 127.0.0.1 cannot be bound), and the same
-cases against L{tests.helpers.FakeHostNetwork}, so that the fake every
-other test dials through is known to behave like the real thing (STYLE.md:
-a verified fake).
+loopback interface, and the same cases against
+L{tests.helpers.FakeHostNetwork}, so that the fake every other test dials
+through is known to behave like the real thing (STYLE.md: a verified fake).
+
+The real cases are pytest functions on the reactor pytest-twisted installs
+and runs, so they run under pytest only (docs/testing.md); they skip when
+127.0.0.1 cannot be bound, except as root.  The fake and L{MemoryReactorClock}
+cases are trial test cases and run under both.
 
 Nothing here leaves the machine: the connect timeout is provoked with a
 listening socket whose accept queue is full (Linux then drops further SYNs,
@@ -11,13 +15,20 @@ so the client keeps retrying until its timeout), and is also checked on a
 L{MemoryReactorClock}, which needs no kernel behaviour at all.
 """
 
+import os
 import socket
 
-from twisted.internet import defer, error, reactor
+import pytest
+import pytest_twisted
+from twisted.internet import defer, error, tcp
+
+# The reactor pytest-twisted installed when pytest started (before any test
+# module is imported) and runs while a test waits on a Deferred.
+from twisted.internet import reactor
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from tests.helpers import FakeHostNetwork
@@ -85,8 +96,15 @@ def fired(events):
 
 
 class Echo(Protocol):
+    """
+    Echoes; fires its factory's C{closed} Deferred when its connection ends.
+    """
+
     def dataReceived(self, data):
         self.transport.write(data)
+
+    def connectionLost(self, reason):
+        self.factory.closed.callback(None)
 
 
 def closedPort():
@@ -100,109 +118,141 @@ def closedPort():
     return port
 
 
-class RealNetworkTests(TestCase):
+@pytest.fixture
+def network():
+    """
+    L{HostNetwork} on the reactor pytest-twisted runs.  Without a usable
+    loopback the real cases skip, except as root (CI), where nothing may
+    skip quietly.
+    """
     if not LOOPBACK:
-        skip = "cannot bind 127.0.0.1"
+        if os.geteuid() == 0:
+            pytest.fail("cannot bind 127.0.0.1: the loopback interface is not usable")
+        pytest.skip("cannot bind 127.0.0.1")
+    before = _descriptors()
+    yield HostNetwork(reactor)
+    # What trial's clean-reactor check did: a test leaves no socket behind.
+    left = _descriptors() - before
+    assert not left, f"left in the reactor: {left}"
 
-    def setUp(self):
-        self.network = HostNetwork(reactor)
 
-    def test_interface(self):
-        """
-        HostNetwork provides IHostNetwork.
-        """
-        self.assertTrue(verifyObject(IHostNetwork, self.network))
+def _descriptors():
+    return {
+        each
+        for each in reactor.getReaders() + reactor.getWriters()
+        if isinstance(each, (tcp.Connection, tcp.Port))
+    }
 
-    @defer.inlineCallbacks
-    def test_connect(self):
-        """
-        Connecting to a listening port: the protocol is connected, then the
-        Deferred fires with that very protocol, and bytes flow.
-        """
-        port = reactor.listenTCP(0, Factory.forProtocol(Echo), interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
+
+@pytest.fixture
+def cleanups():
+    """
+    Callables run after the test, last first.
+    """
+    calls = []
+    yield calls
+    for call in reversed(calls):
+        call()
+
+
+def fullListener(cleanups):
+    """
+    A listening socket whose accept queue is already full, so the kernel
+    drops further SYNs to it: its address.
+    """
+    listener = socket.socket()
+    cleanups.append(listener.close)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = listener.getsockname()
+    for _ in range(4):
+        s = socket.socket()
+        cleanups.append(s.close)
+        s.setblocking(False)
+        s.connect_ex(address)
+    return address
+
+
+def test_realInterface(network):
+    """
+    HostNetwork provides IHostNetwork.
+    """
+    assert verifyObject(IHostNetwork, network)
+
+
+@pytest_twisted.inlineCallbacks
+def test_realConnect(network):
+    """
+    Connecting to a listening port: the protocol is connected, then the
+    Deferred fires with that very protocol, and bytes flow.
+    """
+    factory = Factory.forProtocol(Echo)
+    factory.closed = defer.Deferred()
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    try:
         events = []
         protocol = Recorder(events)
-        result = yield self.network.connectTCP(
+        result = yield network.connectTCP(
             "127.0.0.1", port.getHost().port, protocol, 5.0
         ).addCallback(fired(events))
-        self.assertIs(result, protocol)
-        self.assertEqual(events, ["connectionMade", "fired"])
-        self.assertEqual(protocol.transport.getPeer().port, port.getHost().port)
+        assert result is protocol
+        assert events == ["connectionMade", "fired"]
+        assert protocol.transport.getPeer().port == port.getHost().port
         protocol.transport.write(b"ping")
         echoed = yield protocol.expect(4)
-        self.assertEqual(echoed, b"ping")
+        assert echoed == b"ping"
         protocol.transport.loseConnection()
         yield protocol.lost
+        yield factory.closed
+    finally:
+        yield port.stopListening()
 
-    @defer.inlineCallbacks
-    def test_refused(self):
-        """
-        Connecting to a closed port fails with ConnectionRefusedError; the
-        protocol is never connected.
-        """
-        events = []
-        d = self.network.connectTCP("127.0.0.1", closedPort(), Recorder(events), 5.0)
-        yield self.assertFailure(d, error.ConnectionRefusedError)
-        self.assertEqual(events, [])
 
-    @defer.inlineCallbacks
-    def test_timeout(self):
-        """
-        A connect that gets no answer fails with TimeoutError after the
-        timeout: here a listener whose accept queue is full, so the kernel
-        drops our SYNs.
-        """
-        listener = socket.socket()
-        self.addCleanup(listener.close)
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(0)
-        address = listener.getsockname()
-        fillers = []
-        for _ in range(4):
-            s = socket.socket()
-            s.setblocking(False)
-            s.connect_ex(address)
-            fillers.append(s)
-            self.addCleanup(s.close)
-        events = []
-        protocol = Recorder(events)
-        d = self.network.connectTCP("127.0.0.1", address[1], protocol, 0.3)
-        start = reactor.seconds()
-        try:
-            yield d
-        except error.TimeoutError:
-            pass
-        else:
-            protocol.transport.abortConnection()
-            yield protocol.lost
-            raise self.skipTest("the kernel accepted beyond the backlog")
-        self.assertGreaterEqual(reactor.seconds() - start, 0.29)
-        self.assertEqual(events, [])
+@pytest_twisted.inlineCallbacks
+def test_realRefused(network):
+    """
+    Connecting to a closed port fails with ConnectionRefusedError; the
+    protocol is never connected.
+    """
+    events = []
+    with pytest.raises(error.ConnectionRefusedError):
+        yield network.connectTCP("127.0.0.1", closedPort(), Recorder(events), 5.0)
+    assert events == []
 
-    @defer.inlineCallbacks
-    def test_cancel(self):
-        """
-        Cancelling a connect in progress fails it (with Twisted's
-        ConnectingCancelledError; the fake's is a plain CancelledError, a
-        difference L{TCPLayer} does not look at) and never connects the
-        protocol.
-        """
-        listener = socket.socket()
-        self.addCleanup(listener.close)
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(0)
-        address = listener.getsockname()
-        for _ in range(4):
-            s = socket.socket()
-            s.setblocking(False)
-            s.connect_ex(address)
-            self.addCleanup(s.close)
-        events = []
-        d = self.network.connectTCP("127.0.0.1", address[1], Recorder(events), 5.0)
-        d.cancel()
-        yield self.assertFailure(d, error.ConnectingCancelledError)
-        self.assertEqual(events, [])
+
+@pytest_twisted.inlineCallbacks
+def test_realTimeout(network, cleanups):
+    """
+    A connect that gets no answer fails with TimeoutError after the
+    timeout: here a listener whose accept queue is full, so the kernel
+    drops our SYNs (Linux does; a kernel that accepted would fail here).
+    """
+    address = fullListener(cleanups)
+    events = []
+    protocol = Recorder(events)
+    cleanups.append(lambda: protocol.transport and protocol.transport.abortConnection())
+    start = reactor.seconds()
+    with pytest.raises(error.TimeoutError):
+        yield network.connectTCP("127.0.0.1", address[1], protocol, 0.3)
+    assert reactor.seconds() - start >= 0.29
+    assert events == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_realCancel(network, cleanups):
+    """
+    Cancelling a connect in progress fails it (with Twisted's
+    ConnectingCancelledError; the fake's is a plain CancelledError, a
+    difference L{TCPLayer} does not look at) and never connects the
+    protocol.
+    """
+    address = fullListener(cleanups)
+    events = []
+    d = network.connectTCP("127.0.0.1", address[1], Recorder(events), 5.0)
+    d.cancel()
+    with pytest.raises(error.ConnectingCancelledError):
+        yield d
+    assert events == []
 
 
 class FakeNetworkTests(SynchronousTestCase):

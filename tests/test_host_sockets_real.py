@@ -9,8 +9,12 @@ Each test runs its sockets inside a private network namespace (made with
 C{unshare(CLONE_NEWNET)} in a short-lived thread, as
 L{vpnkit.host.tundev} does with C{setns}), so it can set the loopback MTU
 and C{ping_group_range} without touching the machine.  Needs root; skipped
-otherwise.  No reactor runs: the test polls the descriptor with C{select}
-and calls C{doRead} itself, with a recording reactor.
+otherwise (as root it never skips).
+
+The sockets are read by the real reactor pytest-twisted installs and runs
+(epoll on Linux), so what is checked is also how that reactor drives them,
+an error-only wake-up included.  These tests are plain pytest functions and
+run under pytest only, not under trial (docs/testing.md).
 """
 
 import ctypes
@@ -18,12 +22,17 @@ import ctypes.util
 import errno
 import fcntl
 import os
-import select
 import socket
 import struct
 import threading
 
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+import pytest
+import pytest_twisted
+from twisted.internet import defer
+
+# The reactor pytest-twisted installed when pytest started (before any test
+# module is imported) and runs while a test waits on a Deferred.
+from twisted.internet import reactor
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
@@ -31,7 +40,6 @@ from vpnkit.host.sockets import HostDatagramSockets
 from vpnkit.interfaces import IDatagramReceiver, IDatagramSocket, IHostDatagramSockets
 from vpnkit.wire.icmp import ECHO_REPLY, ECHO_REQUEST, ICMPMessage, echoID, emitICMP, parseICMP
 
-from tests.fakes import FakeFDReactor
 from tests.fakesockets import FakeDatagramSockets, portUnreachable
 
 CLONE_NEWNET = 0x40000000
@@ -45,6 +53,10 @@ def inPrivateNamespace(function, mtu=None, pingGroups=None):
     Run C{function} in a thread that has its own network namespace with
     the loopback up (MTU C{mtu}) and C{ping_group_range} C{pingGroups}.
     Sockets it creates stay in that namespace.
+
+    The caller (the reactor's thread) waits for the thread to end, so what
+    C{function} does to the reactor (C{addReader}) happens while the reactor
+    is stopped in that wait, as if the reactor's thread did it.
     """
     outcome = {}
 
@@ -79,178 +91,257 @@ def inPrivateNamespace(function, mtu=None, pingGroups=None):
     return outcome["value"]
 
 
+TIMEOUT = 5.0
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="needs root for a private network namespace"
+)
+
+
 @implementer(IDatagramReceiver)
 class Receiver:
+    """
+    Records what a socket delivers; L{until} waits, on the running reactor,
+    for a condition on what was recorded.
+    """
+
     def __init__(self):
         self.datagrams = []
         self.errors = []
+        self._waiting = []
 
     def datagramReceived(self, data, host, port):
         self.datagrams.append((data, host, port))
+        self._check()
 
     def errorReceived(self, error):
         self.errors.append(error)
+        self._check()
+
+    def until(self, condition):
+        """
+        A Deferred that fires once C{condition()} is true, or fails with
+        C{TimeoutError} after L{TIMEOUT} seconds.
+
+        It fires on a later turn of the reactor, not from inside the
+        socket's callback, so the test sees the socket as the reactor
+        left it.
+        """
+        if condition():
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._waiting.append((condition, d))
+        return d.addTimeout(TIMEOUT, reactor)
+
+    def _check(self):
+        for entry in list(self._waiting):
+            condition, d = entry
+            if d.called:
+                self._waiting.remove(entry)
+            elif condition():
+                self._waiting.remove(entry)
+                reactor.callLater(0, _fire, d)
 
 
-class RealSocketsTests(SynchronousTestCase):
+def _fire(d):
+    if not d.called:
+        d.callback(None)
+
+
+@pytest.fixture
+def receiver():
+    return Receiver()
+
+
+@pytest.fixture
+def sockets():
     """
-    The real sockets behave as the fake is written to behave.
+    The real sockets, on the reactor pytest-twisted runs.
     """
+    return HostDatagramSockets(reactor)
 
-    def setUp(self):
-        if os.geteuid() != 0:
-            raise SkipTest("needs root for a private network namespace")
-        self.reactor = FakeFDReactor()
-        self.sockets = HostDatagramSockets(self.reactor)
-        self.receiver = Receiver()
 
-    def open(self, kind="udp", **namespace):
-        opener = self.sockets.openUDP if kind == "udp" else self.sockets.openICMP
+@pytest.fixture
+def openPair(sockets, receiver):
+    """
+    A function that opens a host socket (C{"udp"} or C{"icmp"}) and a plain
+    UDP peer bound to 127.0.0.1 in a private namespace, both closed after
+    the test.
+    """
+    opened = []
+
+    def openPair(kind="udp", **namespace):
+        opener = sockets.openUDP if kind == "udp" else sockets.openICMP
 
         def make():
-            sock = opener(self.receiver)
+            sock = opener(receiver)
+            opened.append(sock)
             peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            opened.append(peer)
             peer.bind(("127.0.0.1", 0))
             return sock, peer
 
         sock, peer = inPrivateNamespace(make, **namespace)
-        self.addCleanup(sock.close)
-        self.addCleanup(peer.close)
-        peer.settimeout(5)
+        peer.settimeout(TIMEOUT)
         return sock, peer
 
-    def pump(self, sock, until, timeout=5.0):
-        """
-        Read the socket as the reactor would until C{until()} is true.
-        """
-        import time
+    yield openPair
+    for each in reversed(opened):
+        each.close()
 
-        deadline = time.monotonic() + timeout
-        while not until():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.fail("nothing arrived")
-            select.select([sock.fileno()], [], [], left)
-            sock.doRead()
 
-    def test_interfaces(self):
-        """
-        Real and fake provide the same interfaces.
-        """
-        sock, _ = self.open()
-        self.assertTrue(verifyObject(IHostDatagramSockets, self.sockets))
-        self.assertTrue(verifyObject(IHostDatagramSockets, FakeDatagramSockets()))
-        self.assertTrue(verifyObject(IDatagramSocket, sock))
-        self.assertTrue(verifyObject(IDatagramSocket, FakeDatagramSockets().openUDP(Receiver())))
-        self.assertIn(("addReader", sock), self.reactor.calls)
+def test_interfaces(openPair, sockets):
+    """
+    Real and fake provide the same interfaces; an open socket is read by
+    the reactor.
+    """
+    sock, _ = openPair()
+    assert verifyObject(IHostDatagramSockets, sockets)
+    assert verifyObject(IHostDatagramSockets, FakeDatagramSockets())
+    assert verifyObject(IDatagramSocket, sock)
+    assert verifyObject(IDatagramSocket, FakeDatagramSockets().openUDP(Receiver()))
+    assert sock in reactor.getReaders()
 
-    def test_exchange(self):
-        """
-        C{sendTo} reaches the peer from the socket's port with the TTL
-        asked for; the peer's answer arrives as C{datagramReceived(data,
-        host, port)}.
-        """
-        sock, peer = self.open()
-        peer.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_RECVTTL", 12), 1)
-        sock.sendTo(b"ping", "127.0.0.1", peer.getsockname()[1], ttl=7, dontFragment=True)
-        data, ancillary, _, source = peer.recvmsg(100, socket.CMSG_SPACE(4))
-        self.assertEqual((data, source), (b"ping", ("127.0.0.1", sock.port)))
-        [(_, _, ttl)] = ancillary
-        self.assertEqual(int.from_bytes(ttl, "little"), 7)
-        peer.sendto(b"pong", ("127.0.0.1", sock.port))
-        self.pump(sock, lambda: self.receiver.datagrams)
-        self.assertEqual(self.receiver.datagrams, [(b"pong", "127.0.0.1", peer.getsockname()[1])])
 
-    def test_portUnreachable(self):
-        """
-        A datagram to a closed port comes back as exactly the
-        L{HostSocketError} C{fakesockets.portUnreachable} builds, and the
-        next send still goes (the pending error does not eat it).
-        """
-        sock, peer = self.open()
-        closed = peer.getsockname()[1]
-        peer.close()
-        sock.sendTo(b"knock", "127.0.0.1", closed)
-        self.pump(sock, lambda: self.receiver.errors)
-        self.assertEqual(self.receiver.errors, [portUnreachable("127.0.0.1", closed, b"knock")])
-        sock.sendTo(b"again", "127.0.0.1", closed)
-        self.pump(sock, lambda: len(self.receiver.errors) == 2)
+@pytest_twisted.inlineCallbacks
+def test_exchange(openPair, receiver):
+    """
+    C{sendTo} reaches the peer from the socket's port with the TTL
+    asked for; the peer's answer arrives as C{datagramReceived(data,
+    host, port)}.
+    """
+    sock, peer = openPair()
+    peer.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_RECVTTL", 12), 1)
+    sock.sendTo(b"ping", "127.0.0.1", peer.getsockname()[1], ttl=7, dontFragment=True)
+    data, ancillary, _, source = peer.recvmsg(100, socket.CMSG_SPACE(4))
+    assert (data, source) == (b"ping", ("127.0.0.1", sock.port))
+    [(_, _, ttl)] = ancillary
+    assert int.from_bytes(ttl, "little") == 7
+    peer.sendto(b"pong", ("127.0.0.1", sock.port))
+    yield receiver.until(lambda: receiver.datagrams)
+    assert receiver.datagrams == [(b"pong", "127.0.0.1", peer.getsockname()[1])]
 
-    def test_errorOnlyWakeUp(self):
-        """
-        When only an error is pending the reactor stops reading
-        (C{EPOLLERR} without C{EPOLLIN}) and calls C{readConnectionLost}:
-        the error is delivered and reading starts again.
-        """
-        sock, peer = self.open()
-        closed = peer.getsockname()[1]
-        peer.close()
-        sock.sendTo(b"knock", "127.0.0.1", closed)
-        select.select([sock.fileno()], [], [], 5)
-        self.reactor.removeReader(sock)
-        sock.readConnectionLost(None)
-        self.assertEqual(len(self.receiver.errors), 1)
-        self.assertIn(sock, self.reactor.readers)
 
-    def test_fragmentationNeeded(self):
-        """
-        A DF datagram larger than the path MTU (loopback at 1280 here) is
-        refused at once with C{EMSGSIZE}, and also reported as the local
-        error test_udpnat feeds its NAT: origin C{"local"}, the MTU in
-        C{info}, the destination address but port 0 (an unconnected
-        socket has no destination port to report); without DF it is sent
-        (fragmented by the host).
-        """
-        sock, peer = self.open(mtu=1280)
-        port = peer.getsockname()[1]
-        e = self.assertRaises(OSError, sock.sendTo, b"x" * 1400, "127.0.0.1", port, 64, True)
-        self.assertEqual(e.errno, errno.EMSGSIZE)
-        self.pump(sock, lambda: self.receiver.errors)
-        [error] = self.receiver.errors
-        self.assertEqual(
-            (error.origin, error.errno, error.info, error.offender, error.host, error.port),
-            ("local", errno.EMSGSIZE, 1280, None, "127.0.0.1", 0),
-        )
-        sock.sendTo(b"x" * 1400, "127.0.0.1", port, 64, False)
-        self.assertEqual(len(peer.recv(2000)), 1400)
+@pytest_twisted.inlineCallbacks
+def test_portUnreachable(openPair, receiver):
+    """
+    A datagram to a closed port comes back as exactly the
+    L{HostSocketError} C{fakesockets.portUnreachable} builds, and the
+    next send still goes (the pending error does not eat it).
+    """
+    sock, peer = openPair()
+    closed = peer.getsockname()[1]
+    peer.close()
+    sock.sendTo(b"knock", "127.0.0.1", closed)
+    yield receiver.until(lambda: receiver.errors)
+    assert receiver.errors == [portUnreachable("127.0.0.1", closed, b"knock")]
+    sock.sendTo(b"again", "127.0.0.1", closed)
+    yield receiver.until(lambda: len(receiver.errors) == 2)
 
-    def test_close(self):
-        """
-        After C{close} the socket is out of the reactor and C{sendTo}
-        raises C{OSError}, as the fake's does.
-        """
-        sock, peer = self.open()
-        sock.close()
-        self.assertNotIn(sock, self.reactor.readers)
-        self.assertEqual(sock.fileno(), -1)
-        self.assertRaises(OSError, sock.sendTo, b"x", "127.0.0.1", 9)
-        fake = FakeDatagramSockets().openUDP(Receiver())
-        fake.close()
-        self.assertRaises(OSError, fake.sendTo, b"x", "127.0.0.1", 9)
 
-    def test_pingSocket(self):
-        """
-        With C{ping_group_range} open, an ICMP socket's echo request is
-        answered by the kernel with the socket's own identifier (C{port}),
-        as C{test_icmp}'s fake replies are built, from the host pinged,
-        port 0.
-        """
-        sock, _ = self.open("icmp", pingGroups="0 2147483647")
-        request = emitICMP(ICMPMessage(ECHO_REQUEST, 0, 0, b"\x12\x34\x00\x07", b"payload"))
-        sock.sendTo(request, "127.0.0.1", 0, ttl=9)
-        self.pump(sock, lambda: self.receiver.datagrams)
-        [(data, host, port)] = self.receiver.datagrams
-        message = parseICMP(data)
-        self.assertEqual(
-            (message.type, echoID(message), message.payload), (ECHO_REPLY, (sock.port, 7), b"payload")
-        )
-        self.assertEqual((host, port), ("127.0.0.1", 0))
+@pytest_twisted.inlineCallbacks
+def test_errorOnlyWakeUp(openPair, receiver):
+    """
+    When only an error is pending, the reactor stops reading
+    (C{EPOLLERR} without C{EPOLLIN}) and calls C{readConnectionLost}:
+    the error is delivered there, the socket is read again, and a later
+    datagram arrives.
+    """
+    sock, peer = openPair()
+    lost = []
+    readConnectionLost = sock.readConnectionLost
 
-    def test_pingRefused(self):
-        """
-        With C{ping_group_range} closed ("1 0", the default), opening an
-        ICMP socket raises C{PermissionError} (C{EACCES}), which the fake's
-        C{icmpError} stands for in C{test_icmp}.
-        """
-        e = self.assertRaises(OSError, self.open, "icmp", pingGroups="1 0")
-        self.assertEqual(e.errno, errno.EACCES)
+    def spy(reason):
+        lost.append(reason)
+        readConnectionLost(reason)
+
+    sock.readConnectionLost = spy
+    closed = peer.getsockname()[1]
+    peer.close()
+    sock.sendTo(b"knock", "127.0.0.1", closed)
+    yield receiver.until(lambda: receiver.errors)
+    assert len(lost) == 1
+    assert len(receiver.errors) == 1
+    assert sock in reactor.getReaders()
+    sock.sendTo(b"ping", "127.0.0.1", sock.port)
+    yield receiver.until(lambda: receiver.datagrams)
+    assert receiver.datagrams == [(b"ping", "127.0.0.1", sock.port)]
+
+
+@pytest_twisted.inlineCallbacks
+def test_fragmentationNeeded(openPair, receiver):
+    """
+    A DF datagram larger than the path MTU (loopback at 1280 here) is
+    refused at once with C{EMSGSIZE}, and also reported as the local
+    error test_udpnat feeds its NAT: origin C{"local"}, the MTU in
+    C{info}, the destination address but port 0 (an unconnected
+    socket has no destination port to report); without DF it is sent
+    (fragmented by the host).
+    """
+    sock, peer = openPair(mtu=1280)
+    port = peer.getsockname()[1]
+    with pytest.raises(OSError) as e:
+        sock.sendTo(b"x" * 1400, "127.0.0.1", port, 64, True)
+    assert e.value.errno == errno.EMSGSIZE
+    yield receiver.until(lambda: receiver.errors)
+    [error] = receiver.errors
+    assert (error.origin, error.errno, error.info, error.offender, error.host, error.port) == (
+        "local",
+        errno.EMSGSIZE,
+        1280,
+        None,
+        "127.0.0.1",
+        0,
+    )
+    sock.sendTo(b"x" * 1400, "127.0.0.1", port, 64, False)
+    assert len(peer.recv(2000)) == 1400
+
+
+def test_close(openPair):
+    """
+    After C{close} the socket is out of the reactor and C{sendTo}
+    raises C{OSError}, as the fake's does.
+    """
+    sock, peer = openPair()
+    sock.close()
+    assert sock not in reactor.getReaders()
+    assert sock.fileno() == -1
+    with pytest.raises(OSError):
+        sock.sendTo(b"x", "127.0.0.1", 9)
+    fake = FakeDatagramSockets().openUDP(Receiver())
+    fake.close()
+    with pytest.raises(OSError):
+        fake.sendTo(b"x", "127.0.0.1", 9)
+
+
+@pytest_twisted.inlineCallbacks
+def test_pingSocket(openPair, receiver):
+    """
+    With C{ping_group_range} open, an ICMP socket's echo request is
+    answered by the kernel with the socket's own identifier (C{port}),
+    as C{test_icmp}'s fake replies are built, from the host pinged,
+    port 0.
+    """
+    sock, _ = openPair("icmp", pingGroups="0 2147483647")
+    request = emitICMP(ICMPMessage(ECHO_REQUEST, 0, 0, b"\x12\x34\x00\x07", b"payload"))
+    sock.sendTo(request, "127.0.0.1", 0, ttl=9)
+    yield receiver.until(lambda: receiver.datagrams)
+    [(data, host, port)] = receiver.datagrams
+    message = parseICMP(data)
+    assert (message.type, echoID(message), message.payload) == (
+        ECHO_REPLY,
+        (sock.port, 7),
+        b"payload",
+    )
+    assert (host, port) == ("127.0.0.1", 0)
+
+
+def test_pingRefused(openPair):
+    """
+    With C{ping_group_range} closed ("1 0", the default), opening an
+    ICMP socket raises C{PermissionError} (C{EACCES}), which the fake's
+    C{icmpError} stands for in C{test_icmp}.
+    """
+    with pytest.raises(OSError) as e:
+        openPair("icmp", pingGroups="1 0")
+    assert e.value.errno == errno.EACCES

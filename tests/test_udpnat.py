@@ -239,6 +239,21 @@ class NotForwardedTests(NATTestMixin, SynchronousTestCase):
         self.assertEqual(self.sockets.opened, [])
         self.assertEqual(self.stack.counters.udp.natNotForwarded, 5)
 
+    def test_loopbackNetworkEdges(self):
+        """
+        All of 127.0.0.0/8 is loopback and never forwarded (only the host
+        alias reaches the host's 127.0.0.1), up to 127.255.255.254; the
+        addresses just outside it, 126.255.255.254 and 128.0.0.1, are
+        ordinary remote hosts.
+        """
+        for dst in ("127.0.0.2", "127.255.255.254", "128.0.0.1", "126.255.255.254"):
+            self.send(1024, ip(dst), 7)
+        [sock] = self.sockets.opened
+        self.assertEqual(
+            [(s.host, s.port) for s in sock.sent], [("128.0.0.1", 7), ("126.255.255.254", 7)]
+        )
+        self.assertEqual(self.stack.counters.udp.natNotForwarded, 2)
+
 
 class GatewayTests(NATTestMixin, SynchronousTestCase):
     """

@@ -1,7 +1,14 @@
 """
 Tests for L{vpnkit.wire.checksum}: the RFC 1071 sum, checked against a
-word-by-word reference implementation.
+word-by-word reference implementation, in pure Python and in the C
+accelerator.
+
+The accelerator's tests fail when it is not built, unless
+C{VPNKIT_NO_SPEEDUPS=1} says it was left out on purpose (then they skip):
+a broken build must not pass as a quiet skip.
 """
+
+import os
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -16,11 +23,13 @@ from tests.wirefixtures import (
     referenceSum,
     udpDatagram,
 )
+from vpnkit.wire import checksum
 from vpnkit.wire.checksum import (
     checksumOK,
     internetChecksum,
     onesComplementSum,
     pseudoHeaderSum,
+    pythonOnesComplementSum,
 )
 
 PROPERTY = settings(max_examples=300, deadline=None, derandomize=True, database=None)
@@ -203,6 +212,38 @@ class PseudoHeaderTests(SynchronousTestCase):
         )
 
 
+class PythonFallbackTests(SynchronousTestCase):
+    """
+    L{pythonOnesComplementSum}, the sum vpnkit uses when the C extension is
+    not built, checked on its own whichever one is in use.
+    """
+
+    def test_rfc1071Example(self):
+        """
+        The RFC 1071 example sums to 0xddf2; odd lengths pad with a zero
+        byte; all-zero data sums to zero and all-ones to 0xffff.
+        """
+        self.assertEqual(pythonOnesComplementSum(RFC1071_BYTES), RFC1071_SUM)
+        self.assertEqual(pythonOnesComplementSum(b"\xab"), 0xAB00)
+        self.assertEqual(pythonOnesComplementSum(bytes(7)), 0)
+        self.assertEqual(pythonOnesComplementSum(b"\xff" * 8), 0xFFFF)
+
+    @PROPERTY
+    @given(
+        data=st.binary(max_size=300),
+        initial=st.one_of(st.just(0), st.integers(0, 2**34)),
+    )
+    @example(data=b"", initial=0)
+    @example(data=b"\xff\xff", initial=0xFFFF)
+    @example(data=b"\x00\x00", initial=0xFFFF)
+    def test_matchesReference(self, data, initial):
+        """
+        For any bytes and any initial partial sum, the pure-Python sum
+        equals the word-by-word reference.
+        """
+        self.assertEqual(pythonOnesComplementSum(data, initial), referenceSum(data, initial))
+
+
 class AcceleratorTests(SynchronousTestCase):
     """
     The optional C checksum (C{vpnkit._speedups}) gives exactly what the
@@ -210,10 +251,14 @@ class AcceleratorTests(SynchronousTestCase):
     """
 
     def setUp(self):
-        from vpnkit.wire import checksum
-
         if checksum._cSum is None:
-            raise SkipTest("the C extension vpnkit._speedups is not built")
+            if os.environ.get("VPNKIT_NO_SPEEDUPS") == "1":
+                raise SkipTest("VPNKIT_NO_SPEEDUPS=1: the C extension vpnkit._speedups is left out")
+            self.fail(
+                "the C extension vpnkit._speedups is not built: `make install` builds it "
+                "(it needs a C compiler and Python's headers); set VPNKIT_NO_SPEEDUPS=1 "
+                "to test without it"
+            )
         self.checksum = checksum
 
     def test_inUse(self):
@@ -246,8 +291,6 @@ class AcceleratorTests(SynchronousTestCase):
         A 64 KiB buffer, and slices starting at odd offsets (memoryview
         input), agree too.
         """
-        import os
-
         data = os.urandom(65535)
         for start in (0, 1, 3, 7):
             view = memoryview(data)[start:]

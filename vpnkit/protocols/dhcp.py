@@ -197,14 +197,6 @@ class DHCPServer:
         L{DHCPSettings}.
     """
 
-    _counterNames = {
-        wire.DHCPDISCOVER: "discover",
-        wire.DHCPREQUEST: "request",
-        wire.DHCPDECLINE: "decline",
-        wire.DHCPRELEASE: "release",
-        wire.DHCPINFORM: "inform",
-    }
-
     def __init__(self, config, switch, udp, counters, settings):
         self._config = config
         self._switch = switch
@@ -221,17 +213,28 @@ class DHCPServer:
         except ParseError:
             counters.malformed += 1
             return
-        name = self._counterNames.get(request.messageType)
-        if request.op != wire.BOOTREQUEST or name is None or request.giaddr != _ZERO_IP:
+        kind = request.messageType
+        if request.op != wire.BOOTREQUEST or request.giaddr != _ZERO_IP:
             counters.ignored += 1
             return
-        setattr(counters, name, getattr(counters, name) + 1)
+        if kind == wire.DHCPDISCOVER:
+            counters.discover += 1
+        elif kind == wire.DHCPREQUEST:
+            counters.request += 1
+        elif kind == wire.DHCPDECLINE:
+            counters.decline += 1
+        elif kind == wire.DHCPRELEASE:
+            counters.release += 1
+        elif kind == wire.DHCPINFORM:
+            counters.inform += 1
+        else:
+            counters.ignored += 1
+            return
         port = self._switch.portForMAC(request.clientMAC)
         if port is None:
             counters.unknownClient += 1
             return
         leaseIP = port.lease.ip.packed
-        kind = request.messageType
         if kind == wire.DHCPDECLINE:
             log.warn(
                 "guest {port} declined {ip}: another host on its network uses it",
