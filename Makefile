@@ -5,9 +5,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBS := iproute2 busybox iputils-ping procps curl iperf3 slirp4netns util-linux dnsutils
+DEBS := iproute2 busybox iputils-ping procps curl iperf3 slirp4netns util-linux dnsutils qemu-system-x86
 # Commands that prove the Debian packages above are present.
-DEB_COMMANDS := ip busybox ping pgrep curl iperf3 slirp4netns prlimit tc dig sysctl
+DEB_COMMANDS := ip busybox ping pgrep curl iperf3 slirp4netns prlimit tc dig sysctl qemu-system-x86_64
 
 .PHONY: test unit e2e run install debs clean
 
