@@ -26,6 +26,7 @@ from tests.helpers import (
     buildIPv4,
     makeStack,
 )
+from vpnkit.services import listenService
 from vpnkit.capture import (
     MAX_BACKLOG,
     RING_BYTES,
@@ -407,7 +408,8 @@ class _FakeListeningPort:
 
 class ServiceTests(_CaptureMixin, SynchronousTestCase):
     """
-    L{CaptureService}: the listener and the file.
+    The capture's listener (L{vpnkit.services.listenService} with a
+    L{CaptureReaderFactory}) and its file (L{CaptureService}).
     """
 
     def setUp(self):
@@ -421,7 +423,7 @@ class ServiceTests(_CaptureMixin, SynchronousTestCase):
         reactor = MemoryReactorClock()
         capture = self.makeCapture()
         path = os.path.join(self.dir, "pcap.sock")
-        service = CaptureService(capture, ("unix", path), None, reactor)
+        service = listenService(("unix", path), CaptureReaderFactory(capture), reactor, "--pcap")
         service.startService()
         ((address, factory, backlog, mode, wantPID),) = reactor.unixServers
         self.assertEqual((address, mode), (path, 0o600))
@@ -440,7 +442,7 @@ class ServiceTests(_CaptureMixin, SynchronousTestCase):
         # The endpoint closes the descriptor once the reactor has adopted
         # it (the reactor holds a copy): give it one of its own.
         inherited = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).detach()
-        service = CaptureService(capture, ("fd", inherited), None, reactor)
+        service = listenService(("fd", inherited), CaptureReaderFactory(capture), reactor, "--pcap")
         service.privilegedStartService()
         service.startService()
         ((fd, family, factory),) = reactor.adoptedPorts
@@ -462,7 +464,7 @@ class ServiceTests(_CaptureMixin, SynchronousTestCase):
         with open(path, "wb") as f:
             f.write(b"old contents " * 100)
         capture = self.makeCapture(snaplen=0)
-        service = CaptureService(capture, None, path, self.clock)
+        service = CaptureService(capture, path)
         service.privilegedStartService()
         service.startService()
         with open(path, "rb") as f:
@@ -484,7 +486,7 @@ class ServiceTests(_CaptureMixin, SynchronousTestCase):
         """
         capture = self.makeCapture()
         path = os.path.join(self.dir, "missing", "capture.pcap")
-        service = CaptureService(capture, None, path, self.clock)
+        service = CaptureService(capture, path)
         e = self.assertRaises(ConfigError, service.startService)
         self.assertIn("--pcap-file", str(e))
         self.assertIn(path, str(e))

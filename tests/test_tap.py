@@ -577,7 +577,7 @@ class UnixListenServiceTests(SynchronousTestCase):
         with open(self.path, "w") as f:
             f.write("precious")
         e = self.assertRaises(ConfigError, self.service.privilegedStartService)
-        self.assertEqual(str(e), f"{self.path} exists and is not a socket")
+        self.assertEqual(str(e), f"--ethernet {self.path}: exists and is not a socket")
         with open(self.path) as f:
             self.assertEqual(f.read(), "precious")
         self.assertEqual(self.reactor.unixServers, [])
@@ -592,7 +592,7 @@ class UnixListenServiceTests(SynchronousTestCase):
         live.bind(self.path)
         live.listen(1)
         e = self.assertRaises(ConfigError, self.service.privilegedStartService)
-        self.assertEqual(str(e), f"{self.path} is in use by another process")
+        self.assertEqual(str(e), f"--ethernet {self.path}: in use by another process")
         self.assertTrue(os.path.lexists(self.path))
         self.assertEqual(self.reactor.unixServers, [])
 
@@ -741,7 +741,8 @@ class ListenErrorTests(SynchronousTestCase):
     def test_exitOnError(self):
         """
         Under twistd, a L{CannotListenError} from the Unix listener exits
-        with status 1 and one line naming the path.
+        with status 1 and one line naming the flag, the path and the reason,
+        with no Python repr in it.
         """
         top = VPNKitService(self.stack, exitOnError=True)
         tap.UnixLinkListenService(self.path, VMNetServerFactory(self.stack.guests), self.reactor).setServiceParent(top)
@@ -749,16 +750,19 @@ class ListenErrorTests(SynchronousTestCase):
         self.assertEqual(e.code, 1)
         lines = self.stderr.getvalue().splitlines()
         self.assertEqual(len(lines), 1)
-        self.assertTrue(lines[0].startswith("vpnkit: "), lines[0])
-        self.assertIn(self.path, lines[0])
+        self.assertEqual(
+            lines[0], f"vpnkit: --ethernet {self.path}: cannot listen: Permission denied"
+        )
 
     def test_raiseWithoutExitOnError(self):
         """
-        Embedded, the L{CannotListenError} propagates.
+        Embedded, the error propagates as a L{ConfigError} with the same
+        words.
         """
         top = VPNKitService(self.stack)
         tap.UnixLinkListenService(self.path, VMNetServerFactory(self.stack.guests), self.reactor).setServiceParent(top)
-        self.assertRaises(CannotListenError, top.privilegedStartService)
+        e = self.assertRaises(ConfigError, top.privilegedStartService)
+        self.assertEqual(str(e), f"--ethernet {self.path}: cannot listen: Permission denied")
 
 
 class ForwardingOptionsTests(_OptionsMixin, SynchronousTestCase):

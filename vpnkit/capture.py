@@ -27,19 +27,15 @@ inherited listening descriptor as Docker Desktop passes with
 C{--pcap fd:N}) and the file.
 """
 
-import socket
 from collections import deque
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
-from twisted.internet.endpoints import AdoptedStreamServerEndpoint
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from zope.interface import implementer
 
 from vpnkit.config import ConfigError
 from vpnkit.log import logger
-from vpnkit.services import UnixListenService
 from vpnkit.wire.pcap import DEFAULT_SNAPLEN, RECORD_HEADER_LENGTH, fileHeader, record
 
 __all__ = ["Capture", "CaptureReader", "CaptureReaderFactory", "CaptureService"]
@@ -289,32 +285,18 @@ class CaptureReaderFactory(Factory):
 
 class CaptureService(MultiService):
     """
-    The capture's listener and file, started and stopped with vpnkit.
+    The capture's file, opened and closed with vpnkit; its listener (for
+    C{--pcap}) is a child service.
 
-    @param listen: C{None}, C{("unix", path)} (a socket only its owner may
-        connect to) or C{("fd", n)} (an inherited listening Unix socket).
     @param path: the capture file (created or truncated at start), or
         C{None}.
     """
 
-    def __init__(self, capture, listen=None, path=None, reactor=None):
+    def __init__(self, capture, path=None):
         super().__init__()
-        if reactor is None:
-            from twisted.internet import reactor
         self.capture = capture
         self._path = path
         self._opened = False
-        if listen is not None:
-            factory = CaptureReaderFactory(capture)
-            if listen[0] == "unix":
-                listener = UnixListenService(listen[1], factory, reactor, mode=0o600)
-            else:
-                endpoint = AdoptedStreamServerEndpoint(reactor, listen[1], socket.AF_UNIX)
-                listener = StreamServerEndpointService(endpoint, factory)
-                listener._raiseSynchronously = True
-            listener.setName(f"pcap on {':'.join(str(a) for a in listen)}")
-            listener.setServiceParent(self)
-
     def _openFile(self):
         if self._path is None or self._opened:
             return

@@ -17,7 +17,11 @@ import sys
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import DeferredList, maybeDeferred, succeed
-from twisted.internet.endpoints import UNIXServerEndpoint
+from twisted.internet.endpoints import (
+    AdoptedStreamServerEndpoint,
+    TCP4ServerEndpoint,
+    UNIXServerEndpoint,
+)
 from twisted.internet.error import CannotListenError
 from twisted.python.failure import Failure
 
@@ -34,6 +38,7 @@ __all__ = [
     "LinkListenService",
     "UnixListenService",
     "UnixLinkListenService",
+    "listenService",
     "NetnsTapService",
     "ExposeService",
     "VPNKitService",
@@ -43,18 +48,30 @@ __all__ = [
 log = logger("vpnkit.tap")
 
 
+def _reason(error):
+    """
+    Why a listener could not be bound, as plain words (no reprs).
+    """
+    error = getattr(error, "socketError", None) or error
+    return getattr(error, "strerror", None) or str(error)
+
+
 class ListenService(Service):
     """
     Listen on C{endpoint} with C{factory} while running.
 
     Unlike Twisted's C{StreamServerEndpointService}, a listener that
     cannot be bound raises from C{startService} at once (the reactor's
-    listeners bind synchronously), so start-up stops with that error.
+    listeners bind synchronously), so start-up stops with one line naming
+    the flag and the address.
+
+    @param where: the flag and address, for errors (C{"--api /run/x.sock"}).
     """
 
-    def __init__(self, endpoint, factory):
+    def __init__(self, endpoint, factory, where="listener"):
         self.endpoint = endpoint
         self.factory = factory
+        self.where = where
         self.port = None
 
     def _listen(self):
@@ -63,9 +80,9 @@ class ListenService(Service):
         outcome = []
         self.endpoint.listen(self.factory).addBoth(outcome.append)
         if not outcome:
-            raise RuntimeError(f"{self.endpoint} did not listen at once")
+            raise RuntimeError(f"{self.where} did not listen at once")
         if isinstance(outcome[0], Failure):
-            outcome[0].raiseException()
+            raise ConfigError(f"{self.where}: cannot listen: {_reason(outcome[0].value)}")
         self.port = outcome[0]
 
     def privilegedStartService(self):
@@ -102,8 +119,8 @@ class UnixListenService(ListenService):
     a process that is gone (the reference always unlinks it).
     """
 
-    def __init__(self, path, factory, reactor, mode=0o666):
-        super().__init__(UNIXServerEndpoint(reactor, path, mode=mode), factory)
+    def __init__(self, path, factory, reactor, mode=0o666, flag="--ethernet"):
+        super().__init__(UNIXServerEndpoint(reactor, path, mode=mode), factory, f"{flag} {path}")
         self._path = path
 
     def privilegedStartService(self):
@@ -111,7 +128,7 @@ class UnixListenService(ListenService):
             # connect() to a regular file also fails with ECONNREFUSED:
             # only ever remove a socket.
             if not stat.S_ISSOCK(os.lstat(self._path).st_mode):
-                raise ConfigError(f"{self._path} exists and is not a socket")
+                raise ConfigError(f"{self.where}: exists and is not a socket")
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 probe.connect(self._path)
@@ -120,7 +137,7 @@ class UnixListenService(ListenService):
             except OSError:
                 pass
             else:
-                raise ConfigError(f"{self._path} is in use by another process")
+                raise ConfigError(f"{self.where}: in use by another process")
             finally:
                 probe.close()
         super().privilegedStartService()
@@ -130,6 +147,28 @@ class UnixLinkListenService(UnixListenService, LinkListenService):
     """
     Guest links on a Unix socket path (vmnet, QEMU stream).
     """
+
+
+def listenService(address, factory, reactor, flag, mode=0o600, links=False):
+    """
+    The listener for an address parsed from a flag: C{("unix", path)}
+    (stale socket removed first), C{("fd", n)} (an inherited listening Unix
+    socket) or C{("tcp", host, port)}.
+
+    @param links: C{factory} makes guest links; stopping the listener
+        closes them.
+    """
+    kind = address[0]
+    if kind == "unix":
+        cls = UnixLinkListenService if links else UnixListenService
+        return cls(address[1], factory, reactor, mode=mode, flag=flag)
+    cls = LinkListenService if links else ListenService
+    if kind == "fd":
+        endpoint = AdoptedStreamServerEndpoint(reactor, address[1], socket.AF_UNIX)
+        return cls(endpoint, factory, f"{flag} fd:{address[1]}")
+    host, port = address[1], address[2]
+    endpoint = TCP4ServerEndpoint(reactor, port, interface=host)
+    return cls(endpoint, factory, f"{flag} tcp:{host}:{port}")
 
 
 class NetnsTapService(Service):

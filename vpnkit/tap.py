@@ -18,7 +18,7 @@ from twisted.internet.endpoints import AdoptedStreamServerEndpoint, TCP4ServerEn
 from twisted.python import usage
 
 from vpnkit.api import makeAPI
-from vpnkit.capture import Capture, CaptureService
+from vpnkit.capture import Capture, CaptureReaderFactory, CaptureService
 from vpnkit.config import ConfigError, StackConfig
 from vpnkit.forwards import ForwardError, StackConnector, parseSpec
 from vpnkit.gatewayforwards import parseForwardsFlag, parseForwardsJSON
@@ -36,6 +36,7 @@ from vpnkit.services import (  # noqa: F401 (re-exported for embedders and tests
     UnixLinkListenService,
     UnixListenService,
     VPNKitService,
+    listenService,
     raiseFileLimit,
 )
 from vpnkit.stack import Stack
@@ -389,19 +390,16 @@ class Options(usage.Options):
                     raise usage.UsageError(f"--hosts: {e}") from None
 
 
+_LINK_FLAGS = {"vmnet": "--ethernet", "qemu": "--qemu"}
+
+
 def _linkService(spec, stack, reactor):
     kind, address = spec.kind, spec.address
     guests = stack.guests
     if kind == "netns":
         return NetnsTapService(guests, address[1], address[2], reactor=reactor)
     factory = VMNetServerFactory(guests) if kind == "vmnet" else QEMUServerFactory(guests)
-    if address[0] == "unix":
-        return UnixLinkListenService(address[1], factory, reactor)
-    if address[0] == "fd":
-        endpoint = AdoptedStreamServerEndpoint(reactor, address[1], socket.AF_UNIX)
-    else:
-        endpoint = TCP4ServerEndpoint(reactor, address[2], interface=address[1])
-    return LinkListenService(endpoint, factory)
+    return listenService(address, factory, reactor, _LINK_FLAGS[kind], mode=0o666, links=True)
 
 
 def makeService(options, reactor=None):
@@ -464,9 +462,15 @@ def _captureService(options, stack, reactor, top):
         return
     capture = Capture(stack.counters.capture, options.pcapSnaplen, reactor)
     stack.switch.addObserver(capture)
-    service = CaptureService(capture, options.pcapListen, options["pcap-file"], reactor)
+    service = CaptureService(capture, options["pcap-file"])
     service.setName("pcap")
     service.setServiceParent(top)
+    if options.pcapListen is not None:
+        listener = listenService(
+            options.pcapListen, CaptureReaderFactory(capture), reactor, "--pcap"
+        )
+        listener.setName(f"pcap on {':'.join(str(a) for a in options.pcapListen)}")
+        listener.setServiceParent(service)
 
 
 def _forwardingServices(options, stack, reactor, top):
@@ -486,7 +490,7 @@ def _forwardingServices(options, stack, reactor, top):
     forwarder.setName("forwards")
     forwarder.setServiceParent(top)
     if options["api"] is not None:
-        api = UnixListenService(options["api"], makeAPI(stack, forwarder), reactor, mode=0o600)
+        api = listenService(("unix", options["api"]), makeAPI(stack, forwarder), reactor, "--api")
         api.setName("api")
         api.setServiceParent(top)
     if options["gateway-forwards"] is not None:
