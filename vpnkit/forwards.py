@@ -304,10 +304,14 @@ class PortForwarder(Service):
         from (or C{None}: then they appear from C{gateway}).
     @param allowed: addresses forwards may bind (C{--allowed-bind-addresses});
         C{None} or a list holding C{0.0.0.0} allows every address.
+    @param backlog: the TCP listeners' backlog (C{--listen-backlog}).
     """
 
-    def __init__(self, reactor, connector, hostAlias, gateway, allowed=None):
+    def __init__(self, reactor, connector, hostAlias, gateway, allowed=None, backlog=None):
         self._reactor = reactor
+        # --listen-backlog, for the TCP forwards' listeners (Twisted's 50
+        # when not given).
+        self._backlog = backlog if backlog is not None else 50
         self.clock = reactor
         self.connector = connector
         self._hostAlias = hostAlias or gateway
@@ -342,7 +346,7 @@ class PortForwarder(Service):
             if spec.protocol == "tcp":
                 forward = _TCPForward(self, spec)
                 forward.port = self._reactor.listenTCP(
-                    spec.hostPort, forward, interface=spec.hostIP
+                    spec.hostPort, forward, backlog=self._backlog, interface=spec.hostIP
                 )
             else:
                 forward = _UDPForward(self, spec)

@@ -68,10 +68,11 @@ class ListenService(Service):
     @param where: the flag and address, for errors (C{"--api /run/x.sock"}).
     """
 
-    def __init__(self, endpoint, factory, where="listener"):
+    def __init__(self, endpoint, factory, where="listener", address=None):
         self.endpoint = endpoint
         self.factory = factory
         self.where = where
+        self.address = address
         self.port = None
 
     def _listen(self):
@@ -99,6 +100,34 @@ class ListenService(Service):
         port, self.port = self.port, None
         return maybeDeferred(port.stopListening) if port is not None else succeed(None)
 
+    def abandon(self):
+        """
+        Start-up failed elsewhere: stop listening at once.
+        """
+        port, self.port = self.port, None
+        if port is not None:
+            port.stopListening()
+
+    def probe(self):
+        """
+        Check, before twistd forks into the background, that the listener
+        can be bound: bind a plain socket to its address and let it go, so
+        a daemon that could not start says why in the foreground.  A
+        listener on an inherited descriptor has nothing to check.
+
+        @raise ConfigError: naming the flag and the address.
+        """
+        if self.address is None or self.address[0] != "tcp":
+            return
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((self.address[1], self.address[2]))
+        except OSError as e:
+            raise ConfigError(f"{self.where}: cannot listen: {_reason(e)}") from None
+        finally:
+            probe.close()
+
 
 class LinkListenService(ListenService):
     """
@@ -119,28 +148,56 @@ class UnixListenService(ListenService):
     a process that is gone (the reference always unlinks it).
     """
 
-    def __init__(self, path, factory, reactor, mode=0o666, flag="--ethernet"):
-        super().__init__(UNIXServerEndpoint(reactor, path, mode=mode), factory, f"{flag} {path}")
+    def __init__(self, path, factory, reactor, mode=0o666, flag="--ethernet", backlog=50):
+        super().__init__(
+            UNIXServerEndpoint(reactor, path, backlog=backlog, mode=mode),
+            factory,
+            f"{flag} {path}",
+            ("unix", path),
+        )
         self._path = path
 
+    def _clearStale(self):
+        if not os.path.lexists(self._path):
+            return
+        # connect() to a regular file also fails with ECONNREFUSED: only
+        # ever remove a socket.
+        if not stat.S_ISSOCK(os.lstat(self._path).st_mode):
+            raise ConfigError(f"{self.where}: exists and is not a socket")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(self._path)
+        except ConnectionRefusedError:
+            os.unlink(self._path)
+        except OSError:
+            pass
+        else:
+            raise ConfigError(f"{self.where}: in use by another process")
+        finally:
+            probe.close()
+
+    def probe(self):
+        self._clearStale()
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.bind(self._path)
+        except OSError as e:
+            raise ConfigError(f"{self.where}: cannot listen: {_reason(e)}") from None
+        finally:
+            probe.close()
+        os.unlink(self._path)
+
     def privilegedStartService(self):
-        if os.path.lexists(self._path):
-            # connect() to a regular file also fails with ECONNREFUSED:
-            # only ever remove a socket.
-            if not stat.S_ISSOCK(os.lstat(self._path).st_mode):
-                raise ConfigError(f"{self.where}: exists and is not a socket")
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                probe.connect(self._path)
-            except ConnectionRefusedError:
-                os.unlink(self._path)
-            except OSError:
-                pass
-            else:
-                raise ConfigError(f"{self.where}: in use by another process")
-            finally:
-                probe.close()
+        self._clearStale()
         super().privilegedStartService()
+
+    def abandon(self):
+        bound = self.port is not None
+        super().abandon()
+        # The reactor would remove the file on its next turn, which a
+        # process exiting at start-up never reaches.
+        if bound and os.path.lexists(self._path):
+            os.unlink(self._path)
 
 
 class UnixLinkListenService(UnixListenService, LinkListenService):
@@ -149,26 +206,29 @@ class UnixLinkListenService(UnixListenService, LinkListenService):
     """
 
 
-def listenService(address, factory, reactor, flag, mode=0o600, links=False):
+def listenService(address, factory, reactor, flag, mode=0o600, links=False, backlog=None):
     """
     The listener for an address parsed from a flag: C{("unix", path)}
     (stale socket removed first), C{("fd", n)} (an inherited listening Unix
-    socket) or C{("tcp", host, port)}.
+    socket, already listening with its own backlog) or C{("tcp", host,
+    port)}.
 
     @param links: C{factory} makes guest links; stopping the listener
         closes them.
+    @param backlog: C{--listen-backlog} (Twisted's 50 when C{None}).
     """
     kind = address[0]
+    backlog = backlog if backlog is not None else 50
     if kind == "unix":
         cls = UnixLinkListenService if links else UnixListenService
-        return cls(address[1], factory, reactor, mode=mode, flag=flag)
+        return cls(address[1], factory, reactor, mode=mode, flag=flag, backlog=backlog)
     cls = LinkListenService if links else ListenService
     if kind == "fd":
         endpoint = AdoptedStreamServerEndpoint(reactor, address[1], socket.AF_UNIX)
-        return cls(endpoint, factory, f"{flag} fd:{address[1]}")
+        return cls(endpoint, factory, f"{flag} fd:{address[1]}", address)
     host, port = address[1], address[2]
-    endpoint = TCP4ServerEndpoint(reactor, port, interface=host)
-    return cls(endpoint, factory, f"{flag} tcp:{host}:{port}")
+    endpoint = TCP4ServerEndpoint(reactor, port, backlog=backlog, interface=host)
+    return cls(endpoint, factory, f"{flag} tcp:{host}:{port}", address)
 
 
 class NetnsTapService(Service):
@@ -253,6 +313,26 @@ def raiseFileLimit(resource=None):
     return soft
 
 
+class StartupError(Exception):
+    """
+    vpnkit could not start (the message is the one line to show).  Raised
+    instead of C{SystemExit} in a twistd daemon, so twistd reports it to
+    the parent through its status pipe (and removes its pid file) rather
+    than leaving the parent waiting for ever.
+    """
+
+
+def _listeners(service):
+    """
+    Every L{ListenService} at or below C{service}.
+    """
+    if isinstance(service, ListenService):
+        yield service
+    if isinstance(service, MultiService):
+        for child in service:
+            yield from _listeners(child)
+
+
 class VPNKitService(MultiService):
     """
     vpnkit as one service.
@@ -260,15 +340,37 @@ class VPNKitService(MultiService):
     @ivar stack: the L{Stack}.
     @ivar exitOnError: when started by twistd, a start-up failure is one
         line on standard error and exit status 1, not a traceback.
+    @ivar daemon: twistd forks into the background (no C{-n}): a start-up
+        failure is raised as L{StartupError} for twistd to report.
+    @ivar ready: called once every listener is bound and vpnkit serves
+        (C{--ready-fd}, systemd's C{READY=1}).
     """
 
-    def __init__(self, stack, exitOnError=False):
+    def __init__(self, stack, exitOnError=False, daemon=False, ready=None):
         super().__init__()
         self.stack = stack
         self.exitOnError = exitOnError
+        self.daemon = daemon
+        self.ready = ready
+
+    def probe(self):
+        """
+        Check every listener can be bound (see L{ListenService.probe}).
+
+        @raise ConfigError: for the first that cannot.
+        """
+        for listener in _listeners(self):
+            listener.probe()
 
     def _statsSignal(self, signum, frame):
         self.stack.reactor.callFromThread(self.logStats)
+
+    def installStatsSignal(self):
+        """
+        Make C{kill -USR1} log the statistics (for a process that owns its
+        signals: twistd, the C{vpnkit} command; embedders keep theirs).
+        """
+        signal.signal(signal.SIGUSR1, self._statsSignal)
 
     def logStats(self):
         """
@@ -282,10 +384,23 @@ class VPNKitService(MultiService):
         except (ConfigError, OSError, CannotListenError) as e:
             # CannotListenError (a listener's path or port cannot be bound)
             # is not an OSError, but is just as much a start-up error.
+            self._undo()
             if not self.exitOnError:
                 raise
-            sys.stderr.write(f"vpnkit: {e}\n")
+            line = f"vpnkit: {e}"
+            log.error("{line}", line=line)
+            if self.daemon:
+                raise StartupError(line) from None
+            sys.stderr.write(line + "\n")
             raise SystemExit(1)
+
+    def _undo(self):
+        """
+        Start-up failed: close what was already bound, so no socket file is
+        left behind.
+        """
+        for listener in _listeners(self):
+            listener.abandon()
 
     def privilegedStartService(self):
         if self.exitOnError:
@@ -307,7 +422,7 @@ class VPNKitService(MultiService):
         if self.exitOnError:
             # Run by twistd: `kill -USR1` logs the statistics.  Embedders
             # keep their own signal handlers.
-            signal.signal(signal.SIGUSR1, self._statsSignal)
+            self.installStatsSignal()
         config = self.stack.config
         log.info(
             "vpnkit {version} ready: gateway {gateway}, host alias {host}, guests "
@@ -319,6 +434,8 @@ class VPNKitService(MultiService):
             highest=config.highestIP,
             mtu=config.mtu,
         )
+        if self.ready is not None:
+            self.ready()
 
 
 class ExposeService(PortForwarder):
@@ -327,8 +444,8 @@ class ExposeService(PortForwarder):
     that cannot be bound stops start-up.
     """
 
-    def __init__(self, reactor, connector, hostAlias, gateway, allowed, exposes):
-        super().__init__(reactor, connector, hostAlias, gateway, allowed)
+    def __init__(self, reactor, connector, hostAlias, gateway, allowed, exposes, backlog=None):
+        super().__init__(reactor, connector, hostAlias, gateway, allowed, backlog)
         self._exposes = exposes
 
     def startService(self):

@@ -20,6 +20,9 @@ from twisted.python import usage
 from vpnkit.api import makeAPI
 from vpnkit.capture import Capture, CaptureReaderFactory, CaptureService
 from vpnkit.config import ConfigError, StackConfig
+from vpnkit.diagnostics import DiagnosticsFactory
+from vpnkit.dropin import DropInFlags
+from vpnkit.readiness import Readiness
 from vpnkit.forwards import ForwardError, StackConnector, parseSpec
 from vpnkit.gatewayforwards import parseForwardsFlag, parseForwardsJSON
 from vpnkit.host.resolvers import getaddrinfoLookup
@@ -90,6 +93,16 @@ def _checkSocketPath(flag, path):
     return path
 
 
+def _listenAddress(flag, value):
+    """
+    A listener given as C{PATH} (a Unix socket) or C{fd:N} (an inherited
+    listening socket).
+    """
+    if value.startswith("fd:"):
+        return ("fd", _checkFD(flag, value[3:]))
+    return ("unix", _checkSocketPath(flag, value))
+
+
 @dataclass(frozen=True)
 class LinkSpec:
     """
@@ -157,7 +170,7 @@ def parseNetns(value, defaultTap):
     return LinkSpec("netns", ("netns", path, ifname))
 
 
-class Options(usage.Options):
+class Options(DropInFlags, usage.Options):
     synopsis = "--ethernet PATH [options]"
     longdesc = (
         "A user-mode network stack for VMs and network namespaces.  Guests attach "
@@ -207,6 +220,7 @@ class Options(usage.Options):
         self["netns"] = []
         self["expose"] = []
         self.underTwistd = False
+        self.daemon = False
 
     def opt_ethernet(self, value):
         """
@@ -239,6 +253,10 @@ class Options(usage.Options):
         one line on standard error and exit status 2.
         """
         self.underTwistd = getattr(self, "parent", None) is not None
+        # twistd without -n forks into the background once the services
+        # are built: start-up errors must then go through its status pipe.
+        parent = getattr(self, "parent", None)
+        self.daemon = isinstance(parent, dict) and not parent.get("nodaemon", True)
         try:
             super().parseOptions(options)
         except usage.UsageError as e:
@@ -305,6 +323,7 @@ class Options(usage.Options):
         self._dnsOptions()
         self._forwardOptions()
         self._captureOptions()
+        self.checkDropIn(_listenAddress)
 
     def _captureOptions(self):
         """
@@ -312,12 +331,8 @@ class Options(usage.Options):
         checked like a link's, the file's directory must exist.
         """
         self.pcapListen = None
-        value = self["pcap"]
-        if value is not None:
-            if value.startswith("fd:"):
-                self.pcapListen = ("fd", _checkFD("pcap", value[3:]))
-            else:
-                self.pcapListen = ("unix", _checkSocketPath("pcap", value))
+        if self["pcap"] is not None:
+            self.pcapListen = _listenAddress("pcap", self["pcap"])
         self.pcapSnaplen = _int("pcap-snaplen", self["pcap-snaplen"])
         if not 0 <= self.pcapSnaplen <= MAX_SNAPLEN:
             raise usage.UsageError(
@@ -393,13 +408,15 @@ class Options(usage.Options):
 _LINK_FLAGS = {"vmnet": "--ethernet", "qemu": "--qemu"}
 
 
-def _linkService(spec, stack, reactor):
+def _linkService(spec, stack, reactor, backlog=None):
     kind, address = spec.kind, spec.address
     guests = stack.guests
     if kind == "netns":
         return NetnsTapService(guests, address[1], address[2], reactor=reactor)
     factory = VMNetServerFactory(guests) if kind == "vmnet" else QEMUServerFactory(guests)
-    return listenService(address, factory, reactor, _LINK_FLAGS[kind], mode=0o666, links=True)
+    return listenService(
+        address, factory, reactor, _LINK_FLAGS[kind], mode=0o666, links=True, backlog=backlog
+    )
 
 
 def makeService(options, reactor=None):
@@ -430,10 +447,18 @@ def makeService(options, reactor=None):
         systemLookup=systemLookup,
         gatewayForwards=options.gatewayForwards,
     )
-    top = VPNKitService(stack, exitOnError=options.underTwistd)
-    _captureService(options, stack, reactor, top)
+    readiness = Readiness(options.readyFD)
+    top = VPNKitService(
+        stack,
+        exitOnError=options.underTwistd,
+        daemon=options.daemon,
+        ready=readiness if readiness.wanted else None,
+    )
+    for note in options.startupNotes():
+        log.info("{note}", note=note)
+    capture = _captureService(options, stack, reactor, top)
     for spec in options.links:
-        service = _linkService(spec, stack, reactor)
+        service = _linkService(spec, stack, reactor, options.listenBacklog)
         service.setName(spec.describe())
         service.setServiceParent(top)
     if options["dhcp-path"] is not None:
@@ -449,7 +474,29 @@ def makeService(options, reactor=None):
         watcher.setServiceParent(top)
     _watchDNSFiles(options, stack, reactor, top, systemLookup is not None)
     _forwardingServices(options, stack, reactor, top)
+    _diagnosticsServices(options, stack, reactor, top, capture)
+    if options.daemon:
+        # twistd forks once this returns: say now, in the foreground, if a
+        # listener cannot be bound.
+        try:
+            top.probe()
+        except ConfigError as e:
+            sys.stderr.write(f"vpnkit: {e}\n")
+            raise SystemExit(1)
     return top
+
+
+def _diagnosticsServices(options, stack, reactor, top, capture):
+    """
+    C{--diagnostics}: a listener per address, each client getting one tar.
+    """
+    for address in options.diagnosticsListen:
+        factory = DiagnosticsFactory(stack, sys.argv, capture)
+        listener = listenService(
+            address, factory, reactor, "--diagnostics", backlog=options.listenBacklog
+        )
+        listener.setName(f"diagnostics on {':'.join(str(a) for a in address)}")
+        listener.setServiceParent(top)
 
 
 def _captureService(options, stack, reactor, top):
@@ -458,8 +505,8 @@ def _captureService(options, stack, reactor, top):
     to, and the service holding its listener and file.  Added before the
     links, so the file is open before the first guest frame.
     """
-    if options.pcapListen is None and options["pcap-file"] is None:
-        return
+    if options.pcapListen is None and options["pcap-file"] is None and not options.diagnosticsListen:
+        return None
     capture = Capture(stack.counters.capture, options.pcapSnaplen, reactor)
     stack.switch.addObserver(capture)
     service = CaptureService(capture, options["pcap-file"])
@@ -471,6 +518,7 @@ def _captureService(options, stack, reactor, top):
         )
         listener.setName(f"pcap on {':'.join(str(a) for a in options.pcapListen)}")
         listener.setServiceParent(service)
+    return capture
 
 
 def _forwardingServices(options, stack, reactor, top):
@@ -486,11 +534,18 @@ def _forwardingServices(options, stack, reactor, top):
         str(config.gatewayIP),
         options.allowedBindAddresses,
         options.exposes,
+        backlog=options.listenBacklog,
     )
     forwarder.setName("forwards")
     forwarder.setServiceParent(top)
     if options["api"] is not None:
-        api = listenService(("unix", options["api"]), makeAPI(stack, forwarder), reactor, "--api")
+        api = listenService(
+            ("unix", options["api"]),
+            makeAPI(stack, forwarder),
+            reactor,
+            "--api",
+            backlog=options.listenBacklog,
+        )
         api.setName("api")
         api.setServiceParent(top)
     if options["gateway-forwards"] is not None:
