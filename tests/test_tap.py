@@ -712,25 +712,6 @@ class NetnsTapServiceTests(SynchronousTestCase):
             "vpnkit: --netns /var/run/netns/guest: cannot create eth1: [Errno 1] Operation not permitted\n",
         )
 
-    def test_daemonRaisesStartupError(self):
-        """
-        In a twistd daemon the failure is a L{StartupError} carrying the one
-        line (twistd reports an C{Exception} through its status pipe and
-        removes its pid file; a C{SystemExit} would leave the parent
-        waiting), and listeners already bound are closed.
-        """
-        from vpnkit.services import StartupError, UnixLinkListenService
-
-        top = VPNKitService(self.stack, exitOnError=True, daemon=True)
-        reactor = MemoryReactorClock()
-        first = UnixLinkListenService(os.path.join(tempDir(self), "ok.sock"), VMNetServerFactory(self.stack.guests), reactor)
-        first.setServiceParent(top)
-        tap.UnixLinkListenService(self.path, VMNetServerFactory(self.stack.guests), self.reactor).setServiceParent(top)
-        e = self.assertRaises(StartupError, top.privilegedStartService)
-        self.assertEqual(str(e), f"vpnkit: --ethernet {self.path}: cannot listen: Permission denied")
-        self.assertEqual(self.stderr.getvalue(), "")
-        self.assertIsNone(first.port)
-
     def test_raiseWithoutExitOnError(self):
         """
         Embedded (not under twistd), the L{ConfigError} propagates and
