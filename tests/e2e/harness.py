@@ -272,15 +272,18 @@ class _Process:
     def __init__(self, testCase, argv, logPath):
         self.logPath = Path(logPath)
         self._log = open(self.logPath, "wb")
-        self.process = subprocess.Popen(
+        self.process = self._popen(argv, self._log)
+        testCase.addCleanup(self.stop)
+        _track(self, self.stop)
+
+    def _popen(self, argv, log):
+        return subprocess.Popen(
             argv,
-            stdout=self._log,
+            stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        testCase.addCleanup(self.stop)
-        _track(self, self.stop)
 
     def log(self):
         return self.logPath.read_text(errors="replace")
