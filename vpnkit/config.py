@@ -6,6 +6,7 @@ One frozen value, passed into constructors; there is no global
 configuration.
 """
 
+import json
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
@@ -22,6 +23,23 @@ class ConfigError(ValueError):
     """
     A configuration value that cannot be used; the message names the setting.
     """
+
+
+def parseJSON(text, path, expected):
+    """
+    Parse a JSON configuration file's text whose top level must be of type
+    C{expected} (C{list} or C{dict}).
+
+    @raise ConfigError: naming C{path}: not JSON, or not of that type.
+    """
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise ConfigError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(value, expected):
+        kind = "list" if expected is list else "object"
+        raise ConfigError(f"{path}: expected a JSON {kind}")
+    return value
 
 
 def _subnetFor(addresses):

@@ -13,13 +13,12 @@ L{GatewayUDPForwards} is a small NAT whose replies come from the gateway's
 port.
 """
 
-import json
 from dataclasses import dataclass
 from ipaddress import AddressValueError, IPv4Address
 
 from zope.interface import implementer
 
-from vpnkit.config import ConfigError
+from vpnkit.config import ConfigError, parseJSON
 from vpnkit.host.proxy import HostSide
 from vpnkit.interfaces import ITCPRoute
 from vpnkit.log import RateLimitedLog, logger
@@ -96,12 +95,7 @@ def parseForwardsJSON(text, path="gateway-forwards"):
 
     @raise ConfigError: naming C{path}.
     """
-    try:
-        value = json.loads(text)
-    except ValueError as e:
-        raise ConfigError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(value, list):
-        raise ConfigError(f"{path}: expected a JSON list")
+    value = parseJSON(text, path, list)
     forwards = []
     for index, entry in enumerate(value):
         where = f"{path}: entry {index}"

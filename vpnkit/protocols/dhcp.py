@@ -9,12 +9,11 @@ rebinding), INFORM, DECLINE and RELEASE are handled; relayed requests
 (C{giaddr} set) are not.
 """
 
-import json
 from dataclasses import dataclass
 
 from zope.interface import implementer
 
-from vpnkit.config import ConfigError
+from vpnkit.config import ConfigError, parseJSON
 from vpnkit.interfaces import IUDPService
 from vpnkit.log import logger
 from vpnkit.wire import ParseError
@@ -65,12 +64,7 @@ def parseDHCPSettings(text, path="dhcp.json"):
     @return: C{(domainName or None, tuple of searchDomains)}
     @raise ConfigError: naming C{path} and the problem.
     """
-    try:
-        value = json.loads(text)
-    except ValueError as e:
-        raise ConfigError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path}: expected a JSON object")
+    value = parseJSON(text, path, dict)
     domainName = value.get("domainName")
     if domainName is not None and not (isinstance(domainName, str) and domainName.isascii()):
         raise ConfigError(f"{path}: domainName must be an ASCII string")
