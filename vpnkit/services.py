@@ -2,7 +2,8 @@
 """
 The services L{vpnkit.tap.makeService} composes: listeners (on Unix
 sockets they clear a stale socket file from first; for guest links they
-take their guests off the switch when stopped), tap devices in network
+take their guests off the switch when stopped), the Unix datagram socket
+of QEMU C{-netdev dgram} and vfkit guests, tap devices in network
 namespaces, the port forwarder with its C{--expose} forwards, and
 L{VPNKitService}, the parent that turns start-up failures into one line
 under twistd and leaves nothing behind when stopped.
@@ -28,12 +29,15 @@ from vpnkit.host.taplink import TapLink
 from vpnkit.host.tundev import LinuxTunSystem
 from vpnkit.leases import AllocationError
 from vpnkit.log import logger
+from vpnkit.protocols.dgramlinks import SOCKET_BUFFER, sizeBuffers
 
 __all__ = [
     "ListenService",
     "LinkListenService",
     "UnixListenService",
     "UnixLinkListenService",
+    "UnixDatagramLinkService",
+    "clearStaleSocket",
     "NetnsTapService",
     "ExposeService",
     "VPNKitService",
@@ -96,6 +100,33 @@ class LinkListenService(ListenService):
         return DeferredList([stopped, self.factory.whenClosed()])
 
 
+def clearStaleSocket(path, socketType=socket.SOCK_STREAM):
+    """
+    Remove the socket file at C{path} if nobody serves it any more (a
+    C{connect} of a C{socketType} socket is refused).
+
+    @raise ConfigError: C{path} is not a socket, or another process serves
+        it.
+    """
+    if not os.path.lexists(path):
+        return
+    # connect() to a regular file also fails with ECONNREFUSED: only ever
+    # remove a socket.
+    if not stat.S_ISSOCK(os.lstat(path).st_mode):
+        raise ConfigError(f"{path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socketType)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)
+    except OSError:
+        pass
+    else:
+        raise ConfigError(f"{path} is in use by another process")
+    finally:
+        probe.close()
+
+
 class UnixListenService(ListenService):
     """
     Listen on a Unix socket path, first removing a stale socket file left by
@@ -107,22 +138,7 @@ class UnixListenService(ListenService):
         self._path = path
 
     def privilegedStartService(self):
-        if os.path.lexists(self._path):
-            # connect() to a regular file also fails with ECONNREFUSED:
-            # only ever remove a socket.
-            if not stat.S_ISSOCK(os.lstat(self._path).st_mode):
-                raise ConfigError(f"{self._path} exists and is not a socket")
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                probe.connect(self._path)
-            except ConnectionRefusedError:
-                os.unlink(self._path)
-            except OSError:
-                pass
-            else:
-                raise ConfigError(f"{self._path} is in use by another process")
-            finally:
-                probe.close()
+        clearStaleSocket(self._path)
         super().privilegedStartService()
 
 
@@ -130,6 +146,74 @@ class UnixLinkListenService(UnixListenService, LinkListenService):
     """
     Guest links on a Unix socket path (vmnet, QEMU stream).
     """
+
+
+class UnixDatagramLinkService(Service):
+    """
+    Guests on a Unix datagram socket (C{--qemu-dgram}, C{--vfkit}): bind
+    C{path} for C{protocol} (a L{vpnkit.protocols.dgramlinks}
+    L{DatagramLinkProtocol}) with buffers sized for bursts.  A stale
+    socket file is removed first; a path in use or that cannot be bound
+    stops start-up with one line naming C{flag}.  Stopping takes every
+    peer's guest off the switch, closes the socket and removes its file.
+
+    @param reactor: an C{IReactorUNIXDatagram}.
+    """
+
+    def __init__(self, flag, path, protocol, reactor, mode=0o666, bufferSize=SOCKET_BUFFER):
+        self.flag = flag
+        self.path = path
+        self.protocol = protocol
+        self.port = None
+        self._reactor = reactor
+        self._mode = mode
+        self._bufferSize = bufferSize
+
+    def _listen(self):
+        if self.port is not None:
+            return
+        try:
+            clearStaleSocket(self.path, socket.SOCK_DGRAM)
+        except ConfigError as e:
+            raise ConfigError(f"{self.flag}: {e}") from None
+        try:
+            port = self._reactor.listenUNIXDatagram(
+                self.path, self.protocol, maxPacketSize=self.protocol.maxDatagram, mode=self._mode
+            )
+        except CannotListenError as e:
+            why = getattr(e.socketError, "strerror", None) or e.socketError
+            raise ConfigError(f"{self.flag}: cannot bind {self.path}: {why}") from None
+        self.port = port
+        receive, send = sizeBuffers(port.getHandle(), self._bufferSize)
+        log.info(
+            "{flag}: guests on {path} (buffers: {receive} bytes in, {send} out)",
+            flag=self.flag,
+            path=self.path,
+            receive=receive,
+            send=send,
+        )
+
+    def privilegedStartService(self):
+        # Bind before twistd drops privileges, as the stream listeners do.
+        super().privilegedStartService()
+        self._listen()
+
+    def startService(self):
+        super().startService()
+        self._listen()
+
+    def stopService(self):
+        super().stopService()
+        self.protocol.closeLinks("vpnkit is stopping")
+        port, self.port = self.port, None
+        if port is None:
+            return succeed(None)
+        try:
+            if stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                os.unlink(self.path)
+        except OSError:
+            pass
+        return maybeDeferred(port.stopListening)
 
 
 class NetnsTapService(Service):
