@@ -159,6 +159,8 @@ async def _datagramBridge(reactor, options, system, out):
     C{--mtu}; vfkit's greeting goes before the first frame.
     """
     sock, cleanup = openDatagram(options["connect"], options["local"])
+    # Stopped by a signal, the bridge still removes its socket file.
+    reactor.addSystemEventTrigger("before", "shutdown", cleanup)
     mac, mtu = options.mac or _randomMAC(), options.mtu
     try:
         fd = system.openTap(options.netns, options["tap"], mac, mtu)
