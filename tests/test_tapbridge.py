@@ -67,9 +67,11 @@ class BridgeOptionsTests(SynchronousTestCase):
 
     def test_badProtocol(self):
         """
-        Only vmnet and qemu are protocols.
+        Only vmnet, qemu, qemu-dgram and vfkit are protocols.
         """
-        self.assertUsageError(["-c", "s", "--protocol", "tcp"], "--protocol: 'tcp' is not vmnet or qemu")
+        self.assertUsageError(
+            ["-c", "s", "--protocol", "tcp"], "--protocol: 'tcp' is not vmnet, qemu, qemu-dgram or vfkit"
+        )
 
     def test_badUUID(self):
         """

@@ -2,7 +2,8 @@
 """
 The services L{vpnkit.tap.makeService} composes: listeners (on Unix
 sockets they clear a stale socket file from first; for guest links they
-take their guests off the switch when stopped), tap devices in network
+take their guests off the switch when stopped), the Unix datagram socket
+of QEMU C{-netdev dgram} and vfkit guests, tap devices in network
 namespaces, the port forwarder with its C{--expose} forwards, and
 L{VPNKitService}, the parent that turns start-up failures into one line
 under twistd and leaves nothing behind when stopped.
@@ -32,6 +33,7 @@ from vpnkit.host.taplink import TapLink
 from vpnkit.host.tundev import LinuxTunSystem
 from vpnkit.leases import AllocationError
 from vpnkit.log import logger
+from vpnkit.protocols.dgramlinks import SOCKET_BUFFER, sizeBuffers
 
 __all__ = [
     "ListenService",
@@ -39,6 +41,8 @@ __all__ = [
     "UnixListenService",
     "UnixLinkListenService",
     "listenService",
+    "UnixDatagramLinkService",
+    "clearStaleSocket",
     "NetnsTapService",
     "ExposeService",
     "VPNKitService",
@@ -142,6 +146,35 @@ class LinkListenService(ListenService):
         return DeferredList([stopped, self.factory.whenClosed()])
 
 
+def clearStaleSocket(path, socketType=socket.SOCK_STREAM, where=None):
+    """
+    Remove the socket file at C{path} if nobody serves it any more (a
+    C{connect} of a C{socketType} socket is refused).
+
+    @param where: the flag and path for errors (C{path} by default).
+    @raise ConfigError: C{path} is not a socket, or another process serves
+        it.
+    """
+    where = where or path
+    if not os.path.lexists(path):
+        return
+    # connect() to a regular file also fails with ECONNREFUSED: only ever
+    # remove a socket.
+    if not stat.S_ISSOCK(os.lstat(path).st_mode):
+        raise ConfigError(f"{where}: exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socketType)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)
+    except OSError:
+        pass
+    else:
+        raise ConfigError(f"{where}: in use by another process")
+    finally:
+        probe.close()
+
+
 class UnixListenService(ListenService):
     """
     Listen on a Unix socket path, first removing a stale socket file left by
@@ -157,27 +190,8 @@ class UnixListenService(ListenService):
         )
         self._path = path
 
-    def _clearStale(self):
-        if not os.path.lexists(self._path):
-            return
-        # connect() to a regular file also fails with ECONNREFUSED: only
-        # ever remove a socket.
-        if not stat.S_ISSOCK(os.lstat(self._path).st_mode):
-            raise ConfigError(f"{self.where}: exists and is not a socket")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(self._path)
-        except ConnectionRefusedError:
-            os.unlink(self._path)
-        except OSError:
-            pass
-        else:
-            raise ConfigError(f"{self.where}: in use by another process")
-        finally:
-            probe.close()
-
     def probe(self):
-        self._clearStale()
+        clearStaleSocket(self._path, socket.SOCK_STREAM, self.where)
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             probe.bind(self._path)
@@ -188,7 +202,7 @@ class UnixListenService(ListenService):
         os.unlink(self._path)
 
     def privilegedStartService(self):
-        self._clearStale()
+        clearStaleSocket(self._path, socket.SOCK_STREAM, self.where)
         super().privilegedStartService()
 
     def abandon(self):
@@ -229,6 +243,95 @@ def listenService(address, factory, reactor, flag, mode=0o600, links=False, back
     host, port = address[1], address[2]
     endpoint = TCP4ServerEndpoint(reactor, port, backlog=backlog, interface=host)
     return cls(endpoint, factory, f"{flag} tcp:{host}:{port}", address)
+
+
+class UnixDatagramLinkService(Service):
+    """
+    Guests on a Unix datagram socket (C{--qemu-dgram}, C{--vfkit}): bind
+    C{path} for C{protocol} (a L{vpnkit.protocols.dgramlinks}
+    L{DatagramLinkProtocol}) with buffers sized for bursts.  A stale
+    socket file is removed first; a path in use or that cannot be bound
+    stops start-up with one line naming C{flag}.  Stopping takes every
+    peer's guest off the switch, closes the socket and removes its file.
+
+    @param reactor: an C{IReactorUNIXDatagram}.
+    """
+
+    def __init__(self, flag, path, protocol, reactor, mode=0o666, bufferSize=SOCKET_BUFFER):
+        self.flag = flag
+        self.path = path
+        self.where = f"{flag} {path}"
+        self.protocol = protocol
+        self.port = None
+        self._reactor = reactor
+        self._mode = mode
+        self._bufferSize = bufferSize
+
+    def _listen(self):
+        if self.port is not None:
+            return
+        clearStaleSocket(self.path, socket.SOCK_DGRAM, self.where)
+        try:
+            port = self._reactor.listenUNIXDatagram(
+                self.path, self.protocol, maxPacketSize=self.protocol.maxDatagram, mode=self._mode
+            )
+        except CannotListenError as e:
+            raise ConfigError(f"{self.where}: cannot listen: {_reason(e)}") from None
+        self.port = port
+        receive, send = sizeBuffers(port.getHandle(), self._bufferSize)
+        log.info(
+            "{flag}: guests on {path} (buffers: {receive} bytes in, {send} out)",
+            flag=self.flag,
+            path=self.path,
+            receive=receive,
+            send=send,
+        )
+
+    def privilegedStartService(self):
+        # Bind before twistd drops privileges, as the stream listeners do.
+        super().privilegedStartService()
+        self._listen()
+
+    def startService(self):
+        super().startService()
+        self._listen()
+
+    def probe(self):
+        """
+        See L{ListenService.probe}.
+        """
+        clearStaleSocket(self.path, socket.SOCK_DGRAM, self.where)
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            probe.bind(self.path)
+        except OSError as e:
+            raise ConfigError(f"{self.where}: cannot listen: {_reason(e)}") from None
+        finally:
+            probe.close()
+        os.unlink(self.path)
+
+    def abandon(self):
+        """
+        See L{ListenService.abandon}.
+        """
+        port, self.port = self.port, None
+        if port is not None:
+            port.stopListening()
+            if os.path.lexists(self.path):
+                os.unlink(self.path)
+
+    def stopService(self):
+        super().stopService()
+        self.protocol.closeLinks("vpnkit is stopping")
+        port, self.port = self.port, None
+        if port is None:
+            return succeed(None)
+        try:
+            if stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                os.unlink(self.path)
+        except OSError:
+            pass
+        return maybeDeferred(port.stopListening)
 
 
 class NetnsTapService(Service):
@@ -326,7 +429,7 @@ def _listeners(service):
     """
     Every L{ListenService} at or below C{service}.
     """
-    if isinstance(service, ListenService):
+    if isinstance(service, (ListenService, UnixDatagramLinkService)):
         yield service
     if isinstance(service, MultiService):
         for child in service:

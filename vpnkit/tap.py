@@ -8,11 +8,13 @@ watched configuration files.
 """
 
 import os
+import re
 import socket
 import stat
 import sys
 from dataclasses import dataclass
 from ipaddress import AddressValueError, IPv4Address
+from urllib.parse import unquote
 
 from twisted.internet.endpoints import AdoptedStreamServerEndpoint, TCP4ServerEndpoint
 from twisted.python import usage
@@ -30,12 +32,14 @@ from vpnkit.host.tundev import netnsPath
 from vpnkit.log import logger, setDebug
 from vpnkit.protocols.dhcp import parseDHCPSettings
 from vpnkit.protocols.dns import parseHosts
+from vpnkit.protocols.dgramlinks import QEMUDatagramProtocol, VfkitDatagramProtocol
 from vpnkit.protocols.dnsconfig import parseDNSConfig, parseResolvConf
 from vpnkit.protocols.links import QEMUServerFactory, VMNetServerFactory
 from vpnkit.services import (  # noqa: F401 (re-exported for embedders and tests)
     ExposeService,
     LinkListenService,
     NetnsTapService,
+    UnixDatagramLinkService,
     UnixLinkListenService,
     UnixListenService,
     VPNKitService,
@@ -108,9 +112,11 @@ class LinkSpec:
     """
     One guest link to serve.
 
-    @ivar kind: C{"vmnet"}, C{"qemu"} or C{"netns"}.
+    @ivar kind: C{"vmnet"}, C{"qemu"}, C{"qemu-dgram"}, C{"vfkit"} or
+        C{"netns"}.
     @ivar address: C{("unix", path)}, C{("fd", n)}, C{("tcp", host, port)},
-        or C{("netns", path, ifname)}.
+        C{("unixgram", path)} (the datagram links) or C{("netns", path,
+        ifname)}.
     """
 
     kind: str
@@ -127,32 +133,123 @@ def _names(value):
     return tuple(name.strip() for name in value.split(",") if name.strip())
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+
+
+def _url(value):
+    """
+    C{(scheme, rest)} of a gvproxy-style URL (C{unix:///PATH},
+    C{unixgram:///PATH}, C{tcp://HOST:PORT}), or C{None} for anything else.
+    """
+    scheme, sep, rest = value.partition("://")
+    if not sep or not _SCHEME.fullmatch(scheme):
+        return None
+    return scheme.lower(), rest
+
+
+def _urlPath(flag, value, rest, forms):
+    """
+    The path of C{unix:///PATH} or C{unixgram:///PATH}: absolute, with
+    percent-escapes decoded (as gvproxy reads them).
+    """
+    if not rest.startswith("/"):
+        raise usage.UsageError(f"--{flag}: {value!r} names no absolute path: use {forms}")
+    return unquote(rest)
+
+
+def _refuseURL(flag, value, forms, hint=""):
+    raise usage.UsageError(f"--{flag}: {value!r} does not apply here: use {forms}{hint}")
+
+
+ETHERNET_FORMS = "PATH, unix:///PATH or fd:N"
+QEMU_FORMS = "PATH, unix:///PATH, tcp://HOST:PORT or fd:N"
+DGRAM_FORMS = "PATH or unixgram:///PATH"
+
+
 def parseEthernet(value):
     """
-    C{--ethernet PATH} or C{--ethernet fd:N}.
+    C{--ethernet PATH}, C{unix:///PATH} or C{fd:N}.
     """
     if value.startswith("fd:"):
         return LinkSpec("vmnet", ("fd", _checkFD("ethernet", value[3:])))
-    if "://" in value:
-        raise usage.UsageError(f"--ethernet: {value!r}: only Unix socket paths and fd:N are supported")
+    url = _url(value)
+    if url is not None:
+        scheme, rest = url
+        if scheme != "unix":
+            hint = "; a datagram socket is --qemu-dgram or --vfkit" if scheme == "unixgram" else ""
+            raise usage.UsageError(
+                f"--ethernet: {value!r}: only Unix socket paths and fd:N are supported "
+                f"({ETHERNET_FORMS}){hint}"
+            )
+        value = _urlPath("ethernet", value, rest, ETHERNET_FORMS)
     return LinkSpec("vmnet", ("unix", _checkSocketPath("ethernet", value)))
+
+
+def _qemuTCP(text):
+    host, _, port = text.rpartition(":")
+    portNumber = _int("qemu", port)
+    if not 0 <= portNumber <= 65535:
+        raise usage.UsageError(f"--qemu: port {portNumber} is out of range")
+    return LinkSpec("qemu", ("tcp", str(_ip("qemu", host or "127.0.0.1")), portNumber))
 
 
 def parseQEMU(value):
     """
-    C{--qemu PATH}, C{unix:PATH}, C{tcp:HOST:PORT} or C{fd:N}.
+    C{--qemu PATH}, C{unix:PATH}, C{unix:///PATH}, C{tcp:HOST:PORT},
+    C{tcp://HOST:PORT} or C{fd:N}.
     """
     if value.startswith("fd:"):
         return LinkSpec("qemu", ("fd", _checkFD("qemu", value[3:])))
-    if value.startswith("tcp:"):
-        host, _, port = value[4:].rpartition(":")
-        portNumber = _int("qemu", port)
-        if not 0 <= portNumber <= 65535:
-            raise usage.UsageError(f"--qemu: port {portNumber} is out of range")
-        return LinkSpec("qemu", ("tcp", str(_ip("qemu", host or "127.0.0.1")), portNumber))
-    if value.startswith("unix:"):
+    url = _url(value)
+    if url is not None:
+        scheme, rest = url
+        if scheme == "tcp":
+            return _qemuTCP(rest)
+        if scheme != "unix":
+            hint = ""
+            if scheme == "unixgram":
+                hint = f" (a datagram socket is --qemu-dgram {value})"
+            _refuseURL("qemu", value, QEMU_FORMS, hint)
+        value = _urlPath("qemu", value, rest, QEMU_FORMS)
+    elif value.startswith("tcp:"):
+        return _qemuTCP(value[4:])
+    elif value.startswith("unix:"):
         value = value[5:]
     return LinkSpec("qemu", ("unix", _checkSocketPath("qemu", value)))
+
+
+def _parseDatagram(flag, value):
+    """
+    C{--qemu-dgram} and C{--vfkit}: C{PATH} or C{unixgram:///PATH}.
+    """
+    if value.startswith("fd:"):
+        raise usage.UsageError(f"--{flag}: {value!r}: inherited sockets are not supported: use {DGRAM_FORMS}")
+    url = _url(value)
+    if url is not None:
+        scheme, rest = url
+        if scheme != "unixgram":
+            hint = ""
+            if scheme == "unix":
+                hint = f" (a stream socket is --qemu {value})"
+            elif scheme == "tcp":
+                hint = f" (TCP is --qemu {value})"
+            _refuseURL(flag, value, DGRAM_FORMS, hint)
+        value = _urlPath(flag, value, rest, DGRAM_FORMS)
+    return LinkSpec(flag, ("unixgram", _checkSocketPath(flag, value)))
+
+
+def parseQEMUDgram(value):
+    """
+    C{--qemu-dgram PATH} or C{unixgram:///PATH}.
+    """
+    return _parseDatagram("qemu-dgram", value)
+
+
+def parseVfkit(value):
+    """
+    C{--vfkit PATH} or C{unixgram:///PATH}.
+    """
+    return _parseDatagram("vfkit", value)
 
 
 def parseNetns(value, defaultTap):
@@ -174,8 +271,9 @@ class Options(DropInFlags, usage.Options):
     synopsis = "--ethernet PATH [options]"
     longdesc = (
         "A user-mode network stack for VMs and network namespaces.  Guests attach "
-        "over vmnet sockets (--ethernet), QEMU stream sockets (--qemu) or tap "
-        "devices that vpnkit creates inside network namespaces (--netns)."
+        "over vmnet sockets (--ethernet), QEMU stream sockets (--qemu), Unix datagram "
+        "sockets (--qemu-dgram, --vfkit) or tap devices that vpnkit creates inside "
+        "network namespaces (--netns)."
     )
 
     optFlags = [
@@ -217,6 +315,8 @@ class Options(DropInFlags, usage.Options):
         super().__init__()
         self["ethernet"] = []
         self["qemu"] = []
+        self["qemu-dgram"] = []
+        self["vfkit"] = []
         self["netns"] = []
         self["expose"] = []
         self.underTwistd = False
@@ -230,9 +330,22 @@ class Options(DropInFlags, usage.Options):
 
     def opt_qemu(self, value):
         """
-        QEMU stream listener: PATH, unix:PATH, tcp:HOST:PORT or fd:N (repeatable).
+        QEMU stream listener: PATH, unix:///PATH, tcp://HOST:PORT (or tcp:HOST:PORT)
+        or fd:N (repeatable).
         """
         self["qemu"].append(value)
+
+    def opt_qemu_dgram(self, value):
+        """
+        QEMU -netdev dgram socket: PATH or unixgram:///PATH (repeatable).
+        """
+        self["qemu-dgram"].append(value)
+
+    def opt_vfkit(self, value):
+        """
+        vfkit/libkrun unixgram socket: PATH or unixgram:///PATH (repeatable).
+        """
+        self["vfkit"].append(value)
 
     def opt_expose(self, value):
         """
@@ -309,10 +422,14 @@ class Options(DropInFlags, usage.Options):
         self.links = (
             [parseEthernet(v) for v in self["ethernet"]]
             + [parseQEMU(v) for v in self["qemu"]]
+            + [parseQEMUDgram(v) for v in self["qemu-dgram"]]
+            + [parseVfkit(v) for v in self["vfkit"]]
             + [parseNetns(v, self["tap"]) for v in self["netns"]]
         )
         if not self.links:
-            raise usage.UsageError("Please provide an --ethernet argument (or --qemu, --netns)")
+            raise usage.UsageError(
+                "Please provide an --ethernet argument (or --qemu, --qemu-dgram, --vfkit, --netns)"
+            )
         self.dhcpSettings = self.dhcpText = None
         if self["dhcp-path"] is not None:
             try:
@@ -406,6 +523,7 @@ class Options(DropInFlags, usage.Options):
 
 
 _LINK_FLAGS = {"vmnet": "--ethernet", "qemu": "--qemu"}
+DATAGRAM_LINKS = {"qemu-dgram": QEMUDatagramProtocol, "vfkit": VfkitDatagramProtocol}
 
 
 def _linkService(spec, stack, reactor, backlog=None):
@@ -413,6 +531,9 @@ def _linkService(spec, stack, reactor, backlog=None):
     guests = stack.guests
     if kind == "netns":
         return NetnsTapService(guests, address[1], address[2], reactor=reactor)
+    if kind in DATAGRAM_LINKS:
+        protocol = DATAGRAM_LINKS[kind](guests, reactor)
+        return UnixDatagramLinkService(f"--{kind}", address[1], protocol, reactor)
     factory = VMNetServerFactory(guests) if kind == "vmnet" else QEMUServerFactory(guests)
     return listenService(
         address, factory, reactor, _LINK_FLAGS[kind], mode=0o666, links=True, backlog=backlog

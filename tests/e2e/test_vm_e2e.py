@@ -218,3 +218,20 @@ class QEMUStreamVMTests(VMTierMixin, SynchronousTestCase):
             ["--qemu", str(path)],
             f"stream,id={vmtools.NETDEV_ID},server=off,addr.type=unix,addr.path={path}",
         )
+
+
+class QEMUDgramVMTests(VMTierMixin, SynchronousTestCase):
+    """
+    The VM's virtio-net device reaches vpnkit's C{--qemu-dgram} socket with
+    QEMU's dgram netdev: QEMU binds its own path and sends each frame as one
+    datagram to vpnkit's, which answers at QEMU's path.
+    """
+
+    def link(self, workdir):
+        path = workdir / "vpnkit-dgram.sock"
+        guest = workdir / "qemu-dgram.sock"
+        return (
+            ["--qemu-dgram", f"unixgram://{path}"],
+            f"dgram,id={vmtools.NETDEV_ID},local.type=unix,local.path={guest},"
+            f"remote.type=unix,remote.path={path}",
+        )

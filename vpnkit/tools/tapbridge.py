@@ -7,10 +7,19 @@ This is the counterpart of the reference's C{vpnkit-tap-vsockd}: it does
 the guest's half of the handshake, creates the tap device with the MAC and
 MTU vpnkit assigned, and pumps frames both ways until either side goes
 away.  Once the tap is up it prints one line starting with C{ready}.
+
+With C{--protocol qemu-dgram} or C{vfkit} it plays QEMU's C{-netdev dgram}
+or vfkit instead: it binds a datagram socket of its own (C{--local}),
+connects it to vpnkit's, and sends one frame per datagram (after C{VFKT}
+for vfkit).
 """
 
 import os
+import shutil
+import socket
+import stat
 import sys
+import tempfile
 import uuid as _uuid
 from ipaddress import AddressValueError, IPv4Address
 
@@ -24,6 +33,7 @@ from vpnkit.counters import LinkCounters
 from vpnkit.host.taplink import TapLink
 from vpnkit.host.tundev import LinuxTunSystem, netnsPath
 from vpnkit.log import logger
+from vpnkit.protocols.dgramlinks import VFKIT_MAGIC, DatagramClientLink, sizeBuffers
 from vpnkit.protocols.links import HandshakeRefused, QEMUClientProtocol, VMNetClientProtocol
 from vpnkit.wire import ParseError, vmnet
 from vpnkit.wire.ethernet import formatMAC, parseMAC
@@ -33,24 +43,38 @@ __all__ = ["BridgeOptions", "main", "bridge"]
 log = logger("vpnkit.tapbridge")
 
 
+PROTOCOLS = ("vmnet", "qemu", "qemu-dgram", "vfkit")
+DATAGRAM_PROTOCOLS = ("qemu-dgram", "vfkit")
+
+
 class BridgeOptions(usage.Options):
-    synopsis = "--connect PATH [--protocol vmnet|qemu] [--netns NAME] [--tap IFNAME]"
+    synopsis = (
+        "--connect PATH [--protocol vmnet|qemu|qemu-dgram|vfkit] [--netns NAME] [--tap IFNAME]"
+    )
     optParameters = [
         ["connect", "c", None, "vpnkit's socket (its --ethernet or --qemu path)."],
-        ["protocol", None, "vmnet", "vmnet (with handshake) or qemu (u32 length framing)."],
+        ["protocol", None, "vmnet", "vmnet (with handshake), qemu (u32 length framing), "
+         "qemu-dgram or vfkit (one frame per datagram; vfkit greets with VFKT)."],
+        ["local", None, None, "qemu-dgram, vfkit: our own socket path (default: one in a "
+         "fresh temporary directory)."],
         ["netns", None, None, "Network namespace (ip netns name or path) for the tap; default ours."],
         ["tap", None, "tap0", "Name of the tap device to create."],
         ["uuid", None, None, "vmnet: the VM's UUID (same UUID, same address); default all zeros."],
         ["preferred-ip", None, None, "vmnet: ask for this IPv4 address."],
-        ["mac", None, None, "qemu: the tap's MAC (default: a random locally administered one)."],
-        ["mtu", None, "1500", "qemu: the tap's MTU (vmnet takes vpnkit's)."],
+        ["mac", None, None, "qemu, qemu-dgram, vfkit: the tap's MAC (default: a random "
+         "locally administered one)."],
+        ["mtu", None, "1500", "qemu, qemu-dgram, vfkit: the tap's MTU (vmnet takes vpnkit's)."],
     ]
 
     def postOptions(self):
         if not self["connect"]:
             raise usage.UsageError("--connect: which socket? (vpnkit's --ethernet or --qemu path)")
-        if self["protocol"] not in ("vmnet", "qemu"):
-            raise usage.UsageError(f"--protocol: {self['protocol']!r} is not vmnet or qemu")
+        if self["protocol"] not in PROTOCOLS:
+            raise usage.UsageError(
+                f"--protocol: {self['protocol']!r} is not vmnet, qemu, qemu-dgram or vfkit"
+            )
+        if self["local"] is not None and self["protocol"] not in DATAGRAM_PROTOCOLS:
+            raise usage.UsageError("--local: only for --protocol qemu-dgram or vfkit")
         if self["uuid"] is None:
             self.rawUUID = vmnet.ZERO_UUID
         else:
@@ -88,11 +112,105 @@ def _randomMAC():
     return bytes(mac)
 
 
+def openDatagram(remote, local=None):
+    """
+    A non-blocking Unix datagram socket bound to C{local} (or to a path in
+    a fresh temporary directory) and connected to vpnkit's C{remote}.
+
+    @return: C{(socket, cleanup)}; C{cleanup()} removes what was created.
+    @raise ConnectError: vpnkit's socket cannot be reached.
+    @raise OSError: C{local} cannot be bound.
+    """
+    scratch = None
+    if local is None:
+        scratch = tempfile.mkdtemp(prefix="vpnkit-bridge-")
+        local = os.path.join(scratch, "guest.sock")
+    elif os.path.lexists(local) and stat.S_ISSOCK(os.lstat(local).st_mode):
+        # Left by an earlier run (QEMU does the same with its local.path).
+        os.unlink(local)
+
+    def cleanup():
+        try:
+            os.unlink(local)
+        except OSError:
+            pass
+        if scratch is not None:
+            shutil.rmtree(scratch, True)
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.bind(local)
+        sizeBuffers(sock)
+        try:
+            sock.connect(remote)
+        except OSError as e:
+            raise ConnectError(string=f"{remote}: {e.strerror}") from None
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        cleanup()
+        raise
+    return sock, cleanup
+
+
+async def _datagramBridge(reactor, options, system, out):
+    """
+    The datagram protocols: no handshake, so the tap takes C{--mac} and
+    C{--mtu}; vfkit's greeting goes before the first frame.
+    """
+    sock, cleanup = openDatagram(options["connect"], options["local"])
+    # Stopped by a signal, the bridge still removes its socket file.
+    reactor.addSystemEventTrigger("before", "shutdown", cleanup)
+    mac, mtu = options.mac or _randomMAC(), options.mtu
+    try:
+        fd = system.openTap(options.netns, options["tap"], mac, mtu)
+    except BaseException:
+        sock.close()
+        cleanup()
+        raise
+    done = Deferred()
+    magic = VFKIT_MAGIC if options["protocol"] == "vfkit" else None
+    tap = None
+
+    def linkClosed(reason):
+        log.info("{reason}", reason=reason.getErrorMessage())
+        cleanup()
+        tap.closeLink("vpnkit is gone")
+        if not done.called:
+            done.callback(None)
+
+    link = DatagramClientLink(sock, reactor, LinkCounters(), magic=magic, onClose=linkClosed)
+
+    def tapClosed(reason):
+        link.closeLink("the tap is gone")
+
+    tap = TapLink(
+        fd,
+        system,
+        link.sendFrame,
+        LinkCounters(),
+        mtu + 50,
+        f"tap:{options['tap']}",
+        reactor=reactor,
+        onClose=tapClosed,
+    )
+    link.frameReceiver = tap.sendFrame
+    link.registerProducer(tap, True)
+    link.start()
+    tap.startReading()
+    out.write(f"ready {options['tap']} mac={formatMAC(mac)} mtu={mtu}\n")
+    out.flush()
+    await done
+
+
 async def bridge(reactor, options, system=None, out=sys.stdout):
     """
     Connect, create the tap and pump frames until one side closes.
     """
     system = system if system is not None else LinuxTunSystem()
+    if options["protocol"] in DATAGRAM_PROTOCOLS:
+        await _datagramBridge(reactor, options, system, out)
+        return
     ready = Deferred()
     if options["protocol"] == "vmnet":
         protocol = VMNetClientProtocol(ready, options.command())
