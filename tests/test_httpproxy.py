@@ -361,6 +361,22 @@ class TransparentHTTPTests(ProxyMixin, SynchronousTestCase):
         self.network.connects[-1].protocol.connectionLost(Failure(error.ConnectionDone()))
         self.assertIn(b" 502 Bad Gateway", guest.take())
 
+    def test_tlsFailure(self):
+        """
+        An upstream whose certificate does not verify gives 502 naming it,
+        counted as a TLS failure.
+        """
+        from service_identity.exceptions import VerificationError
+
+        guest = self.attach()
+        guest.receive(b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        self.upstream()
+        self.network.connects[-1].protocol.connectionLost(Failure(VerificationError(errors=[])))
+        reply = guest.take()
+        self.assertIn(b" 502 Bad Gateway", reply)
+        self.assertIn(b"TLS connection to HTTP proxy proxy.corp:3128 failed", reply)
+        self.assertEqual(self.counters.tlsFailures, 1)
+
     def test_badRequest(self):
         """
         A request vpnkit cannot forward gets 400.

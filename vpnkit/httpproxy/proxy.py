@@ -896,8 +896,11 @@ class _Exchange:
 
 def _tlsReason(exception):
     """
-    A short text for an OpenSSL error (its first reason string).
+    A short text for a TLS error: a certificate for another name, or
+    OpenSSL's first reason string.
     """
+    if type(exception).__module__.startswith("service_identity"):
+        return "the certificate does not match its name"
     args = getattr(exception, "args", ())
     try:
         return args[0][0][2]

@@ -53,7 +53,7 @@ def tlsFailure(failure):
     while seen:
         current = seen.pop()
         value = current.value
-        if type(value).__module__.startswith("OpenSSL"):
+        if type(value).__module__.startswith(("OpenSSL", "service_identity")):
             return value
         seen.extend(getattr(value, "reasons", None) or ())
     return None
