@@ -14,6 +14,7 @@ from vpnkit.config import StackConfig
 from vpnkit.counters import (
     ARPCounters,
     CaptureCounters,
+    HTTPProxyCounters,
     DHCPCounters,
     DNSCounters,
     EthernetCounters,
@@ -76,6 +77,7 @@ class CountersTests(SynchronousTestCase):
             "tcp": TCPCounters,
             "dns": DNSCounters,
             "capture": CaptureCounters,
+            "http": HTTPProxyCounters,
         }
         result = StackCounters().asDict()
         self.assertEqual(set(result), set(groups))
@@ -323,6 +325,7 @@ class GoldenCountersTests(SynchronousTestCase):
                 "udp": dict(asdict(UDPCounters()), received=3, sent=2),
                 "dns": dict(asdict(DNSCounters()), udpQueries=1, ignored=1),
                 "capture": asdict(CaptureCounters()),
+                "http": asdict(HTTPProxyCounters()),
                 "dhcp": {
                     "received": 2,
                     "discover": 1,

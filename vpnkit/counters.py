@@ -20,6 +20,7 @@ __all__ = [
     "TCPCounters",
     "DNSCounters",
     "CaptureCounters",
+    "HTTPProxyCounters",
     "StackCounters",
 ]
 
@@ -233,6 +234,44 @@ class CaptureCounters:
 
 
 @dataclass
+class HTTPProxyCounters:
+    """
+    The HTTP proxy (C{--http}): guest connections it took, requests and
+    tunnels, where they went, what it refused, bytes each way.
+
+    @ivar upstreamFailures: failures per upstream (C{"host:port"} to a
+        count); not a counter field, so C{asDict} stays flat (the stack's
+        C{stats()} reports it).
+    """
+
+    connections: int = 0
+    requests: int = 0
+    requestsViaProxy: int = 0
+    requestsDirect: int = 0
+    tunnels: int = 0
+    tunnelsViaProxy: int = 0
+    upgrades: int = 0
+    sniNames: int = 0
+    sniMissing: int = 0
+    forbidden: int = 0
+    badRequests: int = 0
+    connectFailures: int = 0
+    upstreamErrors: int = 0
+    tlsFailures: int = 0
+    bytesFromGuest: int = 0
+    bytesToGuest: int = 0
+
+    def __post_init__(self):
+        self.upstreamFailures = {}
+
+    def failed(self, upstream):
+        """
+        Count one failure of C{upstream} (C{"host:port"}).
+        """
+        self.upstreamFailures[upstream] = self.upstreamFailures.get(upstream, 0) + 1
+
+
+@dataclass
 class StackCounters:
     link: LinkCounters = field(default_factory=LinkCounters)
     ethernet: EthernetCounters = field(default_factory=EthernetCounters)
@@ -244,6 +283,7 @@ class StackCounters:
     tcp: TCPCounters = field(default_factory=TCPCounters)
     dns: DNSCounters = field(default_factory=DNSCounters)
     capture: CaptureCounters = field(default_factory=CaptureCounters)
+    http: HTTPProxyCounters = field(default_factory=HTTPProxyCounters)
 
     def asDict(self):
         """

@@ -60,6 +60,9 @@ class Stack:
     @param systemLookup: when given, A and AAAA are answered by the host's
         resolver through this C{lookup(name, family)} (see
         L{vpnkit.host.resolvers}), other types by the C{dnsConfig} servers.
+    @param httpProxy: the HTTP proxy (an L{vpnkit.interfaces.ITCPRoute} with
+        C{counters}, e.g. L{vpnkit.httpproxy.proxy.HTTPProxy}), routed
+        before the host's sockets; none by default.
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class Stack:
         dnsConfig=None,
         systemLookup=None,
         gatewayForwards=(),
+        httpProxy=None,
     ):
         if reactor is None:
             from twisted.internet import reactor
@@ -128,10 +132,16 @@ class Stack:
 
         # TCP: the one routing chain for guests' new connections.
         self.localServices = LocalServiceRoute(config, {DNS_PORT: self.dns}, reactor)
+        self.httpProxy = httpProxy
+        proxyRoutes = []
+        if httpProxy is not None:
+            counters.http = httpProxy.counters
+            proxyRoutes.append(httpProxy)
         self.tcpRouter = TCPRouter(
             [
                 GatewayForwardRoute(config, self.gatewayForwards, hostNetwork, connectTimeout),
                 self.localServices,
+                *proxyRoutes,
                 HostRoute(config, hostNetwork, connectTimeout),
             ]
         )
@@ -224,6 +234,7 @@ class Stack:
             "tcp": {"connections": connections, "pending": self.tcp.pendingCount},
             "udp": {"flows": len(self.udpNAT.flows)},
             "icmp": {"flows": len(self.icmp.flows)},
+            "http": {"upstreamFailures": dict(self.counters.http.upstreamFailures)},
         }
 
     # -- DHCP settings -------------------------------------------------------

@@ -27,8 +27,12 @@ from vpnkit.dropin import DropInFlags
 from vpnkit.readiness import Readiness
 from vpnkit.forwards import ForwardError, StackConnector, parseSpec
 from vpnkit.gatewayforwards import parseForwardsFlag, parseForwardsJSON
+from vpnkit.host.network import HostNetwork
 from vpnkit.host.resolvers import getaddrinfoLookup
 from vpnkit.host.tundev import netnsPath
+from vpnkit.httpproxy.api import makeHTTPConfigAPI
+from vpnkit.httpproxy.config import parseHTTPConfig
+from vpnkit.httpproxy.proxy import HTTPProxy
 from vpnkit.log import logger, setDebug
 from vpnkit.protocols.dhcp import parseDHCPSettings
 from vpnkit.protocols.dns import parseHosts
@@ -309,6 +313,11 @@ class Options(DropInFlags, usage.Options):
         ["pcap-snaplen", None, str(DEFAULT_SNAPLEN), f"Bytes kept of each captured frame "
          f"(0..{MAX_SNAPLEN}; 0 keeps whole frames)."],
         ["pcap-file", None, None, "Also write the capture to this file (truncated at start)."],
+        ["http", None, None, "HTTP proxy JSON (upstream proxies, exclude, transparent ports, allow "
+         "list); re-read on change."],
+        ["http-api-path", None, None, "Serve GET/POST /http_proxy.json on this Unix socket (mode 0600)."],
+        ["http-ca", None, None, "PEM file of the CA certificates https:// upstream proxies are "
+         "checked against (default: the system's)."],
     ]
 
     def __init__(self):
@@ -441,6 +450,26 @@ class Options(DropInFlags, usage.Options):
         self._forwardOptions()
         self._captureOptions()
         self.checkDropIn(_listenAddress)
+        self._httpOptions()
+
+    def _httpOptions(self):
+        """
+        C{--http} (read now; a missing file is picked up when it appears),
+        C{--http-api-path} and C{--http-ca}.
+        """
+        self.httpConfig = self.httpText = None
+        path = self["http"]
+        if path is not None and os.path.exists(path):
+            try:
+                self.httpText = readConfigText(path)
+                self.httpConfig = parseHTTPConfig(self.httpText, path)
+            except ConfigError as e:
+                raise usage.UsageError(f"--http: {e}") from None
+        if self["http-api-path"] is not None:
+            _checkSocketPath("http-api-path", self["http-api-path"])
+        self.httpTrustRoot = None
+        if self["http-ca"] is not None:
+            self.httpTrustRoot = loadTrustRoot(self["http-ca"])
 
     def _captureOptions(self):
         """
@@ -522,6 +551,29 @@ class Options(DropInFlags, usage.Options):
                     raise usage.UsageError(f"--hosts: {e}") from None
 
 
+def loadTrustRoot(path):
+    """
+    The CA certificates of the PEM file C{path} as a trust root.
+
+    @raise usage.UsageError: unreadable, or no certificate in it.
+    """
+    from twisted.internet.ssl import Certificate, trustRootFromCertificates
+
+    try:
+        text = readConfigText(path)
+    except ConfigError as e:
+        raise usage.UsageError(f"--http-ca: {e}") from None
+    end = "-----END CERTIFICATE-----"
+    blocks = [block + end for block in text.split(end) if "-----BEGIN CERTIFICATE-----" in block]
+    try:
+        certificates = [Certificate.loadPEM(block.strip()) for block in blocks]
+    except Exception as e:
+        raise usage.UsageError(f"--http-ca: {path}: not a PEM certificate ({e})") from None
+    if not certificates:
+        raise usage.UsageError(f"--http-ca: {path}: no PEM certificate in it")
+    return trustRootFromCertificates(certificates)
+
+
 _LINK_FLAGS = {"vmnet": "--ethernet", "qemu": "--qemu"}
 DATAGRAM_LINKS = {"qemu-dgram": QEMUDatagramProtocol, "vfkit": VfkitDatagramProtocol}
 
@@ -559,6 +611,15 @@ def makeService(options, reactor=None):
         except ConfigError:
             resolvText = ""
         dnsConfig = parseResolvConf(resolvText, RESOLV_CONF)
+    httpProxy = None
+    if options["http"] is not None or options["http-api-path"] is not None:
+        httpProxy = HTTPProxy(
+            options.config,
+            HostNetwork(reactor),
+            reactor,
+            trustRoot=options.httpTrustRoot,
+            connectTimeout=options.connectTimeout,
+        )
     stack = Stack(
         options.config,
         reactor,
@@ -567,6 +628,7 @@ def makeService(options, reactor=None):
         dnsConfig=dnsConfig,
         systemLookup=systemLookup,
         gatewayForwards=options.gatewayForwards,
+        httpProxy=httpProxy,
     )
     readiness = Readiness(options.readyFD)
     top = VPNKitService(
@@ -596,6 +658,8 @@ def makeService(options, reactor=None):
     _watchDNSFiles(options, stack, reactor, top, systemLookup is not None)
     _forwardingServices(options, stack, reactor, top)
     _diagnosticsServices(options, stack, reactor, top, capture)
+    if httpProxy is not None:
+        _httpProxyServices(options, httpProxy, reactor, top)
     if options.daemon:
         # twistd forks once this returns: say now, in the foreground, if a
         # listener cannot be bound.
@@ -618,6 +682,30 @@ def _diagnosticsServices(options, stack, reactor, top, capture):
         )
         listener.setName(f"diagnostics on {':'.join(str(a) for a in address)}")
         listener.setServiceParent(top)
+
+
+def _httpProxyServices(options, proxy, reactor, top):
+    """
+    C{--http}, watched, and the C{--http-api-path} listener.
+    """
+    if options["http"] is not None:
+        if options.httpConfig is not None:
+            proxy.setConfig(options.httpConfig)
+        watcher = WatchedFile(
+            options["http"], parseHTTPConfig, proxy.setConfig, reactor, initialText=options.httpText
+        )
+        watcher.setName("http")
+        watcher.setServiceParent(top)
+    if options["http-api-path"] is not None:
+        api = listenService(
+            ("unix", options["http-api-path"]),
+            makeHTTPConfigAPI(proxy),
+            reactor,
+            "--http-api-path",
+            backlog=options.listenBacklog,
+        )
+        api.setName("http-api")
+        api.setServiceParent(top)
 
 
 def _captureService(options, stack, reactor, top):

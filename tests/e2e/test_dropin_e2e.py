@@ -103,6 +103,7 @@ class DropInTests(E2EMixin, SynchronousTestCase):
         listeners = [listening(ethernet), listening(diagnostics), listening(pcap)]
         fds = [s.fileno() for s in listeners]
         gatewayForwards = self.write("gateway_forwards.json", "[]")
+        httpProxy = self.write("http_proxy.json", "{}")
         dhcp = self.write("dhcp.json", '{"searchDomains": ["docker.internal"]}')
         hosts = self.write("hosts", "")
         dns = self.write("dns", "nameserver 127.0.0.1#1\n")
@@ -113,7 +114,7 @@ class DropInTests(E2EMixin, SynchronousTestCase):
             "--gateway-forwards", str(gatewayForwards),
             "--host-names", "host.docker.internal,docker.for.mac.host.internal,docker.for.mac.localhost",
             "--listen-backlog", "32", "--mtu", "1500", "--allowed-bind-addresses", "0.0.0.0",
-            "--dhcp", str(dhcp),
+            "--http", str(httpProxy), "--dhcp", str(dhcp),
             "--port-max-idle-time", "300", "--max-connections", "2000",
             "--gateway-ip", "192.168.65.1", "--host-ip", "192.168.65.2",
             "--lowest-ip", "192.168.65.3", "--highest-ip", "192.168.65.254",
