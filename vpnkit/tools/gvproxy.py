@@ -655,12 +655,21 @@ def _beginLogging(out, debug):
         textFileLogObserver,
     )
 
+    from twisted.conch.ssh.channel import SSHChannel
+    from twisted.conch.ssh.service import SSHService
+    from twisted.conch.ssh.transport import SSHTransportBase
+
+    conch = (SSHTransportBase, SSHService, SSHChannel)
+
     def quietConch(event):
+        if debug:
+            return PredicateResult.maybe
+        level = event.get("log_level")
+        if level is None or level >= LogLevel.warn:
+            return PredicateResult.maybe
         namespace = event.get("log_namespace") or ""
-        if not debug and namespace.startswith("twisted.conch"):
-            level = event.get("log_level")
-            if level is not None and level < LogLevel.warn:
-                return PredicateResult.no
+        if namespace.startswith("twisted.conch") or isinstance(event.get("log_source"), conch):
+            return PredicateResult.no
         return PredicateResult.maybe
 
     observer = FilteringLogObserver(textFileLogObserver(out), [quietConch])
