@@ -55,6 +55,19 @@ while True:
     threading.Thread(target=serve, args=(conn,), daemon=True).start()
 """
 
+# One fixed HTTP answer (http.server would first look its address up in
+# DNS, which the guest namespace cannot reach).
+HTTP_SERVER = r"""
+import socket, sys
+server = socket.create_server((sys.argv[1], int(sys.argv[2])))
+print("LISTENING", flush=True)
+while True:
+    conn, _ = server.accept()
+    with conn:
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 25\r\n\r\npublished from the guest\n")
+"""
+
 SSHD_CONFIG = """\
 Port 22
 ListenAddress {address}
@@ -328,6 +341,41 @@ class GvproxyTests(E2EMixin, SynchronousTestCase):
         self.assertEqual(echoThrough(podmanSock, b"second\n"), b"second\n")
         self.waitConnected(2)
         self.assertTrue(gvproxy.alive())
+
+    def test_guestPublishesPort(self):
+        """
+        From inside the guest, gvproxy's API on the gateway's port 80
+        publishes a port as podman does (remote ":PORT" is the guest that
+        asks): a client on the host's loopback then reaches the guest's
+        server, and the host's API lists the forward.
+        """
+        self.startGvproxy()
+        self.attachGuest()
+        server = _Process(
+            self,
+            self.guest.argv([sys.executable, "-u", "-c", HTTP_SERVER, GUEST, "8000"]),
+            self.workdir / "http.log",
+        )
+        server.waitForLog("LISTENING", timeout=15)
+        expose = self.guest.run(
+            ["curl", "-s", "-f", "--max-time", "10", "-X", "POST",
+             "-d", '{"local": "127.0.0.1:18000", "remote": ":8000", "protocol": "tcp"}',
+             f"http://{GATEWAY}/services/forwarder/expose"],
+            check=False,
+        )
+        self.assertEqual(expose.returncode, 0, expose.stdout + expose.stderr + self.log())
+        listed = self.guest.run(
+            ["curl", "-s", "-f", "--max-time", "10", f"http://{GATEWAY}/services/forwarder/all"]
+        ).stdout
+        self.assertIn(f'"remote": "{GUEST}:8000"', listed)
+        fetched = self.host.run(["curl", "-s", "-f", "--max-time", "10", "http://127.0.0.1:18000/hello.txt"])
+        self.assertEqual(fetched.stdout, "published from the guest\n")
+        self.assertIn('"local": "127.0.0.1:18000"', self.api("/services/forwarder/all"))
+        stats = self.guest.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", f"http://{GATEWAY}/stats"],
+            check=False,
+        )
+        self.assertEqual(stats.stdout, "404")
 
     def test_startupErrorOneLine(self):
         """

@@ -529,6 +529,7 @@ def buildService(translation, options, keys, reactor):
     import random
 
     from twisted.internet.endpoints import TCP4ServerEndpoint
+    from twisted.protocols.policies import WrappingFactory
 
     from vpnkit.api import makeAPI
     from vpnkit.forwards import StackConnector
@@ -539,7 +540,10 @@ def buildService(translation, options, keys, reactor):
     top = makeService(options, reactor)
     stack = top.stack
     site = makeAPI(stack, top.getServiceNamed("forwards"))
-    stack.localServices.serve(GATEWAY_API_PORT, _gatewayAPI(site))
+    # The wrapper gives the HTTP protocol a transport with the attributes
+    # LineReceiver reads (disconnecting), which the gateway's in-memory
+    # connections lack.
+    stack.localServices.serve(GATEWAY_API_PORT, WrappingFactory(_gatewayAPI(site)))
     for endpoint in translation.apiEndpoints:
         if endpoint.path is not None:
             service = UnixListenService(endpoint.path, site, reactor, mode=0o600)
