@@ -519,9 +519,14 @@ class GuestSSHTests(SynchronousTestCase):
         delivered = len(transport.value())
         self.assertLessEqual(delivered, 131072)
         self.assertTrue(server.buf)
-        client.channel.resumeProducing()
+        channel = client.channel
+        channel.resumeProducing()
+        # What was held back is granted once (topping the window up), not
+        # once per packet that arrived meanwhile.
+        self.assertEqual(channel.localWindowLeft, channel.localWindowSize)
         self.sshd.flush()
         self.assertEqual(len(transport.value()), 300000)
+        self.assertEqual(server.remoteWindowLeft, channel.localWindowLeft)
 
     def test_stopService(self):
         """

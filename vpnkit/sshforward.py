@@ -200,7 +200,6 @@ class _StreamLocalChannel(sshchannel.SSHChannel):
         self.client = client
         self.opened = defer.Deferred()
         self._paused = False
-        self._withheld = 0
 
     def channelOpen(self, specificData):
         self.opened.callback(self)
@@ -226,19 +225,22 @@ class _StreamLocalChannel(sshchannel.SSHChannel):
     # IPushProducer, for the host client's transport.
 
     def withholdWindow(self, bytesToAdd):
-        if not self._paused:
-            return False
-        self._withheld += bytesToAdd
-        return True
+        """
+        Whether to hold back a window adjustment: yes while the host client
+        is not reading.  conch asks again (for the whole shortfall) on
+        every packet, so nothing is added up here; resuming tops the window
+        up once.
+        """
+        return self._paused
 
     def pauseProducing(self):
         self._paused = True
 
     def resumeProducing(self):
         self._paused = False
-        withheld, self._withheld = self._withheld, 0
-        if withheld and not self.localClosed and self in self.conn.channelsToRemoteChannel:
-            self.conn.adjustWindow(self, withheld)
+        shortfall = self.localWindowSize - self.localWindowLeft
+        if shortfall > 0 and not self.localClosed and self in self.conn.channelsToRemoteChannel:
+            self.conn.adjustWindow(self, shortfall)
 
     def stopProducing(self):
         self.loseConnection()
