@@ -200,6 +200,9 @@ class DNSCounters:
     udpQueries: int = 0
     tcpQueries: int = 0
     ignored: int = 0
+    # Messages that do not parse or ask an ill-formed question: FORMERR.
+    malformed: int = 0
+    formerr: int = 0
     answered: int = 0
     nxdomain: int = 0
     servfail: int = 0
