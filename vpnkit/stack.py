@@ -110,7 +110,9 @@ class Stack:
             gatewayForwards=self.udpGatewayForwards,
             sender=udpSender,
         )
-        self.dhcp = DHCPServer(config, self.switch, udpSender, counters, self.dhcpSettings)
+        self.dhcp = DHCPServer(
+            config, self.switch, udpSender, counters, self.dhcpSettings, clock=reactor
+        )
 
         # DNS: builtin names, then the hosts file, then upstream.
         self.dnsUpstream = UpstreamResolver(dnsConfig, sockets, hostNetwork, reactor, counters)
@@ -158,6 +160,7 @@ class Stack:
                 self.udpGatewayForwards.guestDetached,
                 self.icmp.guestDetached,
             ],
+            clock=reactor,
         )
 
         self.switch.addProto(ETHERTYPE_ARP, self.arp)
