@@ -4,6 +4,7 @@ the services it builds.
 """
 
 import errno
+import grp
 import io
 import json
 import os
@@ -540,6 +541,74 @@ class MakeServiceTests(_OptionsMixin, SynchronousTestCase):
         service.stopService()
         self.assertFalse(service.running)
         self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+
+class SocketModeTests(_OptionsMixin, SynchronousTestCase):
+    """
+    Guest link sockets are for vpnkit's user only (0600), or for a group
+    named with C{--socket-group} (0660, owned by it).
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.reactor = MemoryReactorClock()
+        self.chowned = []
+        self.patch(os, "chown", lambda path, uid, gid: self.chowned.append((path, uid, gid)))
+
+    def start(self, *extra):
+        qemu = os.path.join(self.dir, "qemu.sock")
+        options = self.parse("--ethernet", self.sock, "--qemu", qemu, "--hosts", "", *extra)
+        service = makeService(options, self.reactor)
+        service.privilegedStartService()
+        self.addCleanup(service.stopService)
+        return {address: mode for address, _, _, mode, _ in self.reactor.unixServers}, qemu
+
+    def test_ownerOnlyByDefault(self):
+        """
+        Without C{--socket-group} the vmnet and QEMU sockets are mode 0600
+        and their group is left alone.
+        """
+        modes, qemu = self.start()
+        self.assertEqual(modes, {self.sock: 0o600, qemu: 0o600})
+        self.assertEqual(self.chowned, [])
+
+    def test_group(self):
+        """
+        C{--socket-group} (a name or a number) makes them 0660 and gives
+        them to that group once bound.
+        """
+        gid = os.getegid()
+        name = grp.getgrgid(gid).gr_name
+        for value in (name, str(gid)):
+            self.reactor = MemoryReactorClock()
+            self.chowned = []
+            modes, qemu = self.start("--socket-group", value)
+            self.assertEqual(modes, {self.sock: 0o660, qemu: 0o660})
+            self.assertEqual(sorted(self.chowned), sorted([(self.sock, -1, gid), (qemu, -1, gid)]))
+
+    def test_unknownGroup(self):
+        """
+        A group that does not exist stops start-up with one line.
+        """
+        self.assertUsageError(
+            ["--ethernet", self.sock, "--socket-group", "no-such-group-vpnkit"],
+            "--socket-group", "no group named 'no-such-group-vpnkit'",
+        )
+        self.assertUsageError(
+            ["--ethernet", self.sock, "--socket-group", "-3"], "--socket-group", "not a group id"
+        )
+
+    def test_notMember(self):
+        """
+        Without root, a group vpnkit's user is not in is refused: it could
+        not give the sockets to it.
+        """
+        self.patch(os, "geteuid", lambda: 1000)
+        self.patch(os, "getegid", lambda: 1000)
+        self.patch(os, "getgroups", lambda: [1000])
+        self.assertUsageError(
+            ["--ethernet", self.sock, "--socket-group", "0"], "--socket-group", "not a member"
+        )
 
 
 class UnixListenServiceTests(SynchronousTestCase):

@@ -100,11 +100,24 @@ class UnixListenService(ListenService):
     """
     Listen on a Unix socket path, first removing a stale socket file left by
     a process that is gone (the reference always unlinks it).
+
+    @param mode: the socket file's mode: 0600 (only vpnkit's user may
+        connect) unless told otherwise.
+    @param group: a group id to give the socket file once bound (with a
+        mode such as 0660, what lets that group's members connect), or
+        C{None}.
     """
 
-    def __init__(self, path, factory, reactor, mode=0o666):
+    def __init__(self, path, factory, reactor, mode=0o600, group=None):
         super().__init__(UNIXServerEndpoint(reactor, path, mode=mode), factory)
         self._path = path
+        self._group = group
+
+    def _listen(self):
+        bound = self.port is None
+        super()._listen()
+        if bound and self._group is not None:
+            os.chown(self._path, -1, self._group)
 
     def privilegedStartService(self):
         if os.path.lexists(self._path):

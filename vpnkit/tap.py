@@ -7,6 +7,7 @@ the stack, one service per guest link listener or tap device, and the
 watched configuration files.
 """
 
+import grp
 import os
 import socket
 import stat
@@ -78,6 +79,35 @@ def _checkFD(flag, text):
     if not stat.S_ISSOCK(mode):
         raise usage.UsageError(f"--{flag}: fd:{fd} is not a socket")
     return fd
+
+
+def parseSocketGroup(value):
+    """
+    C{--socket-group GROUP}: a group name or number that exists and that
+    vpnkit may give its sockets to (root, or a member of it).
+
+    @return: the group id.
+    """
+    try:
+        gid = int(value)
+    except ValueError:
+        try:
+            gid = grp.getgrnam(value).gr_gid
+        except KeyError:
+            raise usage.UsageError(f"--socket-group: no group named {value!r}") from None
+    else:
+        if gid < 0:
+            raise usage.UsageError(f"--socket-group: {value!r} is not a group id")
+        try:
+            grp.getgrgid(gid)
+        except KeyError:
+            raise usage.UsageError(f"--socket-group: no group with id {gid}") from None
+    if os.geteuid() != 0 and gid != os.getegid() and gid not in os.getgroups():
+        raise usage.UsageError(
+            f"--socket-group: vpnkit's user is not a member of group {value!r}, "
+            "so it cannot give the sockets to it"
+        )
+    return gid
 
 
 def _checkSocketPath(flag, path):
@@ -177,6 +207,9 @@ class Options(usage.Options):
         ["domain", None, None, "DHCP domain name (wins over --dhcp-path)."],
         ["dhcp-path", None, None, "dhcp.json with searchDomains/domainName; re-read on change."],
         ["tap", None, "tap0", "Interface name for --netns when the spec names none."],
+        ["socket-group", None, None, "Make the guest link sockets (--ethernet, --qemu PATH) mode "
+         "0660 and owned by this group (name or number); by default they are 0600, "
+         "for vpnkit's user only."],
         ["max-connections", None, None, "Refuse (RST) guest TCP connections beyond this many."],
         ["connect-timeout", None, "30", "Seconds a host connect may take before the guest gets RST."],
         ["dns", None, None, "Upstream DNS servers (nameserver IP[#PORT], zone, timeout, order, search); "
@@ -294,6 +327,9 @@ class Options(usage.Options):
         )
         if not self.links:
             raise usage.UsageError("Please provide an --ethernet argument (or --qemu, --netns)")
+        self.socketGroup = None
+        if self["socket-group"] is not None:
+            self.socketGroup = parseSocketGroup(self["socket-group"])
         self.dhcpSettings = self.dhcpText = None
         if self["dhcp-path"] is not None:
             try:
@@ -389,14 +425,19 @@ class Options(usage.Options):
                     raise usage.UsageError(f"--hosts: {e}") from None
 
 
-def _linkService(spec, stack, reactor):
+def _linkService(spec, stack, reactor, socketGroup=None):
     kind, address = spec.kind, spec.address
     guests = stack.guests
     if kind == "netns":
         return NetnsTapService(guests, address[1], address[2], reactor=reactor)
-    factory = VMNetServerFactory(guests) if kind == "vmnet" else QEMUServerFactory(guests)
+    factoryClass = VMNetServerFactory if kind == "vmnet" else QEMUServerFactory
+    factory = factoryClass(guests, clock=reactor)
     if address[0] == "unix":
-        return UnixLinkListenService(address[1], factory, reactor)
+        # Whoever can connect can attach guests (and take addresses):
+        # vpnkit's user only, or the --socket-group.
+        if socketGroup is None:
+            return UnixLinkListenService(address[1], factory, reactor, mode=0o600)
+        return UnixLinkListenService(address[1], factory, reactor, mode=0o660, group=socketGroup)
     if address[0] == "fd":
         endpoint = AdoptedStreamServerEndpoint(reactor, address[1], socket.AF_UNIX)
     else:
@@ -435,7 +476,7 @@ def makeService(options, reactor=None):
     top = VPNKitService(stack, exitOnError=options.underTwistd)
     _captureService(options, stack, reactor, top)
     for spec in options.links:
-        service = _linkService(spec, stack, reactor)
+        service = _linkService(spec, stack, reactor, options.socketGroup)
         service.setName(spec.describe())
         service.setServiceParent(top)
     if options["dhcp-path"] is not None:
