@@ -26,7 +26,7 @@ from vpnkit.config import StackConfig
 from vpnkit.counters import StackCounters
 from vpnkit.interfaces import ITCPRouter
 from vpnkit.protocols.tcp.splice import GuestSide
-from vpnkit.protocols.tcp.layer import EHOSTUNREACH, ENETUNREACH, Flow, TCPLayer
+from vpnkit.protocols.tcp.layer import EHOSTUNREACH, ENETUNREACH, Flow, SelfConnectError, TCPLayer
 from vpnkit.protocols.tcp.state import State
 from vpnkit.wire.icmp import DEST_UNREACHABLE, parseICMP
 from vpnkit.wire.ipv4 import PROTO_ICMP, PROTO_TCP, parseIPv4
@@ -580,6 +580,19 @@ class LayerTests(SynchronousTestCase):
         self.syn(layer)
         [rst] = self.sent()
         self.assertEqual(rst.flags, RST | ACK)
+        self.assertEqual(layer.pendingCount, 0)
+
+    def test_selfConnectRefused(self):
+        """
+        A dial that connected to itself is a refusal: RST|ACK to the guest,
+        counted as C{connectRefused} and C{selfConnects}.
+        """
+        layer, forwarder = self.layer()
+        self.syn(layer)
+        forwarder.requests[0][1].errback(SelfConnectError("127.0.0.1", 80))
+        [rst] = self.sent()
+        self.assertEqual((rst.flags, rst.ack), (RST | ACK, ISN + 1))
+        self.assertEqual((self.counters.tcp.connectRefused, self.counters.tcp.selfConnects), (1, 1))
         self.assertEqual(layer.pendingCount, 0)
 
     def test_flowAddresses(self):

@@ -174,6 +174,8 @@ class TCPCounters:
     synAbsorbed: int = 0
     pendingReset: int = 0
     connectRefused: int = 0
+    # Host dials that connected to themselves (also in connectRefused).
+    selfConnects: int = 0
     connectUnreachable: int = 0
     connectTimeout: int = 0
     connectFailed: int = 0

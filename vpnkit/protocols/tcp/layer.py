@@ -29,12 +29,21 @@ from vpnkit.wire import ChecksumError, ParseError
 from vpnkit.wire.ipv4 import PROTO_TCP
 from vpnkit.wire.tcp import ACK, RST, SYN, emitTCP, parseTCP
 
-__all__ = ["Flow", "TCPLayer"]
+__all__ = ["Flow", "TCPLayer", "SelfConnectError"]
 
 log = logger("vpnkit.tcp")
 
 ENETUNREACH = 101
 EHOSTUNREACH = 113
+
+
+class SelfConnectError(error.ConnectionRefusedError):
+    """
+    A host dial connected to itself (its local address is its peer
+    address: TCP's simultaneous open, when the ephemeral port picked equals
+    the destination port on a local address).  Nothing listens there, so
+    it is a refusal; L{vpnkit.host.network} raises it, the layer counts it.
+    """
 
 
 class Flow(NamedTuple):
@@ -234,6 +243,8 @@ class TCPLayer:
             return None
         if failure.check(error.ConnectionRefusedError):
             counters.connectRefused += 1
+            if failure.check(SelfConnectError):
+                counters.selfConnects += 1
         elif failure.check(error.TimeoutError, error.TCPTimedOutError):
             counters.connectTimeout += 1
         else:
