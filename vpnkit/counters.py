@@ -181,6 +181,10 @@ class TCPCounters:
     connectFailed: int = 0
     limitPending: int = 0
     limitConnections: int = 0
+    # SYNs from addresses no guest holds; half-open connections evicted
+    # by newer SYNs beyond the half-open budgets.
+    synNotFromGuest: int = 0
+    halfOpenEvicted: int = 0
     rstNoConnection: int = 0
     timeWaitReused: int = 0
     connectionsOpened: int = 0
