@@ -20,10 +20,11 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.fakes import GUEST_MAC, FakeTunSystem, arpReply, arpRequest, drainSocket, tempDir
-from vpnkit import tap
+from vpnkit import services, tap
 from vpnkit.config import ConfigError, StackConfig
 from vpnkit.log import debugEnabled, setDebug
 from vpnkit.protocols.links import QEMUServerFactory, VMNetServerFactory
+from vpnkit.services import connectionBudget
 from vpnkit.stack import Stack
 from vpnkit.tap import LinkSpec, NetnsTapService, Options, VPNKitService, makeService
 from vpnkit.watch import WatchedFile
@@ -608,6 +609,81 @@ class SocketModeTests(_OptionsMixin, SynchronousTestCase):
         self.patch(os, "getgroups", lambda: [1000])
         self.assertUsageError(
             ["--ethernet", self.sock, "--socket-group", "0"], "--socket-group", "not a member"
+        )
+
+
+class ConnectionBudgetTests(_OptionsMixin, SynchronousTestCase):
+    """
+    The TCP connection budget: C{--max-half-open},
+    C{--max-half-open-per-guest}, and C{--max-connections} derived from
+    the open-file limit when not given.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.reactor = MemoryReactorClock()
+
+    def build(self, *extra):
+        options = self.parse("--ethernet", self.sock, "--hosts", "", *extra)
+        return makeService(options, self.reactor)
+
+    def test_defaults(self):
+        """
+        By default a guest may have 256 half-open connections, all guests
+        1024, and the total is left for the open-file limit to decide.
+        """
+        limits = self.build().stack.tcp.limits
+        self.assertEqual(
+            (limits.maxConnections, limits.maxHalfOpen, limits.maxHalfOpenPerGuest), (None, 1024, 256)
+        )
+
+    def test_flags(self):
+        """
+        The flags set the limits.
+        """
+        limits = self.build(
+            "--max-connections", "500", "--max-half-open", "64", "--max-half-open-per-guest", "8"
+        ).stack.tcp.limits
+        self.assertEqual(
+            (limits.maxConnections, limits.maxHalfOpen, limits.maxHalfOpenPerGuest), (500, 64, 8)
+        )
+
+    def test_badFlags(self):
+        """
+        Half-open budgets below 1 or not numbers stop start-up.
+        """
+        for flag in ("--max-half-open", "--max-half-open-per-guest"):
+            self.assertUsageError(["--ethernet", self.sock, flag, "0"], flag, "at least 1")
+            self.assertUsageError(["--ethernet", self.sock, flag, "x"], flag, "not a number")
+
+    def test_budgetFromFileLimit(self):
+        """
+        Without C{--max-connections}, starting caps connections at the
+        open-file limit less the reserve (256, one per guest address, and
+        the UDP, ICMP, gateway-forward and DNS tables' caps); with a small
+        limit, at half of it.
+        """
+        service = self.build()
+        reserve = 256 + 252 + 1024 + 1024 + 256 + 1024
+        self.assertEqual(connectionBudget(100000, service.stack), 100000 - reserve)
+        self.assertEqual(connectionBudget(4096, service.stack), 2048)
+        service.applyConnectionBudget(100000)
+        self.assertEqual(service.stack.tcp.limits.maxConnections, 100000 - reserve)
+
+    def test_explicitKept(self):
+        """
+        A C{--max-connections} given is never replaced, and the start-up
+        applies the budget for the limit in force.
+        """
+        service = self.build("--max-connections", "7")
+        service.applyConnectionBudget(100000)
+        self.assertEqual(service.stack.tcp.limits.maxConnections, 7)
+        derived = self.build()
+        self.patch(services, "softFileLimit", lambda: 8000)
+        derived.privilegedStartService()
+        self.addCleanup(derived.stopService)
+        self.assertEqual(
+            derived.stack.tcp.limits.maxConnections, connectionBudget(8000, derived.stack)
         )
 
 

@@ -14,6 +14,7 @@ import signal
 import socket
 import stat
 import sys
+from dataclasses import replace
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import DeferredList, maybeDeferred, succeed
@@ -28,6 +29,7 @@ from vpnkit.host.taplink import TapLink
 from vpnkit.host.tundev import LinuxTunSystem
 from vpnkit.leases import AllocationError
 from vpnkit.log import logger
+from vpnkit.protocols.dnsupstream import MAX_IN_FLIGHT
 
 __all__ = [
     "ListenService",
@@ -38,6 +40,9 @@ __all__ = [
     "ExposeService",
     "VPNKitService",
     "raiseFileLimit",
+    "softFileLimit",
+    "connectionBudget",
+    "FILE_RESERVE",
 ]
 
 log = logger("vpnkit.tap")
@@ -227,6 +232,46 @@ def raiseFileLimit(resource=None):
     return soft
 
 
+# Descriptors kept beyond what the flow tables may hold: listeners, API
+# and capture connections, configuration files being re-read, the
+# reactor's own, the upstream DNS TCP fallback.
+FILE_RESERVE = 256
+# What an unlimited open-file limit is taken to be.
+_UNLIMITED = 1 << 20
+
+
+def softFileLimit(resource=None):
+    """
+    The soft limit on open files now in force (an unlimited one as 2**20).
+    """
+    if resource is None:
+        import resource
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return _UNLIMITED if soft == resource.RLIM_INFINITY else soft
+
+
+def connectionBudget(softLimit, stack):
+    """
+    The default C{--max-connections}: each guest TCP connection holds one
+    host socket, so what the open-file limit leaves once everything else
+    vpnkit may hold at most is set aside: L{FILE_RESERVE}, one descriptor
+    per guest address (its link), the UDP NAT, ICMP echo and gateway UDP
+    forward flow tables and the upstream DNS queries in flight.  With a
+    small limit (less than twice that reserve) guest TCP gets half of it:
+    the other tables then fail (and log) before vpnkit itself runs out.
+    """
+    config = stack.config
+    reserve = (
+        FILE_RESERVE
+        + (int(config.highestIP) - int(config.lowestIP) + 1)
+        + stack.udpNAT.flows.maxFlows
+        + stack.icmp.flows.maxFlows
+        + stack.udpGatewayForwards.flows.maxFlows
+        + MAX_IN_FLIGHT
+    )
+    return max(softLimit // 2, softLimit - reserve)
+
+
 class VPNKitService(MultiService):
     """
     vpnkit as one service.
@@ -264,7 +309,26 @@ class VPNKitService(MultiService):
     def privilegedStartService(self):
         if self.exitOnError:
             raiseFileLimit()
+        self.applyConnectionBudget(softFileLimit())
         self._guarded(super().privilegedStartService)
+
+    def applyConnectionBudget(self, softLimit):
+        """
+        Without C{--max-connections}, cap guest TCP connections at
+        L{connectionBudget} for this open-file limit, so that a flood of
+        connections leaves vpnkit the descriptors its listeners, API and
+        configuration files need.
+        """
+        tcp = self.stack.tcp
+        if tcp.limits.maxConnections is not None:
+            return
+        budget = connectionBudget(softLimit, self.stack)
+        tcp.limits = replace(tcp.limits, maxConnections=budget)
+        log.info(
+            "guest TCP connections: at most {n} (open-file limit {soft}; see --max-connections)",
+            n=budget,
+            soft=softLimit,
+        )
 
     def stopService(self):
         """

@@ -12,7 +12,7 @@ import os
 import socket
 import stat
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import AddressValueError, IPv4Address
 
 from twisted.internet.endpoints import AdoptedStreamServerEndpoint, TCP4ServerEndpoint
@@ -210,7 +210,12 @@ class Options(usage.Options):
         ["socket-group", None, None, "Make the guest link sockets (--ethernet, --qemu PATH) mode "
          "0660 and owned by this group (name or number); by default they are 0600, "
          "for vpnkit's user only."],
-        ["max-connections", None, None, "Refuse (RST) guest TCP connections beyond this many."],
+        ["max-connections", None, None, "Refuse (RST) guest TCP connections beyond this many "
+         "(default: derived from the open-file limit)."],
+        ["max-half-open", None, "1024", "Guest TCP connections not yet established (dialling or "
+         "SYN-RECEIVED), all guests; beyond it a SYN evicts the oldest of the guest holding most."],
+        ["max-half-open-per-guest", None, "256", "The same for one guest; beyond it a SYN evicts "
+         "that guest's oldest."],
         ["connect-timeout", None, "30", "Seconds a host connect may take before the guest gets RST."],
         ["dns", None, None, "Upstream DNS servers (nameserver IP[#PORT], zone, timeout, order, search); "
          "re-read on change.  Without it A/AAAA use the host's resolver."],
@@ -312,6 +317,14 @@ class Options(usage.Options):
             self.maxConnections = _int("max-connections", self["max-connections"])
             if self.maxConnections < 0:
                 raise usage.UsageError("--max-connections: must not be negative")
+        self.maxHalfOpen = _int("max-half-open", self["max-half-open"])
+        self.maxHalfOpenPerGuest = _int("max-half-open-per-guest", self["max-half-open-per-guest"])
+        for flag, value in (
+            ("max-half-open", self.maxHalfOpen),
+            ("max-half-open-per-guest", self.maxHalfOpenPerGuest),
+        ):
+            if value < 1:
+                raise usage.UsageError(f"--{flag}: must be at least 1")
         try:
             self.connectTimeout = float(self["connect-timeout"])
         except ValueError:
@@ -472,6 +485,11 @@ def makeService(options, reactor=None):
         dnsConfig=dnsConfig,
         systemLookup=systemLookup,
         gatewayForwards=options.gatewayForwards,
+    )
+    stack.tcp.limits = replace(
+        stack.tcp.limits,
+        maxHalfOpen=options.maxHalfOpen,
+        maxHalfOpenPerGuest=options.maxHalfOpenPerGuest,
     )
     top = VPNKitService(stack, exitOnError=options.underTwistd)
     _captureService(options, stack, reactor, top)
