@@ -6,9 +6,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBS := iproute2 busybox iputils-ping procps curl iperf3 slirp4netns util-linux dnsutils tcpdump qemu-system-x86
+DEBS := iproute2 busybox iputils-ping procps curl iperf3 slirp4netns util-linux dnsutils tcpdump qemu-system-x86 nmap
 # Commands that prove the Debian packages above are present.
-DEB_COMMANDS := ip busybox ping pgrep curl iperf3 slirp4netns prlimit tc dig sysctl tcpdump qemu-system-x86_64
+DEB_COMMANDS := ip busybox ping pgrep curl iperf3 slirp4netns prlimit tc dig sysctl tcpdump qemu-system-x86_64 nmap
 # Prints the Debian packages building the C accelerator still needs, for the
 # Python the venv runs: its compiler, libc's headers and its own headers
 # (pyenv and python.org builds ship theirs; Debian's python3.X needs
