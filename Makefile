@@ -6,11 +6,11 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBS := iproute2 busybox iputils-ping procps curl iperf3 slirp4netns util-linux dnsutils tcpdump qemu-system-x86 tinyproxy openssl openssh-server openssh-client
+DEBS := iproute2 busybox iputils-ping procps curl iperf3 slirp4netns util-linux dnsutils tcpdump qemu-system-x86 tinyproxy openssl openssh-server openssh-client nmap
 # (openssh-server: the vpnkit-gvproxy tests start their own sshd in a guest
 # namespace; on a machine with systemd its package also enables the system's.)
 # Commands that prove the Debian packages above are present.
-DEB_COMMANDS := ip busybox ping pgrep curl iperf3 slirp4netns prlimit tc dig sysctl tcpdump qemu-system-x86_64 tinyproxy openssl sshd ssh ssh-keygen
+DEB_COMMANDS := ip busybox ping pgrep curl iperf3 slirp4netns prlimit tc dig sysctl tcpdump qemu-system-x86_64 tinyproxy openssl sshd ssh ssh-keygen nmap
 # Prints the Debian packages building the C accelerator still needs, for the
 # Python the venv runs: its compiler, libc's headers and its own headers
 # (pyenv and python.org builds ship theirs; Debian's python3.X needs

@@ -479,14 +479,15 @@ class DatagramServiceTests(_RealSocketMixin, SynchronousTestCase):
 
     def test_framesBothWays(self):
         """
-        The service binds the path (mode 0666, buffers sized for bursts);
+        The service binds the path (mode 0600, as every link socket; buffers
+        sized for bursts);
         a frame a client sends attaches it and the reply comes back to the
         client's own path.
         """
         service = self.service()
         service.privilegedStartService()
         service.startService()
-        self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o666)
+        self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
         (port,) = self.reactor.datagramPorts
         self.assertEqual(port.maxPacketSize, 1551)
         handle = port.getHandle()

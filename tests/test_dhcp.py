@@ -7,6 +7,7 @@ drives it, the pure L{answer} policy, and the C{dhcp.json} parser.
 from dataclasses import replace
 from ipaddress import IPv4Address
 
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -557,6 +558,30 @@ class OtherMessageTests(DHCPTestMixin, SynchronousTestCase):
         )
         self.assertEqual(replies, [])
         self.assertCounters({"dhcp.decline": 1})
+
+    def test_declineFloodLogsOneLine(self):
+        """
+        A thousand DECLINEs (and NAKed REQUESTs) make one log line of each
+        kind per interval, not one per packet.
+        """
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        for _ in range(1000):
+            self.fromA(
+                wire.DHCPDECLINE,
+                options=((wire.OPT_REQUESTED_IP, ip("192.168.65.3")), (wire.OPT_SERVER_ID, GATEWAY_IP)),
+            )
+            self.fromA(wire.DHCPREQUEST)
+        mine = [e for e in events if e.get("log_namespace") == "vpnkit.dhcp"]
+        self.assertEqual(len(mine), 2, [formatEvent(e) for e in mine])
+        self.assertEqual(self.stack.counters.dhcp.decline, 1000)
+        self.stack.reactor.advance(30)
+        self.fromA(
+            wire.DHCPDECLINE,
+            options=((wire.OPT_REQUESTED_IP, ip("192.168.65.3")), (wire.OPT_SERVER_ID, GATEWAY_IP)),
+        )
+        self.assertIn("999 similar messages suppressed", formatEvent(events[-1]))
 
     def test_unknownClient(self):
         """

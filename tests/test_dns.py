@@ -1,8 +1,9 @@
 """
 Tests for L{vpnkit.protocols.dns}: the gateway's DNS server, with
-C{twisted.names}' own C{DNSDatagramProtocol} on the gateway's virtual UDP
-port 53 and C{DNSProtocol} on guest TCP connections, in front of the
-resolver chain (builtin names, hosts file, upstream).
+C{twisted.names}' framing (L{DNSDatagramServer}, a C{DNSDatagramProtocol},
+on the gateway's virtual UDP port 53 and L{DNSStreamServer}, a
+C{DNSProtocol}, on guest TCP connections) in front of the resolver chain
+(builtin names, hosts file, upstream).
 """
 
 import hashlib
@@ -14,6 +15,7 @@ from ipaddress import ip_address
 from twisted.internet import defer, task
 from twisted.internet.testing import StringTransport
 from twisted.internet.interfaces import IResolver
+from twisted.logger import globalLogPublisher
 from twisted.names import dns, error
 from twisted.names.error import DNSQueryTimeoutError
 from twisted.trial.unittest import SynchronousTestCase
@@ -36,7 +38,7 @@ from vpnkit.protocols.udp import UDPLayer
 from vpnkit.wire.ipv4 import PROTO_UDP, IPv4Header
 from vpnkit.wire.udp import emitUDP, parseUDP
 
-from tests.helpers import GATEWAY_IP, SenderRecorder, ip
+from tests.helpers import GATEWAY_IP, SenderRecorder, buildUDP, ip, makeStack, parseUDPFrame
 
 GUEST_IP = ip("192.168.65.3")
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None)
@@ -105,7 +107,7 @@ class ServerMixin:
             self.counters,
             self.clock,
         )
-        self.udp.listen(53, dns.DNSDatagramProtocol(self.factory, reactor=self.clock))
+        self.udp.listen(53, self.factory.datagramProtocol(self.clock))
 
     def ask(self, message, sport=33333):
         """
@@ -601,6 +603,153 @@ class IgnoredTests(ServerMixin, SynchronousTestCase):
         header = IPv4Header(0, 20 + len(datagram), 0, 2, 0, 64, PROTO_UDP, 0, GUEST_IP, GATEWAY_IP)
         self.udp.ipPayloadReceived(header, datagram)
         self.assertEqual(self.sender.sent, [])
+
+
+def header(ident=0x4242, flags=0x0100, qd=1, an=0, ns=0, ar=0):
+    return ident.to_bytes(2, "big") + flags.to_bytes(2, "big") + b"".join(
+        n.to_bytes(2, "big") for n in (qd, an, ns, ar)
+    )
+
+
+def question(labels, type=dns.A, cls=dns.IN):
+    """
+    A question section with the given labels, encoded by hand (so labels
+    longer than 63 can be built).
+    """
+    name = b"".join(len(label).to_bytes(1, "big") + label for label in labels) + b"\0"
+    return name + type.to_bytes(2, "big") + cls.to_bytes(2, "big")
+
+
+class MalformedTests(ServerMixin, SynchronousTestCase):
+    """
+    Malformed queries are answered FORMERR by vpnkit itself, never asked
+    upstream, and logged at most once per interval.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def rawAsk(self, data, sport=33333):
+        self.sender.sent = []
+        datagram = emitUDP(sport, 53, data, GUEST_IP, GATEWAY_IP)
+        header = IPv4Header(0, 20 + len(datagram), 0, 2, 0, 64, PROTO_UDP, 0, GUEST_IP, GATEWAY_IP)
+        self.udp.ipPayloadReceived(header, datagram)
+        return self.answers(sport)
+
+    def assertFormErr(self, data):
+        [reply] = self.rawAsk(data)
+        self.assertEqual((reply.id, reply.answer, reply.rCode), (0x4242, 1, dns.EFORMAT))
+        self.assertEqual((reply.recDes, reply.queries), (1, []))
+        return reply
+
+    def test_longName(self):
+        """
+        A name of 512 characters (labels of 63 or fewer) is FORMERR and is
+        not asked upstream.
+        """
+        labels = [b"a" * 63] * 8 + [b"b" * 7]
+        self.assertEqual(len(b".".join(labels)), 519)
+        self.assertFormErr(header() + question(labels))
+        self.assertEqual(self.upstream.asked, [])
+        self.assertEqual((self.counters.dns.malformed, self.counters.dns.formerr), (1, 1))
+
+    def test_nameLimits(self):
+        """
+        253 characters and labels of 63 are well formed and go upstream;
+        254 characters, or a label of 64, are not.
+        """
+        good = [b"a" * 63, b"b" * 63, b"c" * 63, b"d" * 61]
+        self.assertEqual(len(b".".join(good)), 253)
+        [reply] = self.rawAsk(header() + question(good))
+        self.assertEqual(reply.rCode, dns.ENAME)
+        self.assertEqual(len(self.upstream.asked), 1)
+        self.assertFormErr(header() + question(good[:3] + [b"d" * 62]))
+        self.assertFormErr(header() + question([b"x" * 64, b"test"]))
+        self.assertEqual(len(self.upstream.asked), 1)
+
+    def test_unknownClass(self):
+        """
+        A class other than IN, CS, CH, HS or ANY is FORMERR.
+        """
+        self.assertFormErr(header() + question([b"example", b"test"], cls=77))
+        [reply] = self.rawAsk(header() + question([b"host", b"internal"], cls=dns.ANY))
+        self.assertEqual(reply.rCode, dns.OK)
+        self.assertEqual(self.upstream.asked, [])
+
+    def test_bogusCounts(self):
+        """
+        A header announcing more records than the message holds is FORMERR
+        with the query's id, and twisted.names logs nothing about it.
+        """
+        self.assertFormErr(header(qd=3, an=9) + question([b"example", b"test"]))
+        self.assertEqual(self.upstream.asked, [])
+        self.assertEqual(
+            [e for e in self.events if e.get("log_namespace", "").startswith("twisted.names")], []
+        )
+
+    def test_noAnswerWithoutHeader(self):
+        """
+        Fewer bytes than a header, or a message with QR set, is counted but
+        not answered.
+        """
+        self.assertEqual(self.rawAsk(b"\x42\x42\x01"), [])
+        self.assertEqual(self.rawAsk(header(flags=0x8100, qd=4)), [])
+        self.assertEqual((self.counters.dns.malformed, self.counters.dns.formerr), (2, 0))
+
+    def test_floodLogsOneLine(self):
+        """
+        1,200 invalid packets make one log line within the interval, then
+        one that says how many were suppressed.
+        """
+        for _ in range(1200):
+            self.assertFormErr(header(qd=2) + question([b"a"]))
+        mine = [e for e in self.events if "malformed DNS" in (e.get("log_format") or "")]
+        self.assertEqual(len(mine), 1)
+        self.assertEqual(len(self.events), 1)
+        self.clock.advance(30)
+        self.assertFormErr(header(qd=2) + question([b"a"]))
+        self.assertEqual(self.events[-1]["suppressed"], 1199)
+
+    def test_tcp(self):
+        """
+        Over TCP a malformed query gets a length-prefixed FORMERR too.
+        """
+        protocol = self.factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        data = header(qd=5) + question([b"a"])
+        protocol.dataReceived(len(data).to_bytes(2, "big") + data)
+        reply = transport.value()
+        self.assertEqual(int.from_bytes(reply[:2], "big"), len(reply) - 2)
+        message = dns.Message()
+        message.fromStr(reply[2:])
+        self.assertEqual((message.id, message.rCode), (0x4242, dns.EFORMAT))
+        self.assertEqual(self.upstream.asked, [])
+
+
+class StackMalformedTests(SynchronousTestCase):
+    """
+    The stack's own UDP port 53 is served by L{DNSDatagramServer}.
+    """
+
+    def test_formErrFromStack(self):
+        """
+        A guest's query whose header announces two questions but holds
+        one gets FORMERR from the gateway, counted; nothing is resolved.
+        """
+        stack, (guest,) = makeStack(1)
+        data = header(qd=2) + question([b"example", b"test"])
+        guest.send(buildUDP(guest.mac, guest.ip, 40000, GATEWAY_IP, 53, data))
+        [frame] = guest.takeFrames()
+        payload = parseUDPFrame(frame)[-1]
+        message = dns.Message()
+        message.fromStr(payload)
+        self.assertEqual((message.id, message.rCode), (0x4242, dns.EFORMAT))
+        counters = stack.counters.dns
+        self.assertEqual((counters.malformed, counters.formerr, counters.udpQueries), (1, 1, 0))
 
 
 class FuzzTests(ServerMixin, SynchronousTestCase):

@@ -21,6 +21,8 @@ import socket
 import pytest
 import pytest_twisted
 from twisted.internet import defer, error, tcp
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import deferLater
 
 # The reactor pytest-twisted installed when pytest started (before any test
 # module is imported) and runs while a test waits on a Deferred.
@@ -34,6 +36,7 @@ from zope.interface.verify import verifyObject
 from tests.helpers import FakeHostNetwork
 from vpnkit.host.network import HostNetwork
 from vpnkit.interfaces import IHostNetwork
+from vpnkit.protocols.tcp.layer import SelfConnectError
 
 
 def _loopbackUsable():
@@ -255,6 +258,53 @@ def test_realCancel(network, cleanups):
     assert events == []
 
 
+class _BindToDestination:
+    """
+    The reactor, except that every TCP connect is bound to the port it
+    dials: how a host dial whose ephemeral port happens to equal the
+    destination port (nothing listening there) is made on purpose.
+    """
+
+    def __init__(self, reactor):
+        self._reactor = reactor
+
+    def connectTCP(self, host, port, factory, timeout=30, bindAddress=None):
+        return self._reactor.connectTCP(host, port, factory, timeout, bindAddress=(host, port))
+
+    def __getattr__(self, name):
+        return getattr(self._reactor, name)
+
+
+@pytest_twisted.inlineCallbacks
+def test_realSelfConnectRefused(network):
+    """
+    A dial that connects to itself (TCP simultaneous open on loopback:
+    local address == peer address) is refused as ConnectionRefusedError
+    (L{SelfConnectError}); the protocol is never connected and no socket
+    is left, so a closed port does not look open.
+    """
+    port = closedPort()
+    events = []
+    selfDialling = HostNetwork(_BindToDestination(reactor))
+    with pytest.raises(SelfConnectError) as raised:
+        yield selfDialling.connectTCP("127.0.0.1", port, Recorder(events), 5.0)
+    assert isinstance(raised.value, error.ConnectionRefusedError)
+    assert events == []
+    # The aborted socket leaves the reactor on its next iteration.
+    for _ in range(100):
+        if not _selfConnected(port):
+            break
+        yield deferLater(reactor, 0.01, lambda: None)
+    assert not _selfConnected(port)
+
+
+def _selfConnected(port):
+    return any(
+        isinstance(each, tcp.Connection) and each.getHost().port == port
+        for each in reactor.getReaders() + reactor.getWriters()
+    )
+
+
 class FakeNetworkTests(SynchronousTestCase):
     """
     The same cases through L{FakeHostNetwork}: the same order of events and
@@ -349,6 +399,39 @@ class MemoryReactorTests(SynchronousTestCase):
         factory.clientConnectionFailed(connector, Failure(error.TimeoutError()))
         self.failureResultOf(d, error.TimeoutError)
         self.assertEqual(events, [])
+
+    def test_selfConnectRefused(self):
+        """
+        A connection whose local address is its peer address fails with
+        L{SelfConnectError} (a C{ConnectionRefusedError}), is aborted, and
+        the protocol is never connected.
+        """
+        events = []
+        d = self.network.connectTCP("127.0.0.1", 45000, Recorder(events), 12.5)
+        [(_, _, factory, _, _)] = self.reactor.tcpClients
+        address = IPv4Address("TCP", "127.0.0.1", 45000)
+        transport = StringTransport(hostAddress=address, peerAddress=address)
+        built = factory.buildProtocol(address)
+        built.makeConnection(transport)
+        failure = self.failureResultOf(d, SelfConnectError)
+        self.assertIsInstance(failure.value, error.ConnectionRefusedError)
+        self.assertEqual(events, [])
+        self.assertTrue(transport.disconnecting)
+
+    def test_otherLocalPortConnects(self):
+        """
+        The same addresses with another local port are a normal connection.
+        """
+        protocol = Protocol()
+        d = self.network.connectTCP("127.0.0.1", 45000, protocol, 12.5)
+        [(_, _, factory, _, _)] = self.reactor.tcpClients
+        transport = StringTransport(
+            hostAddress=IPv4Address("TCP", "127.0.0.1", 45001),
+            peerAddress=IPv4Address("TCP", "127.0.0.1", 45000),
+        )
+        factory.buildProtocol(None).makeConnection(transport)
+        self.assertIs(self.successResultOf(d), protocol)
+        self.assertFalse(transport.disconnecting)
 
     def test_successBuildsGivenProtocol(self):
         """

@@ -280,3 +280,89 @@ class EphemeralLeaseTests(SynchronousTestCase):
             self.assertEqual(lease.ip, A("192.168.65.3"))
             self.pool.release(lease)
         self.assertEqual(self.pool.leases(), [])
+
+
+class ReclaimTests(SynchronousTestCase):
+    """
+    When the range is full, the UUID lease detached longest ago is
+    reclaimed; a lease some link holds never is.
+    """
+
+    def setUp(self):
+        self.pool = AddressPool(StackConfig(lowestIP=A("192.168.65.3"), highestIP=A("192.168.65.5")))
+
+    def fill(self):
+        return [self.pool.leaseForUUID(uuidText(n)) for n in range(1, 4)]
+
+    def test_leastRecentlyDetached(self):
+        """
+        With .3, .4, .5 held by UUIDs 1, 2, 3 and then detached in the
+        order 2, 3, 1, a new UUID gets 2's address and a fresh MAC; the
+        next gets 3's.
+        """
+        one, two, three = self.fill()
+        for lease in (two, three, one):
+            self.pool.release(lease)
+        four = self.pool.leaseForUUID(uuidText(4))
+        self.assertEqual((four.ip, four.mac), (two.ip, guestMAC(4)))
+        self.assertEqual(self.pool.leaseForUUID(uuidText(5)).ip, three.ip)
+        self.assertEqual(self.pool.reclaimed, 2)
+
+    def test_sameUUIDSameAddressUntilReclaimed(self):
+        """
+        A detached UUID coming back before its lease is reclaimed gets the
+        same lease, and is no longer a candidate; once reclaimed, it is
+        a new guest and gets whatever is free.
+        """
+        one, two, three = self.fill()
+        self.pool.release(one)
+        self.pool.release(two)
+        self.assertIs(self.pool.leaseForUUID(uuidText(1)), one)
+        self.assertEqual(self.pool.leaseForUUID(uuidText(4)).ip, two.ip)
+        error = self.assertRaises(AllocationError, self.pool.leaseForUUID, uuidText(2))
+        self.assertEqual(str(error), "No IP addresses available.")
+
+    def test_heldNeverReclaimed(self):
+        """
+        A lease held by a link (even one of two links with the same UUID,
+        the other gone) is never reclaimed.
+        """
+        one, two, three = self.fill()
+        self.assertIs(self.pool.leaseForUUID(uuidText(1)), one)
+        self.pool.release(one)
+        error = self.assertRaises(AllocationError, self.pool.leaseForUUID, uuidText(4))
+        self.assertEqual(str(error), "No IP addresses available.")
+        self.pool.release(one)
+        self.assertEqual(self.pool.leaseForUUID(uuidText(4)).ip, one.ip)
+
+    def test_ephemeralReclaims(self):
+        """
+        Guests without a UUID may reclaim a detached UUID lease too.
+        """
+        one, two, three = self.fill()
+        self.pool.release(three)
+        self.assertEqual(self.pool.ephemeralLease().ip, three.ip)
+
+    def test_staleReleaseIgnored(self):
+        """
+        Releasing a UUID lease that was already reclaimed changes nothing.
+        """
+        one, two, three = self.fill()
+        self.pool.release(one)
+        four = self.pool.leaseForUUID(uuidText(4))
+        self.pool.release(one)
+        self.assertEqual(sorted(l.uuid for l in self.pool.leases()), sorted([two.uuid, three.uuid, four.uuid]))
+        error = self.assertRaises(AllocationError, self.pool.leaseForUUID, uuidText(5))
+        self.assertEqual(str(error), "No IP addresses available.")
+
+    def test_randomUUIDsNeverExhaust(self):
+        """
+        A thousand fresh UUIDs, each detached before the next, all get an
+        address.
+        """
+        pool = AddressPool(StackConfig())
+        for n in range(1000):
+            lease = pool.leaseForUUID(str(_uuid.uuid4()))
+            pool.release(lease)
+        self.assertEqual(len(pool.leases()), 252)
+        self.assertEqual(pool.reclaimed, 1000 - 252)

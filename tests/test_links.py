@@ -13,6 +13,7 @@ from twisted.internet import task
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.testing import StringTransport
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
@@ -37,6 +38,7 @@ from vpnkit.wire import vmnet
 # The server's Init, byte for byte (reference section 2.1).
 INIT = b"VMN3T" + b"\x16\x00\x00\x00" + b"0123456789012345678901234567890123456789"
 ZERO_UUID = b"\0" * 36
+NIL_UUID_TEXT = b"00000000-0000-0000-0000-000000000000"
 UUID_A = b"5b2f6b6e-4e8c-4c8e-9a3e-4f1c2d3e4f50"
 UUID_B = b"0f4e0d4c-1b2a-4d3c-8e7f-60718293a4b5"
 # 192.168.65.250 as the little-endian u32 of its numeric value.
@@ -495,6 +497,27 @@ class VMNetRefusalTests(SynchronousTestCase):
         self.assertTrue(got.startswith("Invalid UUID"), got)
         self.assertIn("not-a-uuid", got)
 
+    def test_refusalsLogOneLine(self):
+        """
+        A thousand refused handshakes make one log line per interval, and
+        the next after it says how many were suppressed.
+        """
+        clock = task.Clock()
+        factory = VMNetServerFactory(self.stack.guests, clock=clock)
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        for _ in range(1000):
+            proto, transport = connect(factory)
+            proto.dataReceived(b"VMNET" + INIT[5:] + ethernetCommand())
+            self.assertTrue(transport.disconnecting)
+        mine = [e for e in events if e.get("log_namespace") == "vpnkit.links"]
+        self.assertEqual(len(mine), 1)
+        clock.advance(30)
+        proto, transport = connect(factory)
+        proto.dataReceived(b"VMNET" + INIT[5:] + ethernetCommand())
+        self.assertIn("999 similar messages suppressed", formatEvent(events[-1]))
+
     def test_dataAfterRefusalIgnored(self):
         """
         Bytes arriving after a refusal are ignored: nothing more is
@@ -672,6 +695,35 @@ class VMNetLeaseTests(SynchronousTestCase):
         self.assertEqual([str(l.ip) for l in self.stack.pool.leases()], ["192.168.65.3"])
         second, _ = self.handshake(ethernetCommand())
         self.assertEqual(str(portOf(self.stack, second).lease.ip), "192.168.65.4")
+
+    def test_nilUUIDTextIsZero(self):
+        """
+        The nil UUID written as text (00000000-0000-0000-0000-000000000000)
+        is the all-zero UUID: an ephemeral lease given back on disconnect,
+        so a thousand such connections never exhaust the range.
+        """
+        for _ in range(1000):
+            proto, transport = self.handshake(ethernetCommand(NIL_UUID_TEXT))
+            lease = portOf(self.stack, proto).lease
+            self.assertTrue(lease.ephemeral)
+            self.assertEqual(str(lease.ip), "192.168.65.3")
+            lose(proto)
+        self.assertEqual(self.stack.pool.leases(), [])
+
+    def test_randomUUIDsReclaimed(self):
+        """
+        A thousand connections, each with a fresh UUID, all get a lease:
+        once the range is full the least recently detached UUID's address
+        is reclaimed.
+        """
+        import uuid as _uuid
+
+        for n in range(1000):
+            proto, transport = self.handshake(ethernetCommand(str(_uuid.uuid4()).encode()))
+            self.assertEqual(transport.value()[49], 1, f"attach {n} refused")
+            lose(proto)
+        self.assertEqual(len(self.stack.pool.leases()), 252)
+        self.assertEqual(self.stack.pool.reclaimed, 1000 - 252)
 
     def test_lostDuringHandshake(self):
         """

@@ -1,13 +1,13 @@
 """
-Tests for L{vpnkit.log}: the process-wide debug switch and
-L{RateLimitedLog}.
+Tests for L{vpnkit.log}: the process-wide debug switch,
+L{RateLimitedLog} and L{GuestLog}.
 """
 
 from twisted.internet import task
 from twisted.logger import LogLevel, Logger, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from vpnkit.log import RateLimitedLog, debugEnabled, logger, setDebug
+from vpnkit.log import GuestLog, RateLimitedLog, debugEnabled, logger, setDebug
 
 
 class DebugSwitchTests(SynchronousTestCase):
@@ -131,3 +131,62 @@ class RateLimitedLogTests(SynchronousTestCase):
         self.clock.advance(10)
         self.limited.warn("three")
         self.assertEqual(self.texts(), ["one", "three (1 similar messages suppressed)"])
+
+
+class GuestLogTests(SynchronousTestCase):
+    """
+    L{GuestLog} limits each kind of line (format string) on its own.
+    """
+
+    def setUp(self):
+        self.events = []
+        self.clock = task.Clock()
+        self.log = GuestLog(Logger(namespace="t", observer=self.events.append), self.clock, interval=30)
+
+    def texts(self):
+        return [formatEvent(e) for e in self.events]
+
+    def test_floodIsOneLine(self):
+        """
+        1,200 lines of one kind within the interval are one line; the next
+        after the interval says how many were suppressed.
+        """
+        for n in range(1200):
+            self.log.warn("invalid DNS packet from {source}", source=n)
+        self.assertEqual(self.texts(), ["invalid DNS packet from 0"])
+        self.assertEqual(self.log.suppressed("invalid DNS packet from {source}"), 1199)
+        self.clock.advance(30)
+        self.log.warn("invalid DNS packet from {source}", source="x")
+        self.assertEqual(
+            self.texts()[1], "invalid DNS packet from x (1199 similar messages suppressed)"
+        )
+
+    def test_kindsSeparate(self):
+        """
+        A flood of one kind does not hide the first line of another.
+        """
+        for _ in range(10):
+            self.log.warn("declined {ip}", ip="a")
+        self.log.warn("refusing vmnet client: {reason}", reason="bad magic")
+        self.assertEqual(self.texts(), ["declined a", "refusing vmnet client: bad magic"])
+
+    def test_levels(self):
+        """
+        info, warn and error keep their level.
+        """
+        self.log.info("i")
+        self.log.warn("w")
+        self.log.error("e")
+        self.assertEqual(
+            [e["log_level"] for e in self.events], [LogLevel.info, LogLevel.warn, LogLevel.error]
+        )
+
+    def test_globalReactorByDefault(self):
+        """
+        Without a clock the global reactor measures the interval (looked up
+        when the first line is logged).
+        """
+        limited = GuestLog(Logger(namespace="t", observer=self.events.append))
+        limited.info("one")
+        limited.info("one")
+        self.assertEqual(self.texts(), ["one"])

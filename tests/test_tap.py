@@ -4,6 +4,7 @@ the services it builds.
 """
 
 import errno
+import grp
 import io
 import json
 import os
@@ -19,10 +20,11 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.fakes import GUEST_MAC, FakeTunSystem, arpReply, arpRequest, drainSocket, tempDir
-from vpnkit import tap
+from vpnkit import services, tap
 from vpnkit.config import ConfigError, StackConfig
 from vpnkit.log import debugEnabled, setDebug
 from vpnkit.protocols.links import QEMUServerFactory, VMNetServerFactory
+from vpnkit.services import connectionBudget
 from vpnkit.stack import Stack
 from vpnkit.tap import LinkSpec, NetnsTapService, Options, VPNKitService, makeService
 from vpnkit.watch import WatchedFile
@@ -540,6 +542,149 @@ class MakeServiceTests(_OptionsMixin, SynchronousTestCase):
         service.stopService()
         self.assertFalse(service.running)
         self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+
+class SocketModeTests(_OptionsMixin, SynchronousTestCase):
+    """
+    Guest link sockets are for vpnkit's user only (0600), or for a group
+    named with C{--socket-group} (0660, owned by it).
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.reactor = MemoryReactorClock()
+        self.chowned = []
+        self.patch(os, "chown", lambda path, uid, gid: self.chowned.append((path, uid, gid)))
+
+    def start(self, *extra):
+        qemu = os.path.join(self.dir, "qemu.sock")
+        options = self.parse("--ethernet", self.sock, "--qemu", qemu, "--hosts", "", *extra)
+        service = makeService(options, self.reactor)
+        service.privilegedStartService()
+        self.addCleanup(service.stopService)
+        return {address: mode for address, _, _, mode, _ in self.reactor.unixServers}, qemu
+
+    def test_ownerOnlyByDefault(self):
+        """
+        Without C{--socket-group} the vmnet and QEMU sockets are mode 0600
+        and their group is left alone.
+        """
+        modes, qemu = self.start()
+        self.assertEqual(modes, {self.sock: 0o600, qemu: 0o600})
+        self.assertEqual(self.chowned, [])
+
+    def test_group(self):
+        """
+        C{--socket-group} (a name or a number) makes them 0660 and gives
+        them to that group once bound.
+        """
+        gid = os.getegid()
+        name = grp.getgrgid(gid).gr_name
+        for value in (name, str(gid)):
+            self.reactor = MemoryReactorClock()
+            self.chowned = []
+            modes, qemu = self.start("--socket-group", value)
+            self.assertEqual(modes, {self.sock: 0o660, qemu: 0o660})
+            self.assertEqual(sorted(self.chowned), sorted([(self.sock, -1, gid), (qemu, -1, gid)]))
+
+    def test_unknownGroup(self):
+        """
+        A group that does not exist stops start-up with one line.
+        """
+        self.assertUsageError(
+            ["--ethernet", self.sock, "--socket-group", "no-such-group-vpnkit"],
+            "--socket-group", "no group named 'no-such-group-vpnkit'",
+        )
+        self.assertUsageError(
+            ["--ethernet", self.sock, "--socket-group", "-3"], "--socket-group", "not a group id"
+        )
+
+    def test_notMember(self):
+        """
+        Without root, a group vpnkit's user is not in is refused: it could
+        not give the sockets to it.
+        """
+        self.patch(os, "geteuid", lambda: 1000)
+        self.patch(os, "getegid", lambda: 1000)
+        self.patch(os, "getgroups", lambda: [1000])
+        self.assertUsageError(
+            ["--ethernet", self.sock, "--socket-group", "0"], "--socket-group", "not a member"
+        )
+
+
+class ConnectionBudgetTests(_OptionsMixin, SynchronousTestCase):
+    """
+    The TCP connection budget: C{--max-half-open},
+    C{--max-half-open-per-guest}, and C{--max-connections} derived from
+    the open-file limit when not given.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.reactor = MemoryReactorClock()
+
+    def build(self, *extra):
+        options = self.parse("--ethernet", self.sock, "--hosts", "", *extra)
+        return makeService(options, self.reactor)
+
+    def test_defaults(self):
+        """
+        By default a guest may have 256 half-open connections, all guests
+        1024, and the total is left for the open-file limit to decide.
+        """
+        limits = self.build().stack.tcp.limits
+        self.assertEqual(
+            (limits.maxConnections, limits.maxHalfOpen, limits.maxHalfOpenPerGuest), (None, 1024, 256)
+        )
+
+    def test_flags(self):
+        """
+        The flags set the limits.
+        """
+        limits = self.build(
+            "--max-connections", "500", "--max-half-open", "64", "--max-half-open-per-guest", "8"
+        ).stack.tcp.limits
+        self.assertEqual(
+            (limits.maxConnections, limits.maxHalfOpen, limits.maxHalfOpenPerGuest), (500, 64, 8)
+        )
+
+    def test_badFlags(self):
+        """
+        Half-open budgets below 1 or not numbers stop start-up.
+        """
+        for flag in ("--max-half-open", "--max-half-open-per-guest"):
+            self.assertUsageError(["--ethernet", self.sock, flag, "0"], flag, "at least 1")
+            self.assertUsageError(["--ethernet", self.sock, flag, "x"], flag, "not a number")
+
+    def test_budgetFromFileLimit(self):
+        """
+        Without C{--max-connections}, starting caps connections at the
+        open-file limit less the reserve (256, one per guest address, and
+        the UDP, ICMP, gateway-forward and DNS tables' caps); with a small
+        limit, at half of it.
+        """
+        service = self.build()
+        reserve = 256 + 252 + 1024 + 1024 + 256 + 1024
+        self.assertEqual(connectionBudget(100000, service.stack), 100000 - reserve)
+        self.assertEqual(connectionBudget(4096, service.stack), 2048)
+        service.applyConnectionBudget(100000)
+        self.assertEqual(service.stack.tcp.limits.maxConnections, 100000 - reserve)
+
+    def test_explicitKept(self):
+        """
+        A C{--max-connections} given is never replaced, and the start-up
+        applies the budget for the limit in force.
+        """
+        service = self.build("--max-connections", "7")
+        service.applyConnectionBudget(100000)
+        self.assertEqual(service.stack.tcp.limits.maxConnections, 7)
+        derived = self.build()
+        self.patch(services, "softFileLimit", lambda: 8000)
+        derived.privilegedStartService()
+        self.addCleanup(derived.stopService)
+        self.assertEqual(
+            derived.stack.tcp.limits.maxConnections, connectionBudget(8000, derived.stack)
+        )
 
 
 class UnixListenServiceTests(SynchronousTestCase):

@@ -26,7 +26,8 @@ from vpnkit.config import StackConfig
 from vpnkit.counters import StackCounters
 from vpnkit.interfaces import ITCPRouter
 from vpnkit.protocols.tcp.splice import GuestSide
-from vpnkit.protocols.tcp.layer import EHOSTUNREACH, ENETUNREACH, Flow, TCPLayer
+from vpnkit.protocols.tcp.layer import EHOSTUNREACH, ENETUNREACH, Flow, SelfConnectError, TCPLayer
+from vpnkit.protocols.tcp.config import TCPLimits
 from vpnkit.protocols.tcp.state import State
 from vpnkit.wire.icmp import DEST_UNREACHABLE, parseICMP
 from vpnkit.wire.ipv4 import PROTO_ICMP, PROTO_TCP, parseIPv4
@@ -449,6 +450,9 @@ class ProxyTests(StackTestCase):
 
 # -- the layer alone -----------------------------------------------------------
 
+GUEST_B = ip("192.168.65.4")
+GUEST_C = ip("192.168.65.5")
+
 
 @implementer(ITCPRouter)
 class FakeRouter:
@@ -505,11 +509,13 @@ class LayerTests(SynchronousTestCase):
         )
         return layer, forwarder
 
-    def syn(self, layer, sport=GUEST_PORT):
-        seg = Segment(sport, 80, ISN, 0, SYN, 64240, SYN_OPTIONS)
-        payload = emitTCP(seg, GUEST, REMOTE_IP)
+    def syn(self, layer, sport=GUEST_PORT, src=GUEST):
+        self.segment(layer, Segment(sport, 80, ISN, 0, SYN, 64240, SYN_OPTIONS), src)
+
+    def segment(self, layer, seg, src=GUEST):
+        payload = emitTCP(seg, src, REMOTE_IP)
         header, _ = parseIPv4(
-            _ipPacket(GUEST, REMOTE_IP, payload)
+            _ipPacket(src, REMOTE_IP, payload)
         )
         layer.ipPayloadReceived(header, payload)
 
@@ -547,6 +553,131 @@ class LayerTests(SynchronousTestCase):
         self.assertEqual(self.counters.tcp.limitConnections, 1)
         self.assertEqual(len(forwarder.requests), 2)
 
+    def connectAll(self, forwarder, hosts=None):
+        """
+        Complete every dial not yet answered; return the host protocols.
+        """
+        made = []
+        for flow, d in forwarder.requests:
+            if not d.called:
+                host = HostProtocol()
+                d.callback(GuestSide(host))
+                made.append(host)
+        if hosts is not None:
+            hosts.extend(made)
+        return made
+
+    def test_halfOpenPerGuestEvictsOldestDial(self):
+        """
+        A guest's SYN beyond its half-open budget evicts its oldest
+        half-open connection (a dial in flight is cancelled), and is
+        dialled itself; nothing is sent to the guest.
+        """
+        layer, forwarder = self.layer(limits=TCPLimits(maxHalfOpenPerGuest=3))
+        for i in range(4):
+            self.syn(layer, GUEST_PORT + i)
+        self.assertEqual(len(forwarder.requests), 4)
+        self.assertEqual([d.called for _, d in forwarder.requests], [True] + [False] * 3)
+        self.assertEqual(layer.pendingCount, 3)
+        self.assertEqual(self.counters.tcp.halfOpenEvicted, 1)
+        self.assertEqual(self.sent(), [])
+
+    def test_synReceivedEvicted(self):
+        """
+        A connection left in SYN-RECEIVED (the guest never ACKs the
+        SYN-ACK) is the one evicted by a later SYN beyond the budget: reset
+        to the guest, its host socket closed.
+        """
+        layer, forwarder = self.layer(limits=TCPLimits(maxHalfOpenPerGuest=2))
+        hosts = []
+        for i in range(2):
+            self.syn(layer, GUEST_PORT + i)
+            self.connectAll(forwarder, hosts)
+        self.assertEqual(len(self.sent()), 2)
+        self.syn(layer, GUEST_PORT + 2)
+        [rst] = self.sent()
+        self.assertEqual((rst.flags & RST, rst.dstPort), (RST, GUEST_PORT))
+        self.assertTrue(hosts[0].transport.disconnecting)
+        self.assertFalse(hosts[1].transport.disconnecting)
+        self.assertEqual(len(layer.connections()), 1)
+        self.assertEqual(layer.pendingCount, 1)
+
+    def test_establishedNotHalfOpen(self):
+        """
+        Once the guest completes the handshake the connection no longer
+        counts against the half-open budget and is never evicted.
+        """
+        layer, forwarder = self.layer(limits=TCPLimits(maxHalfOpenPerGuest=1))
+        self.syn(layer)
+        self.connectAll(forwarder)
+        [synAck] = self.sent()
+        self.segment(layer, Segment(GUEST_PORT, 80, ISN + 1, synAck.seq + 1, ACK, 64240))
+        [established] = layer.connections()
+        self.assertEqual(established.tcb.state, State.ESTABLISHED)
+        for i in range(1, 5):
+            self.syn(layer, GUEST_PORT + i)
+        self.assertIn(established, layer.connections())
+        self.assertEqual(established.tcb.state, State.ESTABLISHED)
+        self.assertEqual(self.counters.tcp.halfOpenEvicted, 3)
+
+    def test_floodLeavesOtherGuestAlone(self):
+        """
+        A thousand SYNs from one guest whose dials all succeed and which
+        never ACKs: at most its budget of host sockets stays open, and
+        another guest's connection, opened in the middle of the flood, is
+        answered and never evicted.
+        """
+        layer, forwarder = self.layer(limits=TCPLimits(maxHalfOpenPerGuest=8, maxHalfOpen=16))
+        hosts = []
+        for i in range(1000):
+            self.syn(layer, 1024 + i)
+            self.connectAll(forwarder, hosts)
+            if i == 500:
+                self.syn(layer, GUEST_PORT, src=GUEST_B)
+                [other] = self.connectAll(forwarder)
+        self.assertEqual(sum(not h.transport.disconnecting for h in hosts), 8)
+        self.assertFalse(other.transport.disconnecting)
+        flows = [c.flow for c in layer.connections()]
+        self.assertIn(Flow(GUEST_B, GUEST_PORT, REMOTE_IP, 80), flows)
+        self.assertEqual(len(flows), 9)
+        self.assertEqual(self.counters.tcp.halfOpenEvicted, 1000 - 8)
+
+    def test_totalEvictsFromLargestHolder(self):
+        """
+        When the half-open total is full, a SYN from a guest within its own
+        budget evicts the oldest half-open connection of the guest holding
+        the most.
+        """
+        layer, forwarder = self.layer(limits=TCPLimits(maxHalfOpenPerGuest=3, maxHalfOpen=4))
+        self.syn(layer, 2000, src=GUEST_B)
+        for i in range(3):
+            self.syn(layer, GUEST_PORT + i)
+        self.syn(layer, 3000, src=GUEST_C)
+        cancelled = [flow for flow, d in forwarder.requests if d.called]
+        self.assertEqual(cancelled, [Flow(GUEST, GUEST_PORT, REMOTE_IP, 80)])
+        self.assertEqual(layer.pendingCount, 4)
+
+    def test_synNotFromAGuest(self):
+        """
+        A SYN from an address no guest holds (a spoofed source: no answer
+        could reach it) is dropped and counted, never dialled.
+        """
+        layer, forwarder = self.layer(guestPresent=lambda ip: ip == GUEST)
+        self.syn(layer, src=GUEST_B)
+        self.assertEqual(forwarder.requests, [])
+        self.assertEqual(self.sent(), [])
+        self.assertEqual(self.counters.tcp.synNotFromGuest, 1)
+        self.syn(layer)
+        self.assertEqual(len(forwarder.requests), 1)
+
+    def test_limitsFromArguments(self):
+        """
+        Without C{limits}, C{maxConnections} and C{maxPending} make the
+        budget (the default half-open budgets apply).
+        """
+        layer, _ = self.layer(maxConnections=10, maxPending=5)
+        self.assertEqual(layer.limits, TCPLimits(maxConnections=10, maxPending=5))
+
     def test_successAfterGuestGaveUp(self):
         """
         A connect that completes as the guest's RST cancels it (the
@@ -580,6 +711,19 @@ class LayerTests(SynchronousTestCase):
         self.syn(layer)
         [rst] = self.sent()
         self.assertEqual(rst.flags, RST | ACK)
+        self.assertEqual(layer.pendingCount, 0)
+
+    def test_selfConnectRefused(self):
+        """
+        A dial that connected to itself is a refusal: RST|ACK to the guest,
+        counted as C{connectRefused} and C{selfConnects}.
+        """
+        layer, forwarder = self.layer()
+        self.syn(layer)
+        forwarder.requests[0][1].errback(SelfConnectError("127.0.0.1", 80))
+        [rst] = self.sent()
+        self.assertEqual((rst.flags, rst.ack), (RST | ACK, ISN + 1))
+        self.assertEqual((self.counters.tcp.connectRefused, self.counters.tcp.selfConnects), (1, 1))
         self.assertEqual(layer.pendingCount, 0)
 
     def test_flowAddresses(self):

@@ -269,6 +269,13 @@ class UUIDTests(SynchronousTestCase):
         self.assertEqual(ZERO_UUID, bytes(36))
         self.assertIsNone(parseUUID(ZERO_UUID))
 
+    def test_nilText(self):
+        """
+        The nil UUID written as text also gives C{None}:
+        it names no guest, so it is the all-zero UUID.
+        """
+        self.assertIsNone(parseUUID(b"00000000-0000-0000-0000-000000000000"))
+
     def test_garbage(self):
         """
         Anything else of 36 bytes raises L{MalformedError}: text, non-hex

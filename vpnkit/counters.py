@@ -175,11 +175,17 @@ class TCPCounters:
     synAbsorbed: int = 0
     pendingReset: int = 0
     connectRefused: int = 0
+    # Host dials that connected to themselves (also in connectRefused).
+    selfConnects: int = 0
     connectUnreachable: int = 0
     connectTimeout: int = 0
     connectFailed: int = 0
     limitPending: int = 0
     limitConnections: int = 0
+    # SYNs from addresses no guest holds; half-open connections evicted
+    # by newer SYNs beyond the half-open budgets.
+    synNotFromGuest: int = 0
+    halfOpenEvicted: int = 0
     rstNoConnection: int = 0
     timeWaitReused: int = 0
     connectionsOpened: int = 0
@@ -201,6 +207,9 @@ class DNSCounters:
     udpQueries: int = 0
     tcpQueries: int = 0
     ignored: int = 0
+    # Messages that do not parse or ask an ill-formed question: FORMERR.
+    malformed: int = 0
+    formerr: int = 0
     answered: int = 0
     nxdomain: int = 0
     servfail: int = 0

@@ -13,8 +13,11 @@ from ipaddress import IPv4Address
 from zope.interface import implementer
 
 from vpnkit.interfaces import IGuests
+from vpnkit.log import GuestLog, logger
 
 __all__ = ["Guests"]
+
+log = logger("vpnkit.guests")
 
 
 @implementer(IGuests)
@@ -30,7 +33,8 @@ class Guests:
         for a guest that is gone.
     """
 
-    def __init__(self, config, counters, pool, switch, portGone=(), addressGone=()):
+    def __init__(self, config, counters, pool, switch, portGone=(), addressGone=(), clock=None):
+        self._log = GuestLog(log, clock)
         self.config = config
         self.linkCounters = counters.link
         self.pool = pool
@@ -42,10 +46,23 @@ class Guests:
         """
         See L{vpnkit.leases.AddressPool.leaseForUUID}; C{preferred} is packed.
         """
-        return self.pool.leaseForUUID(uuid, IPv4Address(preferred) if preferred else None)
+        before = self.pool.reclaimed
+        lease = self.pool.leaseForUUID(uuid, IPv4Address(preferred) if preferred else None)
+        self._noteReclaim(before, lease)
+        return lease
 
     def ephemeralLease(self):
-        return self.pool.ephemeralLease()
+        before = self.pool.reclaimed
+        lease = self.pool.ephemeralLease()
+        self._noteReclaim(before, lease)
+        return lease
+
+    def _noteReclaim(self, before, lease):
+        if self.pool.reclaimed != before:
+            self._log.info(
+                "every address is held: {ip} was reclaimed from the UUID detached longest ago",
+                ip=lease.ip,
+            )
 
     def release(self, lease):
         """

@@ -2,14 +2,23 @@
 """
 The guests' addresses: which IP and MAC each attached guest owns.
 
-A vmnet guest is known by the UUID it sends in its handshake and keeps its
-address for the life of the process (the reference's behaviour).  Guests
-without an identity (an all-zero UUID, a QEMU connection, a tap device) get
-an I{ephemeral} lease that is released when their link goes away, so
-reconnect loops cannot exhaust the range.
+A vmnet guest is known by the UUID it sends in its handshake and gets the
+same address whenever it comes back (the reference's behaviour) for as long
+as its lease is not reclaimed.  Guests without an identity (an all-zero
+UUID, a QEMU connection, a tap device) get an I{ephemeral} lease that is
+released when their link goes away, so reconnect loops cannot exhaust the
+range.
+
+Unlike the reference, a UUID's lease does not last for the life of the
+process whatever happens: when every address is held and a new guest
+arrives, the lease of the UUID whose last link went away longest ago is
+reclaimed for it.  Only a lease no link holds is ever reclaimed, so a
+client sending fresh random UUIDs cannot lock out new guests until a
+restart; it can only push out UUIDs that are gone.
 """
 
 import uuid as _uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
@@ -51,6 +60,9 @@ class AddressPool:
     """
     Hands out the addresses between C{config.lowestIP} and
     C{config.highestIP}.
+
+    @ivar reclaimed: how many detached UUID leases were taken back for a
+        new guest.
     """
 
     def __init__(self, config):
@@ -59,6 +71,11 @@ class AddressPool:
         self._byUUID = {}
         self._byIP = {}
         self._macCounter = 0
+        # How many links hold each UUID's lease, and the UUID leases no
+        # link holds, least recently detached first.
+        self._holders = {}
+        self._detached = OrderedDict()
+        self.reclaimed = 0
 
     def _newMAC(self):
         self._macCounter += 1
@@ -70,6 +87,12 @@ class AddressPool:
             if ip not in self._byIP:
                 return ip
             ip += 1
+        if self._detached:
+            uuid, lease = self._detached.popitem(last=False)
+            del self._byUUID[uuid]
+            del self._byIP[lease.ip]
+            self.reclaimed += 1
+            return lease.ip
         raise AllocationError("No IP addresses available.")
 
     def _checkPreferred(self, preferred):
@@ -96,6 +119,8 @@ class AddressPool:
                     "UUID already assigned to a different IP than the IP "
                     "requested by the client"
                 )
+            self._detached.pop(uuid, None)
+            self._holders[uuid] = self._holders.get(uuid, 0) + 1
             return existing
         if preferred is not None:
             self._checkPreferred(preferred)
@@ -105,6 +130,7 @@ class AddressPool:
         lease = Lease(ip, self._newMAC(), uuid, ephemeral=False)
         self._byUUID[uuid] = lease
         self._byIP[ip] = lease
+        self._holders[uuid] = 1
         return lease
 
     def ephemeralLease(self, preferred=None, uuid=None):
@@ -125,10 +151,24 @@ class AddressPool:
 
     def release(self, lease):
         """
-        Give an ephemeral lease back; permanent (UUID) leases are kept.
+        A link holding C{lease} went away (or never attached): an ephemeral
+        lease is given back; a UUID's lease is kept, and once no link holds
+        it, it may be reclaimed when the range is full.
         """
-        if lease.ephemeral and self._byIP.get(lease.ip) is lease:
-            del self._byIP[lease.ip]
+        if lease.ephemeral:
+            if self._byIP.get(lease.ip) is lease:
+                del self._byIP[lease.ip]
+            return
+        uuid = lease.uuid
+        if self._byUUID.get(uuid) is not lease:
+            return
+        holders = self._holders.get(uuid, 0) - 1
+        if holders > 0:
+            self._holders[uuid] = holders
+            return
+        self._holders.pop(uuid, None)
+        self._detached[uuid] = lease
+        self._detached.move_to_end(uuid)
 
     def leases(self):
         """

@@ -15,6 +15,7 @@ import signal
 import socket
 import stat
 import sys
+from dataclasses import replace
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import DeferredList, maybeDeferred, succeed
@@ -34,6 +35,7 @@ from vpnkit.host.tundev import LinuxTunSystem
 from vpnkit.leases import AllocationError
 from vpnkit.log import logger
 from vpnkit.protocols.dgramlinks import SOCKET_BUFFER, sizeBuffers
+from vpnkit.protocols.dnsupstream import MAX_IN_FLIGHT
 
 __all__ = [
     "ListenService",
@@ -47,6 +49,9 @@ __all__ = [
     "ExposeService",
     "VPNKitService",
     "raiseFileLimit",
+    "softFileLimit",
+    "connectionBudget",
+    "FILE_RESERVE",
 ]
 
 log = logger("vpnkit.tap")
@@ -179,9 +184,17 @@ class UnixListenService(ListenService):
     """
     Listen on a Unix socket path, first removing a stale socket file left by
     a process that is gone (the reference always unlinks it).
+
+    @param mode: the socket file's mode: 0600 (only vpnkit's user may
+        connect) unless told otherwise.
+    @param group: a group id to give the socket file once bound (with a
+        mode such as 0660, what lets that group's members connect), or
+        C{None}.
     """
 
-    def __init__(self, path, factory, reactor, mode=0o666, flag="--ethernet", backlog=50):
+    def __init__(
+        self, path, factory, reactor, mode=0o600, flag="--ethernet", backlog=50, group=None
+    ):
         super().__init__(
             UNIXServerEndpoint(reactor, path, backlog=backlog, mode=mode),
             factory,
@@ -189,6 +202,13 @@ class UnixListenService(ListenService):
             ("unix", path),
         )
         self._path = path
+        self._group = group
+
+    def _listen(self):
+        bound = self.port is None
+        super()._listen()
+        if bound and self._group is not None:
+            os.chown(self._path, -1, self._group)
 
     def probe(self):
         clearStaleSocket(self._path, socket.SOCK_STREAM, self.where)
@@ -220,7 +240,9 @@ class UnixLinkListenService(UnixListenService, LinkListenService):
     """
 
 
-def listenService(address, factory, reactor, flag, mode=0o600, links=False, backlog=None):
+def listenService(
+    address, factory, reactor, flag, mode=0o600, links=False, backlog=None, group=None
+):
     """
     The listener for an address parsed from a flag: C{("unix", path)}
     (stale socket removed first), C{("fd", n)} (an inherited listening Unix
@@ -230,12 +252,16 @@ def listenService(address, factory, reactor, flag, mode=0o600, links=False, back
     @param links: C{factory} makes guest links; stopping the listener
         closes them.
     @param backlog: C{--listen-backlog} (Twisted's 50 when C{None}).
+    @param group: for a Unix path, the group id the socket file is given
+        (C{--socket-group}).
     """
     kind = address[0]
     backlog = backlog if backlog is not None else 50
     if kind == "unix":
         cls = UnixLinkListenService if links else UnixListenService
-        return cls(address[1], factory, reactor, mode=mode, flag=flag, backlog=backlog)
+        return cls(
+            address[1], factory, reactor, mode=mode, flag=flag, backlog=backlog, group=group
+        )
     cls = LinkListenService if links else ListenService
     if kind == "fd":
         endpoint = AdoptedStreamServerEndpoint(reactor, address[1], socket.AF_UNIX)
@@ -257,7 +283,9 @@ class UnixDatagramLinkService(Service):
     @param reactor: an C{IReactorUNIXDatagram}.
     """
 
-    def __init__(self, flag, path, protocol, reactor, mode=0o666, bufferSize=SOCKET_BUFFER):
+    def __init__(
+        self, flag, path, protocol, reactor, mode=0o600, bufferSize=SOCKET_BUFFER, group=None
+    ):
         self.flag = flag
         self.path = path
         self.where = f"{flag} {path}"
@@ -265,6 +293,7 @@ class UnixDatagramLinkService(Service):
         self.port = None
         self._reactor = reactor
         self._mode = mode
+        self._group = group
         self._bufferSize = bufferSize
 
     def _listen(self):
@@ -278,6 +307,8 @@ class UnixDatagramLinkService(Service):
         except CannotListenError as e:
             raise ConfigError(f"{self.where}: cannot listen: {_reason(e)}") from None
         self.port = port
+        if self._group is not None:
+            os.chown(self.path, -1, self._group)
         receive, send = sizeBuffers(port.getHandle(), self._bufferSize)
         log.info(
             "{flag}: guests on {path} (buffers: {receive} bytes in, {send} out)",
@@ -436,6 +467,46 @@ def _listeners(service):
             yield from _listeners(child)
 
 
+# Descriptors kept beyond what the flow tables may hold: listeners, API
+# and capture connections, configuration files being re-read, the
+# reactor's own, the upstream DNS TCP fallback.
+FILE_RESERVE = 256
+# What an unlimited open-file limit is taken to be.
+_UNLIMITED = 1 << 20
+
+
+def softFileLimit(resource=None):
+    """
+    The soft limit on open files now in force (an unlimited one as 2**20).
+    """
+    if resource is None:
+        import resource
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return _UNLIMITED if soft == resource.RLIM_INFINITY else soft
+
+
+def connectionBudget(softLimit, stack):
+    """
+    The default C{--max-connections}: each guest TCP connection holds one
+    host socket, so what the open-file limit leaves once everything else
+    vpnkit may hold at most is set aside: L{FILE_RESERVE}, one descriptor
+    per guest address (its link), the UDP NAT, ICMP echo and gateway UDP
+    forward flow tables and the upstream DNS queries in flight.  With a
+    small limit (less than twice that reserve) guest TCP gets half of it:
+    the other tables then fail (and log) before vpnkit itself runs out.
+    """
+    config = stack.config
+    reserve = (
+        FILE_RESERVE
+        + (int(config.highestIP) - int(config.lowestIP) + 1)
+        + stack.udpNAT.flows.maxFlows
+        + stack.icmp.flows.maxFlows
+        + stack.udpGatewayForwards.flows.maxFlows
+        + MAX_IN_FLIGHT
+    )
+    return max(softLimit // 2, softLimit - reserve)
+
+
 class VPNKitService(MultiService):
     """
     vpnkit as one service.
@@ -508,7 +579,26 @@ class VPNKitService(MultiService):
     def privilegedStartService(self):
         if self.exitOnError:
             raiseFileLimit()
+        self.applyConnectionBudget(softFileLimit())
         self._guarded(super().privilegedStartService)
+
+    def applyConnectionBudget(self, softLimit):
+        """
+        Without C{--max-connections}, cap guest TCP connections at
+        L{connectionBudget} for this open-file limit, so that a flood of
+        connections leaves vpnkit the descriptors its listeners, API and
+        configuration files need.
+        """
+        tcp = self.stack.tcp
+        if tcp.limits.maxConnections is not None:
+            return
+        budget = connectionBudget(softLimit, self.stack)
+        tcp.limits = replace(tcp.limits, maxConnections=budget)
+        log.info(
+            "guest TCP connections: at most {n} (open-file limit {soft}; see --max-connections)",
+            n=budget,
+            soft=softLimit,
+        )
 
     def stopService(self):
         """

@@ -8,8 +8,6 @@ one place the layers are composed; L{vpnkit.tap.makeService} adds the
 listeners and files around it.
 """
 
-from twisted.names.dns import DNSDatagramProtocol
-
 from vpnkit.counters import StackCounters
 from vpnkit.gatewayforwards import GatewayForwardRoute, GatewayForwardTable, GatewayUDPForwards
 from vpnkit.guests import Guests
@@ -116,7 +114,9 @@ class Stack:
             gatewayForwards=self.udpGatewayForwards,
             sender=udpSender,
         )
-        self.dhcp = DHCPServer(config, self.switch, udpSender, counters, self.dhcpSettings)
+        self.dhcp = DHCPServer(
+            config, self.switch, udpSender, counters, self.dhcpSettings, clock=reactor
+        )
 
         # DNS: builtin names, then the hosts file, then upstream.
         self.dnsUpstream = UpstreamResolver(dnsConfig, sockets, hostNetwork, reactor, counters)
@@ -170,6 +170,7 @@ class Stack:
                 self.udpGatewayForwards.guestDetached,
                 self.icmp.guestDetached,
             ],
+            clock=reactor,
         )
 
         self.switch.addProto(ETHERTYPE_ARP, self.arp)
@@ -178,9 +179,7 @@ class Stack:
         self.ipv4.addProto(PROTO_UDP, self.udp)
         self.ipv4.addProto(PROTO_TCP, self.tcp)
         self.udp.bindService(SERVER_PORT, self.dhcp)
-        dnsOverUDP = DNSDatagramProtocol(self.dns, reactor=reactor)
-        dnsOverUDP.noisy = False
-        self.udp.listen(DNS_PORT, dnsOverUDP)
+        self.udp.listen(DNS_PORT, self.dns.datagramProtocol(reactor))
 
     def _segmentLimit(self, packedIP):
         """

@@ -7,12 +7,13 @@ the stack, one service per guest link listener or tap device, and the
 watched configuration files.
 """
 
+import grp
 import os
 import re
 import socket
 import stat
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import AddressValueError, IPv4Address
 from urllib.parse import unquote
 
@@ -90,6 +91,35 @@ def _checkFD(flag, text):
     if not stat.S_ISSOCK(mode):
         raise usage.UsageError(f"--{flag}: fd:{fd} is not a socket")
     return fd
+
+
+def parseSocketGroup(value):
+    """
+    C{--socket-group GROUP}: a group name or number that exists and that
+    vpnkit may give its sockets to (root, or a member of it).
+
+    @return: the group id.
+    """
+    try:
+        gid = int(value)
+    except ValueError:
+        try:
+            gid = grp.getgrnam(value).gr_gid
+        except KeyError:
+            raise usage.UsageError(f"--socket-group: no group named {value!r}") from None
+    else:
+        if gid < 0:
+            raise usage.UsageError(f"--socket-group: {value!r} is not a group id")
+        try:
+            grp.getgrgid(gid)
+        except KeyError:
+            raise usage.UsageError(f"--socket-group: no group with id {gid}") from None
+    if os.geteuid() != 0 and gid != os.getegid() and gid not in os.getgroups():
+        raise usage.UsageError(
+            f"--socket-group: vpnkit's user is not a member of group {value!r}, "
+            "so it cannot give the sockets to it"
+        )
+    return gid
 
 
 def _checkSocketPath(flag, path):
@@ -293,7 +323,15 @@ class Options(DropInFlags, usage.Options):
         ["domain", None, None, "DHCP domain name (wins over --dhcp-path)."],
         ["dhcp-path", None, None, "dhcp.json with searchDomains/domainName; re-read on change."],
         ["tap", None, "tap0", "Interface name for --netns when the spec names none."],
-        ["max-connections", None, None, "Refuse (RST) guest TCP connections beyond this many."],
+        ["socket-group", None, None, "Make the guest link sockets (--ethernet, --qemu PATH) mode "
+         "0660 and owned by this group (name or number); by default they are 0600, "
+         "for vpnkit's user only."],
+        ["max-connections", None, None, "Refuse (RST) guest TCP connections beyond this many "
+         "(default: derived from the open-file limit)."],
+        ["max-half-open", None, "1024", "Guest TCP connections not yet established (dialling or "
+         "SYN-RECEIVED), all guests; beyond it a SYN evicts the oldest of the guest holding most."],
+        ["max-half-open-per-guest", None, "256", "The same for one guest; beyond it a SYN evicts "
+         "that guest's oldest."],
         ["connect-timeout", None, "30", "Seconds a host connect may take before the guest gets RST."],
         ["dns", None, None, "Upstream DNS servers (nameserver IP[#PORT], zone, timeout, order, search); "
          "re-read on change.  Without it A/AAAA use the host's resolver."],
@@ -420,6 +458,14 @@ class Options(DropInFlags, usage.Options):
             self.maxConnections = _int("max-connections", self["max-connections"])
             if self.maxConnections < 0:
                 raise usage.UsageError("--max-connections: must not be negative")
+        self.maxHalfOpen = _int("max-half-open", self["max-half-open"])
+        self.maxHalfOpenPerGuest = _int("max-half-open-per-guest", self["max-half-open-per-guest"])
+        for flag, value in (
+            ("max-half-open", self.maxHalfOpen),
+            ("max-half-open-per-guest", self.maxHalfOpenPerGuest),
+        ):
+            if value < 1:
+                raise usage.UsageError(f"--{flag}: must be at least 1")
         try:
             self.connectTimeout = float(self["connect-timeout"])
         except ValueError:
@@ -439,6 +485,9 @@ class Options(DropInFlags, usage.Options):
             raise usage.UsageError(
                 "Please provide an --ethernet argument (or --qemu, --qemu-dgram, --vfkit, --netns)"
             )
+        self.socketGroup = None
+        if self["socket-group"] is not None:
+            self.socketGroup = parseSocketGroup(self["socket-group"])
         self.dhcpSettings = self.dhcpText = None
         if self["dhcp-path"] is not None:
             try:
@@ -578,17 +627,29 @@ _LINK_FLAGS = {"vmnet": "--ethernet", "qemu": "--qemu"}
 DATAGRAM_LINKS = {"qemu-dgram": QEMUDatagramProtocol, "vfkit": VfkitDatagramProtocol}
 
 
-def _linkService(spec, stack, reactor, backlog=None):
+def _linkService(spec, stack, reactor, backlog=None, socketGroup=None):
     kind, address = spec.kind, spec.address
     guests = stack.guests
     if kind == "netns":
         return NetnsTapService(guests, address[1], address[2], reactor=reactor)
+    mode = 0o600 if socketGroup is None else 0o660
     if kind in DATAGRAM_LINKS:
         protocol = DATAGRAM_LINKS[kind](guests, reactor)
-        return UnixDatagramLinkService(f"--{kind}", address[1], protocol, reactor)
-    factory = VMNetServerFactory(guests) if kind == "vmnet" else QEMUServerFactory(guests)
+        return UnixDatagramLinkService(
+            f"--{kind}", address[1], protocol, reactor, mode=mode, group=socketGroup
+        )
+    factoryClass = VMNetServerFactory if kind == "vmnet" else QEMUServerFactory
+    # Whoever can connect can attach guests (and take addresses): vpnkit's
+    # user only, or the --socket-group.
     return listenService(
-        address, factory, reactor, _LINK_FLAGS[kind], mode=0o666, links=True, backlog=backlog
+        address,
+        factoryClass(guests, clock=reactor),
+        reactor,
+        _LINK_FLAGS[kind],
+        mode=mode,
+        links=True,
+        backlog=backlog,
+        group=socketGroup,
     )
 
 
@@ -630,6 +691,11 @@ def makeService(options, reactor=None):
         gatewayForwards=options.gatewayForwards,
         httpProxy=httpProxy,
     )
+    stack.tcp.limits = replace(
+        stack.tcp.limits,
+        maxHalfOpen=options.maxHalfOpen,
+        maxHalfOpenPerGuest=options.maxHalfOpenPerGuest,
+    )
     readiness = Readiness(options.readyFD)
     top = VPNKitService(
         stack,
@@ -641,7 +707,7 @@ def makeService(options, reactor=None):
         log.info("{note}", note=note)
     capture = _captureService(options, stack, reactor, top)
     for spec in options.links:
-        service = _linkService(spec, stack, reactor, options.listenBacklog)
+        service = _linkService(spec, stack, reactor, options.listenBacklog, options.socketGroup)
         service.setName(spec.describe())
         service.setServiceParent(top)
     if options["dhcp-path"] is not None:

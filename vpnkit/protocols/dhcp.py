@@ -15,7 +15,7 @@ from zope.interface import implementer
 
 from vpnkit.config import ConfigError, parseJSON
 from vpnkit.interfaces import IUDPService
-from vpnkit.log import logger
+from vpnkit.log import GuestLog, logger
 from vpnkit.wire import ParseError
 from vpnkit.wire import dhcp as wire
 
@@ -189,9 +189,12 @@ class DHCPServer:
     @param udp: the L{vpnkit.protocols.udp.UDPLayer} replies go through.
     @param settings: a zero-argument callable returning the current
         L{DHCPSettings}.
+    @param clock: the L{IReactorTime} that rate-limits the log lines guests
+        cause (the global reactor when C{None}).
     """
 
-    def __init__(self, config, switch, udp, counters, settings):
+    def __init__(self, config, switch, udp, counters, settings, clock=None):
+        self._log = GuestLog(log, clock)
         self._config = config
         self._switch = switch
         self._udp = udp
@@ -230,7 +233,7 @@ class DHCPServer:
             return
         leaseIP = port.lease.ip.packed
         if kind == wire.DHCPDECLINE:
-            log.warn(
+            self._log.warn(
                 "guest {port} declined {ip}: another host on its network uses it",
                 port=port,
                 ip=port.lease.ip,
@@ -250,9 +253,15 @@ class DHCPServer:
             counters.offer += 1
         else:
             counters.ack += 1
-        if port not in self._seen or replyType == wire.DHCPNAK:
+        if replyType == wire.DHCPNAK:
+            self._log.info(
+                "DHCP {request} from {port}: NAK",
+                request=wire.MESSAGE_TYPE_NAMES[kind],
+                port=port,
+            )
+        elif port not in self._seen:
             self._seen.add(port)
-            log.info(
+            self._log.info(
                 "DHCP {request} from {port}: {reply}",
                 request=wire.MESSAGE_TYPE_NAMES[kind],
                 port=port,

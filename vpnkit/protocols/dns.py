@@ -2,9 +2,12 @@
 """
 The gateway's DNS server, built on C{twisted.names}.
 
-Framing is Twisted's own: C{dns.DNSDatagramProtocol} runs unmodified on the
-gateway's virtual UDP port 53 and C{dns.DNSProtocol} on each guest TCP
-connection to port 53.  Policy is in L{GatewayDNSFactory} (a
+Framing is Twisted's own: L{DNSDatagramServer} (a C{dns.DNSDatagramProtocol})
+runs on the gateway's virtual UDP port 53 and L{DNSStreamServer} (a
+C{dns.DNSProtocol}) on each guest TCP connection to port 53.  Both hand the
+raw message to L{GatewayDNSFactory} rather than parse it themselves:
+Twisted's parser logs a warning for every invalid packet, which a guest
+could turn into a line per packet.  Policy is in L{GatewayDNSFactory} (a
 C{DNSServerFactory}) and in the resolver chain it asks, in order:
 
  1. L{BuiltinResolver}: C{--host-names}, C{--gateway-names}, C{--vm-names};
@@ -23,6 +26,14 @@ the reference's NXDOMAIN would tell the guest the name does not exist at
 all, which makes resolvers such as musl's fail the A lookup made alongside
 (RFC 8020).
 
+Malformed queries are answered FORMERR here and never reach a resolver: a
+message that does not parse (bad compression pointers, a record cut
+short), whose header announces more records than it holds, or whose one question has a name longer than 253 characters, a
+label longer than 63 or empty, or a class that is not IN, CS, CH, HS or
+ANY.  Forwarded upstream, such garbage would only time out and make
+vpnkit take a healthy server for offline.  A message shorter than the
+12-byte header, or with QR set, gets no answer at all.
+
 The pieces every resolver of the chain shares live here, public, so the
 upstream modules and L{vpnkit.host.resolvers} build on them without
 reaching into this one: L{NameResolver}, L{addressRecord}, L{normalName},
@@ -31,6 +42,7 @@ L{ednsPayloadSize}), which this module owns rather than use Twisted's
 private C{_OPTHeader}.
 """
 
+import struct
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from twisted.internet import defer
@@ -39,7 +51,7 @@ from twisted.names.error import DNSQueryTimeoutError
 from zope.interface import implementer
 from twisted.internet.interfaces import IResolver
 
-from vpnkit.log import RateLimitedLog, logger
+from vpnkit.log import GuestLog, logger
 
 __all__ = [
     "RcodeError",
@@ -50,6 +62,9 @@ __all__ = [
     "BuiltinResolver",
     "HostsResolver",
     "GatewayDNSFactory",
+    "DNSDatagramServer",
+    "DNSStreamServer",
+    "questionProblem",
     "parseHosts",
     "normalName",
     "EDNS_PAYLOAD_SIZE",
@@ -61,6 +76,13 @@ UDP_LIMIT = 512
 # What vpnkit announces (and accepts) in EDNS0: its UDP path reassembles
 # and fragments, so any size fits; 4096 is the common choice.
 EDNS_PAYLOAD_SIZE = 4096
+# RFC 1035 2.3.4 (253 characters in text form, without the final dot).
+MAX_NAME = 253
+MAX_LABEL = 63
+KNOWN_CLASSES = frozenset((dns.IN, dns.CS, dns.CH, dns.HS, dns.ANY))
+_HEADER = struct.Struct("!HH")
+_COUNTS = struct.Struct("!4H")
+_QR = 0x8000
 
 
 class RcodeError(Exception):
@@ -261,18 +283,139 @@ def _fit(response, limit):
     return True
 
 
+def questionProblem(query):
+    """
+    What makes a question unfit to be asked (see the module docstring), or
+    C{None} when it is well formed.
+    """
+    if query.cls not in KNOWN_CLASSES:
+        return f"unknown class {query.cls}"
+    name = query.name.name
+    if len(name) > MAX_NAME:
+        return f"a name of {len(name)} characters"
+    if name:
+        for label in name.split(b"."):
+            if not label:
+                return "an empty label"
+            if len(label) > MAX_LABEL:
+                return f"a label of {len(label)} characters"
+    return None
+
+
+class DNSDatagramServer(dns.DNSDatagramProtocol):
+    """
+    The gateway's DNS server on UDP: each datagram goes to the factory
+    whole (L{GatewayDNSFactory.wireMessageReceived}).  It never queries,
+    so there are no replies of its own to match.
+    """
+
+    noisy = False
+
+    def datagramReceived(self, data, addr):
+        self.controller.wireMessageReceived(data, self, addr)
+
+
+class DNSStreamServer(dns.DNSProtocol):
+    """
+    The gateway's DNS server on one guest TCP connection: each
+    length-prefixed message goes to the factory whole.
+    """
+
+    def stringReceived(self, data):
+        self.controller.wireMessageReceived(data, self, None)
+
+
 class GatewayDNSFactory(server.DNSServerFactory):
     """
     The policy of the gateway's DNS server: which queries are answered, and
     how the answer is built from what the resolver chain returned.
 
     @param resolvers: the chain, in order (L{IResolver}s).
+    @param clock: the L{IReactorTime} that rate-limits the log lines
+        guests can cause (the global reactor when C{None}).
     """
+
+    protocol = DNSStreamServer
 
     def __init__(self, resolvers, counters, clock=None):
         super().__init__(clients=list(resolvers))
         self._counters = counters.dns
-        self._failureLog = RateLimitedLog(log, clock) if clock is not None else None
+        self._log = GuestLog(log, clock)
+
+    def datagramProtocol(self, reactor=None):
+        """
+        The protocol to serve UDP port 53 with.
+        """
+        return DNSDatagramServer(self, reactor=reactor)
+
+    def wireMessageReceived(self, data, protocol, address=None):
+        """
+        One message from a guest, as bytes: parse it, answer FORMERR if it
+        is malformed, and otherwise handle it (L{messageReceived}).
+
+        @param address: the sender's address for UDP, C{None} for TCP.
+        """
+        message = dns.Message()
+        try:
+            message.fromStr(data)
+        except Exception as e:
+            # EOFError and ValueError from twisted.names for most garbage;
+            # anything else a parser of untrusted bytes raises is as bad.
+            self._malformed(data, protocol, address, str(e) or type(e).__name__)
+            return
+        # twisted.names stops quietly at the end of the bytes: a header
+        # that announces more records than the message holds is only seen
+        # by counting them.
+        announced = _COUNTS.unpack_from(data, 4)
+        held = tuple(
+            len(section)
+            for section in (message.queries, message.answers, message.authority, message.additional)
+        )
+        if held != announced:
+            self._malformed(
+                data, protocol, address, f"the header announces {announced} records, not {held}"
+            )
+            return
+        if not message.answer and message.opCode == dns.OP_QUERY and len(message.queries) == 1:
+            problem = questionProblem(message.queries[0])
+            if problem is not None:
+                self._malformed(data, protocol, address, problem)
+                return
+        self.messageReceived(message, protocol, address)
+
+    def _malformed(self, data, protocol, address, problem):
+        """
+        Count a malformed message, log it (rate-limited) and answer FORMERR
+        with its id, opcode and RD, but no question, when its header is
+        readable and it is not itself a response.
+        """
+        counters = self._counters
+        counters.malformed += 1
+        self._log.info(
+            "malformed DNS message ({n} bytes) over {transport}: {problem}",
+            n=len(data),
+            transport="TCP" if address is None else "UDP",
+            problem=problem,
+        )
+        if len(data) < dns.Message.headerSize:
+            return
+        ident, flags = _HEADER.unpack_from(data)
+        if flags & _QR:
+            return
+        response = dns.Message(
+            id=ident,
+            answer=True,
+            opCode=(flags >> 11) & 0xF,
+            recDes=(flags >> 8) & 1,
+            recAv=self.canRecurse,
+            rCode=dns.EFORMAT,
+            maxSize=0,
+        )
+        counters.formerr += 1
+        if address is None:
+            protocol.writeMessage(response)
+        else:
+            protocol.writeMessage(response, address)
 
     def messageReceived(self, message, proto, address=None):
         counters = self._counters
@@ -317,10 +460,7 @@ class GatewayDNSFactory(server.DNSServerFactory):
         self._reply(protocol, message, address, rCode, [], [], [])
 
     def _warn(self, format, **kwargs):
-        if self._failureLog is not None:
-            self._failureLog.warn(format, **kwargs)
-        else:
-            log.warn(format, **kwargs)
+        self._log.warn(format, **kwargs)
 
     def _response(self, request, rCode, answers):
         """

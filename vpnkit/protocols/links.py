@@ -19,7 +19,7 @@ from zope.interface import implementer
 
 from vpnkit.interfaces import ILink
 from vpnkit.leases import AllocationError
-from vpnkit.log import logger
+from vpnkit.log import GuestLog, logger
 from vpnkit.wire import ParseError
 from vpnkit.wire import vmnet
 from vpnkit.wire.ethernet import HEADER_LENGTH, formatMAC
@@ -264,7 +264,7 @@ class VMNetServerProtocol(_StreamLink):
 
     def _refuse(self, reason):
         self._counters.handshakeFailures += 1
-        log.warn("refusing vmnet client: {reason}", reason=reason)
+        self.factory.guestLog.warn("refusing vmnet client: {reason}", reason=reason)
         self.transport.write(vmnet.emitResponse(vmnet.Disconnect(reason)))
         self._closing = True
         self.transport.loseConnection()
@@ -326,8 +326,12 @@ class _LinkFactory(Factory):
 
     noisy = False
 
-    def __init__(self, guests):
+    def __init__(self, guests, clock=None):
         self.guests = guests
+        # Clients of the socket can make handshakes fail at will: their
+        # log lines are rate-limited (the global reactor's clock when
+        # C{clock} is C{None}).
+        self.guestLog = GuestLog(log, clock)
         self.links = set()
         self._waiters = []
 

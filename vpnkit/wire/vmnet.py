@@ -20,6 +20,7 @@ __all__ = [
     "RESPONSE_LENGTH",
     "DEFAULT_COMMIT",
     "ZERO_UUID",
+    "NIL_UUID_TEXT",
     "Init",
     "EthernetCommand",
     "PreferredIPv4Command",
@@ -42,6 +43,7 @@ COMMAND_LENGTH = 41
 RESPONSE_LENGTH = 258
 DEFAULT_COMMIT = b"0123456789012345678901234567890123456789"
 ZERO_UUID = b"\0" * 36
+NIL_UUID_TEXT = b"00000000-0000-0000-0000-000000000000"
 
 CMD_ETHERNET = 1
 CMD_BIND_IPV4 = 6
@@ -137,10 +139,12 @@ def parseUUID(raw):
     """
     Validate the 36 UUID bytes of a command.
 
-    @return: the canonical lower-case UUID text, or C{None} for all NULs.
+    @return: the canonical lower-case UUID text, or C{None} for all NULs
+        and for the nil UUID as text (it names no guest either: given a
+        permanent lease, every client sending it would share one address).
     @raise MalformedError: not a UUID.
     """
-    if raw == ZERO_UUID:
+    if raw == ZERO_UUID or raw == NIL_UUID_TEXT:
         return None
     if _canonicalUUID.fullmatch(raw) is None:
         raise MalformedError(f"bad UUID {raw!r}")

@@ -1,11 +1,12 @@
 # -*- test-case-name: tests.test_tcp_state -*-
 """
-L{TCPConfig}: the tunables of vpnkit's TCP.
+L{TCPConfig}: the tunables of vpnkit's TCP; L{TCPLimits}: how many guest
+connections it holds host sockets for.
 """
 
 from dataclasses import dataclass
 
-__all__ = ["TCPConfig"]
+__all__ = ["TCPConfig", "TCPLimits"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,38 @@ class TCPConfig:
     timeWait: float = 2.0
     initialWindowSegments: int = 10
     maxOutOfOrderRanges: int = 32
+
+
+@dataclass(frozen=True)
+class TCPLimits:
+    """
+    The budget of guest connections (each holds a host socket, so a file
+    descriptor).
+
+    A connection is I{half-open} from the guest's SYN until the guest
+    completes the handshake: while vpnkit dials the host, then in
+    SYN-RECEIVED.  A SYN flood only ever makes half-open connections, so
+    they have a budget of their own, per guest and in total; a new SYN
+    beyond it does not wait or fail, it evicts the oldest half-open
+    connection of the same guest (or, when the total is full, of the guest
+    holding the most).  On a local link an honest handshake completes in
+    well under a millisecond, so the oldest entry is the least likely to
+    ever complete, and a flood only displaces its own SYNs: other guests
+    keep their budget.
+
+    @ivar maxConnections: all connections, half-open ones included; a SYN
+        beyond it gets RST.  C{None}: no limit (vpnkit's service derives
+        one from the open-file limit at start, see
+        L{vpnkit.services.connectionBudget}).
+    @ivar maxPending: dials in flight, all guests; a SYN beyond it gets RST.
+    @ivar maxHalfOpen: half-open connections of all guests.
+    @ivar maxHalfOpenPerGuest: half-open connections of one guest address.
+    """
+
+    maxConnections: int | None = None
+    maxPending: int = 4096
+    maxHalfOpen: int = 1024
+    maxHalfOpenPerGuest: int = 256
 
 
 def windowShift(buffer):

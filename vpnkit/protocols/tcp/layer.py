@@ -7,8 +7,13 @@ A guest's SYN for an unknown flow is held while the L{ITCPRouter} finds
 where it goes and dials it (gVisor's forwarder model): a retransmitted
 SYN meanwhile is absorbed; success makes vpnkit answer SYN-ACK and proxy the
 bytes; refusal (and a connect timeout) becomes RST, an unreachable network
-or host becomes ICMP destination unreachable.  Limits on connects in flight
-and on connections keep a flood of SYNs from exhausting the host.
+or host becomes ICMP destination unreachable.
+
+The L{TCPLimits} keep a flood of SYNs from exhausting the host's file
+descriptors: a SYN from an address no guest holds is dropped (no answer
+could reach it), half-open connections (dialling, or in SYN-RECEIVED) have
+a budget per guest and in total, where a new SYN evicts the oldest, and
+dials in flight and all connections have caps beyond which a SYN gets RST.
 """
 
 import random
@@ -22,19 +27,29 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from vpnkit.interfaces import IIPv4Receiver
-from vpnkit.log import RateLimitedLog, logger
+from vpnkit.log import GuestLog, logger
+from vpnkit.protocols.tcp.config import TCPLimits
 from vpnkit.protocols.tcp.connection import TCPConnection
 from vpnkit.protocols.tcp.state import State, TCPConfig, TCPControlBlock, refuse, resetFor
 from vpnkit.wire import ChecksumError, ParseError
 from vpnkit.wire.ipv4 import PROTO_TCP
 from vpnkit.wire.tcp import ACK, RST, SYN, emitTCP, parseTCP
 
-__all__ = ["Flow", "TCPLayer"]
+__all__ = ["Flow", "TCPLayer", "SelfConnectError"]
 
 log = logger("vpnkit.tcp")
 
 ENETUNREACH = 101
 EHOSTUNREACH = 113
+
+
+class SelfConnectError(error.ConnectionRefusedError):
+    """
+    A host dial connected to itself (its local address is its peer
+    address: TCP's simultaneous open, when the ephemeral port picked equals
+    the destination port on a local address).  Nothing listens there, so
+    it is a refusal; L{vpnkit.host.network} raises it, the layer counts it.
+    """
 
 
 class Flow(NamedTuple):
@@ -70,11 +85,52 @@ class _Pending:
         self.cancelled = False
 
 
+class _HalfOpen:
+    """
+    The half-open connections (flows), per guest address, oldest first.
+    """
+
+    def __init__(self):
+        self._byGuest = {}
+        self.total = 0
+
+    def __contains__(self, flow):
+        flows = self._byGuest.get(flow.guestIP)
+        return flows is not None and flow in flows
+
+    def add(self, flow):
+        self._byGuest.setdefault(flow.guestIP, {})[flow] = None
+        self.total += 1
+
+    def discard(self, flow):
+        flows = self._byGuest.get(flow.guestIP)
+        if flows is None or flow not in flows:
+            return
+        del flows[flow]
+        self.total -= 1
+        if not flows:
+            del self._byGuest[flow.guestIP]
+
+    def count(self, guestIP):
+        return len(self._byGuest.get(guestIP, ()))
+
+    def oldest(self, guestIP):
+        return next(iter(self._byGuest[guestIP]))
+
+    def largestHolder(self):
+        return max(self._byGuest, key=lambda guest: len(self._byGuest[guest]))
+
+
 @implementer(IIPv4Receiver)
 class TCPLayer:
     """
     @param router: the L{vpnkit.interfaces.ITCPRouter} that decides where
         each new connection goes and dials it.
+    @param limits: the L{TCPLimits}; when not given, C{maxConnections} and
+        C{maxPending} with the default half-open budgets.
+    @param guestPresent: whether a guest holds a (packed) address.
+
+    @ivar limits: the L{TCPLimits} in force (may be replaced at any time).
     """
 
     def __init__(
@@ -91,6 +147,7 @@ class TCPLayer:
         rng=None,
         guestPresent=None,
         segmentLimit=None,
+        limits=None,
     ):
         self._ipv4 = ipv4
         self._icmp = icmp
@@ -98,12 +155,14 @@ class TCPLayer:
         self._router = router
         self._clock = reactor
         self.tcpConfig = tcpConfig or TCPConfig(mss=config.mtu - 40)
-        self._maxConnections = maxConnections
-        self._maxPending = maxPending
+        if limits is None:
+            limits = TCPLimits(maxConnections=maxConnections, maxPending=maxPending)
+        self.limits = limits
         self._rng = rng or random.SystemRandom()
         self._connections = {}
         self._pending = {}
-        self._limitLog = RateLimitedLog(log, reactor)
+        self._halfOpen = _HalfOpen()
+        self._log = GuestLog(log, reactor)
         self._guestPresent = guestPresent or (lambda ip: True)
         # How much payload one segment to a guest may carry beyond the MSS
         # (a link with segmentation offload); 0 for plain links.
@@ -120,6 +179,13 @@ class TCPLayer:
     @property
     def pendingCount(self):
         return len(self._pending)
+
+    @property
+    def halfOpenCount(self):
+        """
+        Connections dialling or in SYN-RECEIVED, all guests.
+        """
+        return self._halfOpen.total
 
     # -- segments from guests ----------------------------------------------------
 
@@ -147,6 +213,8 @@ class TCPLayer:
                 connection.abortConnection()
             else:
                 connection.segmentReceived(seg)
+                if flow in self._halfOpen and connection.tcb.state is not State.SYN_RECEIVED:
+                    self._halfOpen.discard(flow)
                 return
         pending = self._pending.get(flow)
         if pending is not None:
@@ -166,28 +234,40 @@ class TCPLayer:
     def _newConnection(self, flow, syn, header, quote):
         counters = self._counters
         counters.synReceived += 1
-        if len(self._pending) >= self._maxPending:
+        if not self._guestPresent(flow.guestIP):
+            # A spoofed source: neither SYN-ACK nor RST could reach it, and
+            # it must not spend a real guest's budget.
+            counters.synNotFromGuest += 1
+            return
+        limits = self.limits
+        halfOpen = self._halfOpen
+        if halfOpen.count(flow.guestIP) >= limits.maxHalfOpenPerGuest:
+            self._evict(halfOpen.oldest(flow.guestIP), "--max-half-open-per-guest")
+        elif halfOpen.total >= limits.maxHalfOpen:
+            self._evict(halfOpen.oldest(halfOpen.largestHolder()), "--max-half-open")
+        if len(self._pending) >= limits.maxPending:
             counters.limitPending += 1
-            self._limitLog.warn(
+            self._log.warn(
                 "refusing {flow}: {n} connections are already being dialled",
                 flow=str(flow),
                 n=len(self._pending),
             )
             self.sendSegments(flow, refuse(syn))
             return
-        if self._maxConnections is not None and (
-            len(self._connections) + len(self._pending) >= self._maxConnections
+        if limits.maxConnections is not None and (
+            len(self._connections) + len(self._pending) >= limits.maxConnections
         ):
             counters.limitConnections += 1
-            self._limitLog.warn(
+            self._log.warn(
                 "refusing {flow}: --max-connections {n} reached",
                 flow=str(flow),
-                n=self._maxConnections,
+                n=limits.maxConnections,
             )
             self.sendSegments(flow, refuse(syn))
             return
         pending = _Pending(syn, header, quote)
         self._pending[flow] = pending
+        halfOpen.add(flow)
         d = self._router.connectionRequested(flow)
         pending.deferred = d
         d.addCallbacks(
@@ -195,9 +275,31 @@ class TCPLayer:
             lambda failure: self._connectFailed(flow, pending, failure),
         )
 
+    def _evict(self, flow, limit):
+        """
+        Make room for a new half-open connection: drop C{flow}, the oldest
+        half-open one (a dial is cancelled; a connection in SYN-RECEIVED
+        is reset).
+        """
+        self._counters.halfOpenEvicted += 1
+        self._log.warn(
+            "{limit} reached: dropping the oldest half-open connection, {flow}",
+            limit=limit,
+            flow=str(flow),
+        )
+        pending = self._pending.get(flow)
+        if pending is not None:
+            self._cancelPending(flow, pending)
+            return
+        self._halfOpen.discard(flow)
+        connection = self._connections.get(flow)
+        if connection is not None:
+            connection.abortConnection()
+
     def _cancelPending(self, flow, pending):
         pending.cancelled = True
         self._pending.pop(flow, None)
+        self._halfOpen.discard(flow)
         if pending.deferred is not None:
             pending.deferred.cancel()
 
@@ -222,6 +324,7 @@ class TCPLayer:
         if self._pending.get(flow) is not pending:
             return None
         del self._pending[flow]
+        self._halfOpen.discard(flow)
         if pending.cancelled:
             return None
         counters = self._counters
@@ -234,11 +337,13 @@ class TCPLayer:
             return None
         if failure.check(error.ConnectionRefusedError):
             counters.connectRefused += 1
+            if failure.check(SelfConnectError):
+                counters.selfConnects += 1
         elif failure.check(error.TimeoutError, error.TCPTimedOutError):
             counters.connectTimeout += 1
         else:
             counters.connectFailed += 1
-            log.info(
+            self._log.info(
                 "connecting {flow} failed: {error}", flow=str(flow), error=failure.getErrorMessage()
             )
         self.sendSegments(flow, refuse(pending.syn))
@@ -263,6 +368,7 @@ class TCPLayer:
     def connectionClosed(self, connection):
         if self._connections.get(connection.flow) is connection:
             del self._connections[connection.flow]
+            self._halfOpen.discard(connection.flow)
             counters = self._counters
             counters.connectionsClosed += 1
             tcb = connection.tcb
