@@ -209,12 +209,15 @@ class NotAnsweredTests(EchoTestMixin, SynchronousTestCase):
 
     def test_unknownSource(self):
         """
-        An echo request from an address no guest holds is counted, but the
-        reply has nowhere to go (C{ipv4.noRoute}).
+        An echo request from an address the guest does not hold is dropped
+        at its port (C{ipv4.spoofedSource}) and never answered.
         """
         self.a.send(buildICMPEcho(self.a.mac, ip("192.168.65.200"), GATEWAY_IP))
         self.assertEqual(self.a.takeFrames(), [])
-        self.assertCounters({"icmp.echoRequests": 1, "ipv4.noRoute": 1})
+        self.assertEqual(
+            nonZeroCounters(self.stack.counters),
+            {"link.linksOpened": 2, "ethernet.received": 1, "ipv4.spoofedSource": 1},
+        )
 
 
 class HostAliasDisabledTests(EchoTestMixin, SynchronousTestCase):

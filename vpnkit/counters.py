@@ -58,6 +58,8 @@ class EthernetCounters:
     noRoute: int = 0
     segmented: int = 0
     tooBigForLink: int = 0
+    # Frames from a guest whose source MAC is not its port's (protocols/switch.py).
+    spoofedSource: int = 0
 
 
 @dataclass
@@ -67,6 +69,8 @@ class ARPCounters:
     malformed: int = 0
     unknownTarget: int = 0
     ignored: int = 0
+    # ARP from a guest claiming an address or MAC its port does not hold.
+    spoofedSender: int = 0
 
 
 @dataclass
@@ -95,6 +99,8 @@ class IPv4Counters:
     fragmentedDatagrams: int = 0
     fragmentsSent: int = 0
     fragNeededSent: int = 0
+    # Datagrams from a guest with a source address its port does not hold.
+    spoofedSource: int = 0
 
 
 @dataclass
