@@ -160,10 +160,14 @@ class NotAnsweredTests(EchoTestMixin, SynchronousTestCase):
     def test_unusedSubnetAddress(self):
         """
         An echo request to an address of the subnet nobody holds is not
-        answered.
+        answered with a reply: the gateway says the host is unreachable.
         """
-        self.assertEqual(self.ping(ip("192.168.65.77")), [])
-        self.assertCounters({"icmp.unsupported": 1})
+        [frame] = self.ping(ip("192.168.65.77"))
+        _, header, message = parseICMPFrame(frame)
+        self.assertEqual((header.src, message.type, message.code), (GATEWAY_IP, 3, 1))
+        self.assertCounters(
+            {"icmp.echoRefused": 1, "icmp.unreachableSent": 1, "ipv4.sent": 1}
+        )
 
     def test_otherCode(self):
         """
@@ -229,10 +233,23 @@ class HostAliasDisabledTests(EchoTestMixin, SynchronousTestCase):
 
     def test_aliasNotAnswered(self):
         """
-        An echo request to 192.168.65.2 is not answered.
+        An echo request to 192.168.65.2 is not answered with a reply (the
+        gateway says the host is unreachable), and goes nowhere.
         """
-        self.assertEqual(self.ping(HOST_IP), [])
-        self.assertCounters({"icmp.unsupported": 1})
+        [frame] = self.ping(HOST_IP)
+        self.assertEqual(parseICMPFrame(frame)[2].type, 3)
+        self.assertEqual(self.stack.sockets.opened, [])
+        self.assertCounters(
+            {"icmp.echoRefused": 1, "icmp.unreachableSent": 1, "ipv4.sent": 1}
+        )
+
+    def test_loopbackRefused(self):
+        """
+        Without the alias, the host's loopback is not pinged either.
+        """
+        [frame] = self.ping(ip("127.0.0.1"))
+        self.assertEqual(parseICMPFrame(frame)[2].code, 13)
+        self.assertEqual(self.stack.sockets.opened, [])
 
     def test_gatewayAnswered(self):
         """
@@ -413,3 +430,59 @@ class ForwardTests(EchoTestMixin, SynchronousTestCase):
         self.ping(REMOTE_IP)
         self.stack.guests.detach(self.a.port)
         self.assertTrue(self.sockets.opened[0].closed)
+
+
+class RefusedTests(EchoTestMixin, SynchronousTestCase):
+    """
+    Echo requests to destinations vpnkit never sends to the host (the
+    shared rule of L{vpnkit.protocols.destinations}) go to no host socket:
+    a unicast one is answered with ICMP destination unreachable from the
+    gateway, one to a group address (RFC 1122 3.2.2: no ICMP error about
+    those) is dropped.
+    """
+
+    def assertUnreachable(self, dst, code):
+        [frame] = self.ping(dst, ident=0x4242, seq=9)
+        _, header, message = parseICMPFrame(frame)
+        self.assertEqual(
+            (header.src, header.dst, message.type, message.code),
+            (GATEWAY_IP, self.a.ip, 3, code),
+        )
+        from tests.test_ipv4 import parseQuote
+
+        quoted, rest = parseQuote(message.payload)
+        self.assertEqual((quoted.src, quoted.dst, rest[:8]), (self.a.ip, dst, rest[:4] + b"\x42\x42\x00\x09"))
+
+    def test_loopback(self):
+        """
+        127.0.0.0/8 (the host's loopback is reachable only through the
+        host alias): administratively prohibited (code 13).
+        """
+        self.assertUnreachable(ip("127.0.0.1"), 13)
+        self.assertUnreachable(ip("127.9.9.9"), 13)
+
+    def test_thisNetworkAndReserved(self):
+        """
+        0.0.0.0/8 and 240/4: administratively prohibited.
+        """
+        self.assertUnreachable(ip("0.0.0.0"), 13)
+        self.assertUnreachable(ip("240.0.0.1"), 13)
+
+    def test_groupDropped(self):
+        """
+        Multicast, the limited broadcast and the subnet broadcast get no
+        reply and no error.
+        """
+        for dst in ("224.0.0.1", "255.255.255.255", "192.168.65.255"):
+            self.assertEqual(self.ping(ip(dst)), [])
+
+    def test_noHostSocket(self):
+        """
+        None of them reaches a host socket, and each is counted
+        (C{icmp.echoRefused}).
+        """
+        for dst in ("127.0.0.1", "0.0.0.0", "224.0.0.1", "192.168.65.77", "240.0.0.1"):
+            self.ping(ip(dst))
+        self.assertEqual(self.stack.sockets.opened, [])
+        self.assertEqual(self.stack.counters.icmp.echoRefused, 5)
+        self.assertEqual(self.stack.counters.icmp.unreachableSent, 4)

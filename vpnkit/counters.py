@@ -122,6 +122,9 @@ class ICMPCounters:
     flowsEvicted: int = 0
     hostErrorsTranslated: int = 0
     hostErrorsDropped: int = 0
+    # Echo requests to destinations never passed to the host
+    # (vpnkit.protocols.destinations).
+    echoRefused: int = 0
 
 
 @dataclass

@@ -26,6 +26,7 @@ rate-limited log line, never the daemon.
 
 
 from vpnkit.log import RateLimitedLog, logger
+from vpnkit.protocols.destinations import forwardable
 from vpnkit.protocols.flowtable import FlowExpiry, FlowTable, SocketFlow
 from vpnkit.wire.icmp import DEST_UNREACHABLE, TIME_EXCEEDED, ICMPMessage, emitICMP
 from vpnkit.wire.ipv4 import FLAG_DF, PROTO_ICMP, formatIP, packIP, quoteHeader
@@ -38,22 +39,6 @@ DEFAULT_MAX_FLOWS = 1024
 DEFAULT_IDLE_TIMEOUT = 60.0
 LOCALHOST = "127.0.0.1"
 _FRAG_NEEDED = 4
-
-
-def forwardable(config, dst):
-    """
-    Whether vpnkit passes traffic for packed address C{dst} to the host:
-    the host alias and unicast addresses outside vpnkit's own subnet (not
-    0/8, loopback, multicast or the reserved 240/4).
-    """
-    if dst == config.hostPacked:
-        return True
-    first = dst[0]
-    if first == 0 or first == 127 or first >= 224:
-        return False
-    return int.from_bytes(dst, "big") & int(config.subnet.netmask) != int(
-        config.subnet.network_address
-    )
 
 
 def icmpErrorFor(error, header, quote, gateway, hostAlias):
