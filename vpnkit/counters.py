@@ -95,6 +95,7 @@ class IPv4Counters:
     fragmentMalformed: int = 0
     reassembled: int = 0
     reassemblyTimeout: int = 0
+    reassemblyEvicted: int = 0
     timeExceededSent: int = 0
     fragmentedDatagrams: int = 0
     fragmentsSent: int = 0
