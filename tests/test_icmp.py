@@ -423,6 +423,41 @@ class ForwardTests(EchoTestMixin, SynchronousTestCase):
         self.assertEqual((quoted.ttl, quoted.dst, rest[4:8]), (1, REMOTE_IP, b"\x42\x42\x00\x03"))
         self.assertEqual(self.stack.counters.icmp.hostErrorsTranslated, 1)
 
+    def test_sendUnreachable(self):
+        """
+        A request the host refuses to send at once for want of a route
+        (or by policy) is answered with destination unreachable from the
+        gateway, quoting the request, rather than left to time out; a
+        burst of 10 per guest, then 10 a second, the rest counted.
+        """
+        from tests.test_ipv4 import parseQuote
+
+        self.ping(REMOTE_IP, ident=0x4242, seq=1)
+        [sock] = self.sockets.opened
+        for error, code in [(errno.ENETUNREACH, 0), (errno.EHOSTUNREACH, 1), (errno.EPERM, 13)]:
+            sock.sendError = OSError(error, "refused")
+            [frame] = self.ping(REMOTE_IP, ident=0x4242, seq=2)
+            _, header, message = parseICMPFrame(frame)
+            self.assertEqual((header.src, message.type, message.code), (GATEWAY_IP, 3, code))
+            quoted, rest = parseQuote(message.payload)
+            self.assertEqual((quoted.dst, rest[4:8]), (REMOTE_IP, b"\x42\x42\x00\x02"))
+        counters = self.stack.counters.icmp
+        self.assertEqual((counters.forwardFailed, counters.forwardUnreachable), (3, 3))
+        answered = sum(len(self.ping(REMOTE_IP, ident=0x4242, seq=n)) for n in range(20))
+        self.assertEqual((answered, counters.forwardErrorsLimited), (7, 13))
+        self.stack.reactor.advance(0.2)
+        self.assertEqual(sum(len(self.ping(REMOTE_IP, ident=0x4242, seq=n)) for n in range(5)), 2)
+
+    def test_sendOtherError(self):
+        """
+        Other send errors are only counted.
+        """
+        self.ping(REMOTE_IP)
+        [sock] = self.sockets.opened
+        sock.sendError = OSError(errno.ENOBUFS, "full")
+        self.assertEqual(self.ping(REMOTE_IP), [])
+        self.assertEqual(self.stack.counters.icmp.forwardUnreachable, 0)
+
     def test_detach(self):
         """
         A guest that goes away takes its echo sockets with it.

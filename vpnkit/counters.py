@@ -123,6 +123,10 @@ class ICMPCounters:
     flowsEvicted: int = 0
     hostErrorsTranslated: int = 0
     hostErrorsDropped: int = 0
+    # Sends the host refused at once, answered with ICMP unreachable, or not
+    # for the per-guest rate limit.
+    forwardUnreachable: int = 0
+    forwardErrorsLimited: int = 0
     # Echo requests to destinations never passed to the host
     # (vpnkit.protocols.destinations).
     echoRefused: int = 0
@@ -147,6 +151,10 @@ class UDPCounters:
     natSendFailed: int = 0
     natErrorsTranslated: int = 0
     natErrorsDropped: int = 0
+    # Sends the host refused at once, answered with ICMP unreachable, or not
+    # for the per-guest rate limit.
+    natSendUnreachable: int = 0
+    natSendErrorsLimited: int = 0
     # Gateway forwards and port forwards into the guests.
     gatewayForwarded: int = 0
     gatewayForwardFailed: int = 0

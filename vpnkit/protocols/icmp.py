@@ -15,7 +15,10 @@ vpnkit never forges a reply.  Each guest (address, echo identifier) gets
 its own host "ping" socket, whose identifier the kernel chooses; replies
 arriving on it get the guest's identifier back.  ICMP errors the host
 receives for such a request (time exceeded, unreachable) are passed to the
-guest from the router that sent them, quoting the guest's request.  When the
+guest from the router that sent them, quoting the guest's request; a
+request the host refuses to send at once (no route, or policy) is answered
+with destination unreachable from the gateway, rate-limited per guest, as
+the UDP NAT does (L{vpnkit.protocols.udpnat.sendUnreachable}).  When the
 host does not allow ICMP sockets (C{net.ipv4.ping_group_range}), one line
 is logged and requests are dropped: the guest sees no reply, as it would
 behind a firewall.
@@ -33,7 +36,9 @@ from vpnkit.protocols.udpnat import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_FLOWS,
     LOCALHOST,
+    GuestRateLimit,
     sendHostError,
+    sendUnreachable,
 )
 from vpnkit.wire import ChecksumError, ParseError
 from vpnkit.wire.icmp import (
@@ -92,6 +97,7 @@ class ICMPLayer:
         self._expiry = FlowExpiry(self.flows, clock, self._expired) if clock else None
         self._unavailableLogged = False
         self._failureLog = RateLimitedLog(log, clock) if clock else None
+        self._errorLimit = GuestRateLimit()
 
     def ipPayloadReceived(self, header, payload):
         counters = self._counters
@@ -160,6 +166,13 @@ class ICMPLayer:
             )
         except OSError as e:
             counters.forwardFailed += 1
+            sent = sendUnreachable(
+                self._ipv4, self._errorLimit, self._clock, self._gateway, e, header, quote
+            )
+            if sent:
+                counters.forwardUnreachable += 1
+            elif sent is False:
+                counters.forwardErrorsLimited += 1
             log.debug("echo to {dst} failed: {error}", dst=formatIP(header.dst), error=e)
             return
         counters.echoForwarded += 1
@@ -240,6 +253,7 @@ class ICMPLayer:
         """
         Close the echo flows of a guest that went away.
         """
+        self._errorLimit.forget(guestIP)
         for flow in self.flows.removeGuest(guestIP):
             flow.close()
 
