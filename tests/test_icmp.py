@@ -434,7 +434,7 @@ class ForwardTests(EchoTestMixin, SynchronousTestCase):
 
         self.ping(REMOTE_IP, ident=0x4242, seq=1)
         [sock] = self.sockets.opened
-        for error, code in [(errno.ENETUNREACH, 0), (errno.EHOSTUNREACH, 1), (errno.EPERM, 13)]:
+        for error, code in [(errno.ENETUNREACH, 6), (errno.EHOSTUNREACH, 10), (errno.EPERM, 13)]:
             sock.sendError = OSError(error, "refused")
             [frame] = self.ping(REMOTE_IP, ident=0x4242, seq=2)
             _, header, message = parseICMPFrame(frame)

@@ -455,13 +455,16 @@ class SendErrorTests(NATTestMixin, SynchronousTestCase):
 
     def test_codes(self):
         """
-        ENETUNREACH is network unreachable (0), EHOSTUNREACH host
-        unreachable (1), EACCES and EPERM administratively prohibited
-        (13); each quotes the guest's datagram as it sent it.
+        ENETUNREACH is destination network unknown (6), EHOSTUNREACH host
+        administratively prohibited (10), EACCES and EPERM communication
+        administratively prohibited (13): the codes a Linux guest's UDP
+        socket reports at once as ENETUNREACH and EHOSTUNREACH (net and
+        host unreachable, 0 and 1, it ignores).  Each quotes the guest's
+        datagram as it sent it.
         """
         for error, code in [
-            (errno.ENETUNREACH, 0),
-            (errno.EHOSTUNREACH, 1),
+            (errno.ENETUNREACH, 6),
+            (errno.EHOSTUNREACH, 10),
             (errno.EACCES, 13),
             (errno.EPERM, 13),
         ]:

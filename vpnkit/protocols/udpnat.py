@@ -16,9 +16,10 @@ discovery see the real network: the ICMP errors the host receives for a
 flow (C{IP_RECVERR}) are passed back to the guest from the router or host
 that sent them, quoting the guest's own datagram.  A send the host refuses
 at once (no route: C{ENETUNREACH}, C{EHOSTUNREACH}; policy: C{EACCES},
-C{EPERM}) becomes ICMP destination unreachable from the gateway (see
-L{unreachableFor}), so a resolver asking an unreachable server hears at
-once instead of waiting out its timeout; vpnkit's own errors are limited
+C{EPERM}) becomes ICMP destination unreachable from the gateway with a
+code the guest's kernel reports as the same errno (see L{unreachableFor}),
+so a resolver asking an unreachable server hears at once instead of
+waiting out its timeout; vpnkit's own errors are limited
 per guest by a L{GuestRateLimit}.  The ICMP echo forwarder does the same.
 
 Flows idle for C{idleTimeout} seconds (60, on the injected reactor's
@@ -52,12 +53,18 @@ DEFAULT_MAX_FLOWS = 1024
 DEFAULT_IDLE_TIMEOUT = 60.0
 LOCALHOST = "127.0.0.1"
 _FRAG_NEEDED = 4
-# Destination unreachable codes (RFC 792; 13, communication
-# administratively prohibited, RFC 1812 5.2.7.1) for the errors a host
-# socket's send reports at once.
+# Destination unreachable codes for the errors a host socket's send
+# reports at once, chosen so that the guest's socket reports the same
+# errno at once: Linux takes net (0) and host (1) unreachable for soft
+# errors that a UDP socket without IP_RECVERR ignores (glibc's resolver
+# and dig then wait out their timeout), while destination network unknown
+# (6) is ENETUNREACH and host administratively prohibited (10, RFC 1122)
+# EHOSTUNREACH, both hard.  A host firewall's EACCES or EPERM has no ICMP
+# of its own: communication administratively prohibited (13, RFC 1812
+# 5.2.7.1), EHOSTUNREACH in the guest.
 _SEND_ERROR_CODES = {
-    errno.ENETUNREACH: 0,
-    errno.EHOSTUNREACH: 1,
+    errno.ENETUNREACH: 6,
+    errno.EHOSTUNREACH: 10,
     errno.EACCES: 13,
     errno.EPERM: 13,
 }
