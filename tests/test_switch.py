@@ -1,6 +1,7 @@
 """
 Tests for L{vpnkit.protocols.switch}: demultiplexing to vpnkit's layers,
-switching between guests, flooding and MAC learning.
+switching between guests, flooding, MAC learning, and each port bound to
+its guest's MAC and address.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -19,18 +20,33 @@ from vpnkit.wire.ethernet import (
     EthernetHeader,
 )
 
+from vpnkit.wire.dhcp import DHCPDISCOVER, DHCPREQUEST
+from vpnkit.wire.ipv4 import PROTO_TCP, PROTO_UDP
+from vpnkit.wire.tcp import SYN, Segment, TCPOptions, emitTCP
+
 from tests.helpers import (
+    BROADCAST_IP,
     BROADCAST_MAC,
+    GATEWAY_IP,
+    REMOTE_IP,
     SERVER_MAC,
+    ZERO_IP,
     FrameRecorder,
     PayloadRecorder,
+    attachGuest,
+    buildARPReply,
     buildARPRequest,
+    buildDHCP,
     buildEthernet,
+    buildICMPEcho,
+    buildIPv4,
+    buildUDP,
     capturedFrames,
     ip,
     mac,
     makeStack,
     nonZeroCounters,
+    parseARPFrame,
 )
 
 MAC_A = mac("02:50:00:00:00:01")
@@ -675,8 +691,6 @@ class BindingTests(SynchronousTestCase):
     """
 
     def setUp(self):
-        from tests.fakesockets import FakeDatagramSockets  # noqa: F401
-
         self.stack, (self.a, self.b) = makeStack(2)
         self.counters = self.stack.counters
 
@@ -704,8 +718,6 @@ class BindingTests(SynchronousTestCase):
         B pinging the gateway with A's MAC and address: dropped at B's
         port, so A gets no reply it never asked for.
         """
-        from tests.helpers import GATEWAY_IP, buildICMPEcho
-
         self.b.send(buildICMPEcho(self.a.mac, self.a.ip, GATEWAY_IP))
         self.assertDropped(ethernet=1)
         self.assertEqual(self.counters.icmp.echoRequests, 0)
@@ -715,8 +727,6 @@ class BindingTests(SynchronousTestCase):
         B pinging the gateway from A's address with its own MAC: dropped,
         A gets no echo reply.
         """
-        from tests.helpers import GATEWAY_IP, buildICMPEcho
-
         self.b.send(buildICMPEcho(self.b.mac, self.a.ip, GATEWAY_IP))
         self.assertDropped(ipv4=1)
         self.assertEqual(self.counters.icmp.echoRequests, 0)
@@ -726,9 +736,7 @@ class BindingTests(SynchronousTestCase):
         A SYN from A's address sent by B dials nothing, and A gets no
         SYN-ACK.
         """
-        from tests.helpers import REMOTE_IP, buildIPv4
         from vpnkit.wire.ipv4 import PROTO_TCP
-        from vpnkit.wire.tcp import SYN, Segment, TCPOptions, emitTCP
 
         syn = emitTCP(Segment(40000, 80, 1, 0, SYN, 65535, TCPOptions(mss=1460)), self.a.ip, REMOTE_IP)
         self.b.send(buildIPv4(self.b.mac, self.a.ip, REMOTE_IP, PROTO_TCP, syn))
@@ -740,8 +748,6 @@ class BindingTests(SynchronousTestCase):
         A UDP datagram from A's address sent by B opens no NAT mapping for
         A.
         """
-        from tests.helpers import REMOTE_IP, buildUDP
-
         self.b.send(buildUDP(self.b.mac, self.a.ip, 5000, REMOTE_IP, 53, b"q"))
         self.assertEqual(self.stack.sockets.opened, [])
         self.assertEqual(len(self.stack.udpNAT.flows), 0)
@@ -752,8 +758,6 @@ class BindingTests(SynchronousTestCase):
         B sending A a datagram from the gateway's address and vpnkit's MAC:
         never reaches A.
         """
-        from tests.helpers import GATEWAY_IP, buildUDP
-
         self.b.send(buildUDP(SERVER_MAC, GATEWAY_IP, 53, self.a.ip, 5000, b"forged", dstMAC=self.a.mac))
         self.assertDropped(ethernet=1)
 
@@ -762,8 +766,6 @@ class BindingTests(SynchronousTestCase):
         B sending A a datagram from the gateway's address with its own MAC
         (switched straight to A's MAC): dropped.
         """
-        from tests.helpers import GATEWAY_IP, buildUDP
-
         self.b.send(buildUDP(self.b.mac, GATEWAY_IP, 53, self.a.ip, 5000, b"forged", dstMAC=self.a.mac))
         self.assertDropped(ipv4=1)
 
@@ -771,8 +773,6 @@ class BindingTests(SynchronousTestCase):
         """
         A broadcast from another address is flooded to nobody.
         """
-        from tests.helpers import BROADCAST_IP, buildUDP
-
         self.b.send(buildUDP(self.b.mac, self.a.ip, 68, BROADCAST_IP, 999, b"x", dstMAC=BROADCAST_MAC))
         self.assertDropped(ipv4=1)
 
@@ -781,8 +781,6 @@ class BindingTests(SynchronousTestCase):
         B's gratuitous ARP "192.168.65.1 is-at B" is flooded to nobody (A's
         cache is not poisoned).
         """
-        from tests.helpers import GATEWAY_IP, buildARPReply
-
         self.b.send(buildARPReply(self.b.mac, GATEWAY_IP, BROADCAST_MAC, GATEWAY_IP))
         self.b.send(buildARPRequest(self.b.mac, GATEWAY_IP, GATEWAY_IP))
         self.assertDropped(arp=2)
@@ -799,8 +797,6 @@ class BindingTests(SynchronousTestCase):
         An ARP packet whose sender hardware address is not the port's MAC
         ("my address is at A's MAC") is dropped.
         """
-        from tests.helpers import buildARPReply
-
         frame = bytearray(buildARPReply(self.b.mac, self.b.ip, BROADCAST_MAC, self.b.ip))
         frame[22:28] = self.a.mac
         self.b.send(bytes(frame))
@@ -811,8 +807,6 @@ class BindingTests(SynchronousTestCase):
         An ARP probe (sender 0.0.0.0, RFC 5227) is allowed: flooded, and
         nobody answers for the prober's own address.
         """
-        from tests.helpers import ZERO_IP
-
         probe = buildARPRequest(self.b.mac, ZERO_IP, self.b.ip)
         self.b.send(probe)
         self.assertEqual(self.a.takeFrames(), [probe])
@@ -823,9 +817,6 @@ class BindingTests(SynchronousTestCase):
         DHCP from 0.0.0.0 to the limited broadcast (a client with no
         address yet) is allowed.
         """
-        from tests.helpers import buildDHCP
-        from vpnkit.wire.dhcp import DHCPDISCOVER
-
         self.b.send(buildDHCP(self.b.mac, DHCPDISCOVER))
         self.assertEqual(self.counters.dhcp.offer, 1)
         self.assertEqual(len(self.a.takeFrames()), 1)
@@ -838,8 +829,6 @@ class BindingTests(SynchronousTestCase):
         which NAKs it; anything else from that address is dropped, even a
         fragment whose data looks like the DHCP port.
         """
-        from tests.helpers import GATEWAY_IP, buildDHCP, buildIPv4, ip
-        from vpnkit.wire.dhcp import DHCPREQUEST
         from vpnkit.wire.ipv4 import PROTO_UDP
 
         old = ip("192.168.65.99")
@@ -857,8 +846,6 @@ class BindingTests(SynchronousTestCase):
         """
         0.0.0.0 to anything but the limited broadcast is dropped.
         """
-        from tests.helpers import GATEWAY_IP, ZERO_IP, buildICMPEcho
-
         self.b.send(buildICMPEcho(self.b.mac, ZERO_IP, GATEWAY_IP))
         self.assertDropped(ipv4=1)
 
@@ -868,14 +855,11 @@ class BindingTests(SynchronousTestCase):
         the other's MAC, broadcast, and datagrams routed through the
         gateway's MAC.
         """
-        from tests.helpers import BROADCAST_IP, buildUDP, parseARPFrame
-
         request = buildARPRequest(self.a.mac, self.a.ip, self.b.ip)
         self.a.send(request)
         self.assertEqual(self.b.takeFrames(), [request])
         [answer] = self.a.takeFrames()
         self.assertEqual(parseARPFrame(answer)[1].sha, self.b.mac)
-        from tests.helpers import buildARPReply
 
         reply = buildARPReply(self.b.mac, self.b.ip, self.a.mac, self.a.ip)
         self.b.send(reply)
@@ -899,8 +883,6 @@ class BindingTests(SynchronousTestCase):
         """
         A port that learns its MAC (QEMU) is bound to it from then on.
         """
-        from tests.helpers import GATEWAY_IP, attachGuest, buildICMPEcho
-
         q = attachGuest(self.stack, 3, learnMAC=True)
         q.send(buildICMPEcho(LEARNED, q.ip, GATEWAY_IP))
         self.assertEqual(len(q.takeFrames()), 1)
@@ -913,8 +895,6 @@ class BindingTests(SynchronousTestCase):
         A port cannot learn vpnkit's own MAC; its frames from that MAC are
         dropped.
         """
-        from tests.helpers import GATEWAY_IP, attachGuest, buildUDP
-
         q = attachGuest(self.stack, 3, learnMAC=True)
         q.send(buildUDP(SERVER_MAC, GATEWAY_IP, 53, self.a.ip, 5000, b"forged", dstMAC=self.a.mac))
         self.assertIsNone(q.port.mac)
@@ -924,8 +904,6 @@ class BindingTests(SynchronousTestCase):
         """
         The drops of each port appear with it in the stack's stats.
         """
-        from tests.helpers import GATEWAY_IP, buildICMPEcho
-
         self.b.send(buildICMPEcho(self.b.mac, self.a.ip, GATEWAY_IP))
         self.b.send(buildICMPEcho(self.a.mac, self.b.ip, GATEWAY_IP))
         self.b.send(buildARPRequest(self.b.mac, GATEWAY_IP, GATEWAY_IP))

@@ -16,8 +16,10 @@ Commands:
  - C{sniff --until HEX --out FILE}: keep every frame the guest receives
    (hex, a line each) until one contains the bytes HEX.
  - C{fragments --count N ...}: send N first fragments (more-fragments
-   set) of UDP datagrams from random source addresses, re-sending what
-   the tap's queue dropped, so that vpnkit really reads N frames.
+   set) of UDP datagrams from random source addresses (with C{--own-ip},
+   every other one from the guest's own address to a random remote host),
+   re-sending what the tap's queue dropped, so that vpnkit really reads N
+   frames.
  - C{listen --listen HOST:PORT}: accept TCP connections, printing
    C{ACCEPTED <peer>} for each, until killed.
 """
@@ -123,15 +125,23 @@ def cmdFragments(args):
     rng = random.Random(args.seed)
     head = mac(args.dst_mac) + mac(args.src_mac) + b"\x08\x00"
     dst = socket.inet_aton(args.dst_ip)
+    own = socket.inet_aton(args.own_ip) if args.own_ip else None
     delivered = sent = 0
     deadline = time.monotonic() + args.timeout
     dropped = txDropped(args.iface)
     while delivered < args.count and time.monotonic() < deadline:
         batch = min(256, args.count - delivered)
-        for _ in range(batch):
-            src = struct.pack("!I", rng.randrange(0x01000000, 0xDF000000))
+        for n in range(sent, sent + batch):
+            if own is not None and n % 2:
+                # The guest's own address, to random remote hosts: past the
+                # switch, into reassembly.
+                src = own
+                to = struct.pack("!I", rng.randrange(0x01000000, 0x7F000000))
+            else:
+                src = struct.pack("!I", rng.randrange(0x01000000, 0xDF000000))
+                to = dst
             header = struct.pack(
-                "!BBHHHBBH4s4s", 0x45, 0, 28, rng.getrandbits(16), 0x2000, 64, 17, 0, src, dst
+                "!BBHHHBBH4s4s", 0x45, 0, 28, rng.getrandbits(16), 0x2000, 64, 17, 0, src, to
             )
             header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
             sock.send(head + header + rng.getrandbits(64).to_bytes(8, "big"))
@@ -185,6 +195,7 @@ def main(argv=None):
     p.add_argument("--src-mac", required=True)
     p.add_argument("--dst-mac", required=True)
     p.add_argument("--dst-ip", required=True)
+    p.add_argument("--own-ip", help="send every other fragment from this address")
     p.add_argument("--seed", type=int, default=1)
     p = add("listen", cmdListen)
     p.add_argument("--listen", required=True)

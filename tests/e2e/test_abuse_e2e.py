@@ -11,6 +11,7 @@ nothing a guest makes it send can leave the machine; the tests check that
 the namespace has no route for the addresses they use.
 """
 
+import socket
 import subprocess
 import sys
 import time
@@ -142,8 +143,8 @@ class SpoofingTests(AbuseMixin, SynchronousTestCase):
         self.assertNoRoute(vpnkit, REMOTE)
         gateway = ip(GATEWAY)
         self.assertTrue(a.ping(GATEWAY))
-        self.assertTrue(a.ping(str(b"%d.%d.%d.%d" % tuple(ipB), "ascii")))
-        self.assertTrue(b.ping(str(b"%d.%d.%d.%d" % tuple(ipA), "ascii")))
+        self.assertTrue(a.ping(socket.inet_ntoa(ipB)))
+        self.assertTrue(b.ping(socket.inet_ntoa(ipA)))
 
         marker = b"honest sentinel from B"
         sniffer = self.tool(a, "sniff", "--until", marker.hex(), "--out", self.workdir / "a.hex")
@@ -164,7 +165,8 @@ class SpoofingTests(AbuseMixin, SynchronousTestCase):
         ]
         sentinel = buildUDP(macB, ipB, 9, ipA, 9, marker, dstMAC=macA)
         self.send(b, spoofed + [sentinel])
-        self.assertEqual(sniffer.result(15), {"frames": sniffer.result(0)["frames"], "marker": True})
+        sniffed = sniffer.result(15)
+        self.assertTrue(sniffed["marker"], sniffed)
 
         received = frames(self.workdir / "a.hex")
         ipv4 = [f for f in received if f[12:14] == b"\x08\x00"]
@@ -179,10 +181,10 @@ class SpoofingTests(AbuseMixin, SynchronousTestCase):
         self.assertEqual(
             dropped,
             {
-                str(b"%d.%d.%d.%d" % tuple(ipA), "ascii"): {
+                socket.inet_ntoa(ipA): {
                     "spoofedMAC": 0, "spoofedARP": 0, "spoofedIP": 0,
                 },
-                str(b"%d.%d.%d.%d" % tuple(ipB), "ascii"): {
+                socket.inet_ntoa(ipB): {
                     "spoofedMAC": 2, "spoofedARP": 2, "spoofedIP": 3,
                 },
             },
@@ -260,7 +262,9 @@ class FragmentFloodTests(AbuseMixin, SynchronousTestCase):
         """
         vpnkit reads all 200,000 frames (the sender re-sends what the
         tap's queue dropped) and its resident size stays within 32 MiB of
-        what it was before.
+        what it was before: the half from other sources is dropped at the
+        guest's port, the half from its own address (each a new datagram
+        to a random remote host) is bounded by reassembly's limits.
         """
         count = 200_000
         vpnkit, [(guest, guestIP, guestMAC)] = self.startVPNKit(1)
@@ -268,7 +272,7 @@ class FragmentFloodTests(AbuseMixin, SynchronousTestCase):
         baseline = vpnkit.rss()
         flood = self.tool(guest, "fragments", "--count", count, "--src-mac", formatMAC(guestMAC),
                           "--dst-mac", formatMAC(SERVER_MAC), "--dst-ip", REMOTE,
-                          "--timeout", 40)  # fmt: skip
+                          "--own-ip", socket.inet_ntoa(guestIP), "--timeout", 40)  # fmt: skip
         result = flood.result(45)
         self.assertEqual(result["delivered"], count, result)
 
@@ -278,8 +282,14 @@ class FragmentFloodTests(AbuseMixin, SynchronousTestCase):
         waitFor(read, 20, "vpnkit to read every fragment", interval=0.5)
         grown = vpnkit.rss() - baseline
         self.assertLess(grown, 32 * MiB, f"RSS grew by {grown / MiB:.1f} MiB")
-        counters = vpnkit.stats()["counters"]
-        self.assertGreaterEqual(counters["ipv4"]["spoofedSource"], count)
+        ipv4 = vpnkit.stats()["counters"]["ipv4"]
+        # About half each way (which frames the tap dropped, and so were
+        # replaced by the next ones, varies; a drop of the guest kernel's
+        # own frame may make the sender send one more).
+        own = ipv4["fragmentsQueued"] + ipv4["fragmentLimit"]
+        self.assertTrue(count <= ipv4["spoofedSource"] + own <= count + 100, ipv4)
+        self.assertGreater(min(own, ipv4["spoofedSource"]), count // 3, ipv4)
+        self.assertLessEqual(ipv4["fragmentsQueued"], 64, ipv4)
 
 
 class UnreachableTests(AbuseMixin, SynchronousTestCase):
