@@ -202,12 +202,82 @@ class LimitTests(SynchronousTestCase):
 
     def test_totalBytes(self):
         """
-        All sources together are bounded by C{maxBytes}.
+        All sources together are bounded by C{maxBytes}, which charges each
+        datagram and each fragment its bookkeeping as well as its bytes:
+        room for a new fragment is made by evicting the oldest datagrams
+        first (counted in C{evicted}).
         """
-        r = Reassembler(maxBytes=100)
+        cost = fragments.DATAGRAM_COST + fragments.FRAGMENT_COST + 64
+        r = Reassembler(maxBytes=2 * cost)
+        sources = [ip(f"192.168.65.{n}") for n in (3, 4, 5)]
+        for src in sources:
+            self.assertEqual(r.add(header(0, True, 1, src, length=64), b"x" * 64, 0)[0], QUEUED)
+        self.assertEqual((len(r), r.pendingBytes, r.chargedBytes, r.evicted), (2, 128, 2 * cost, 1))
+        # The oldest (the first source's) went: its next fragment starts
+        # over, evicting the second source's.
+        self.assertEqual(r.add(header(64, False, 1, sources[0], length=8), b"y" * 8, 0)[0], QUEUED)
+        self.assertEqual(r.evicted, 2)
+        self.assertEqual(
+            r.add(header(64, False, 1, sources[2], length=8), b"y" * 8, 0)[0], COMPLETE
+        )
+
+    def test_oneDatagramTooBig(self):
+        """
+        A fragment that would not fit even alone discards its datagram.
+        """
+        r = Reassembler(maxBytes=fragments.DATAGRAM_COST + fragments.FRAGMENT_COST + 100)
         r.add(header(0, True, length=64), b"x" * 64, 0)
-        other = ip("192.168.65.4")
-        self.assertEqual(r.add(header(0, True, 2, other, length=64), b"x" * 64, 0)[0], LIMIT)
+        self.assertEqual(r.add(header(64, True, length=64), b"x" * 64, 0)[0], LIMIT)
+        self.assertEqual((r.pendingBytes, r.evicted), (0, 0))
+
+    def test_datagramCount(self):
+        """
+        However many sources send, at most C{maxDatagrams} datagrams are
+        held (1024 by default): each new one evicts the oldest.
+        """
+        r = Reassembler()
+        for n in range(5000):
+            src = (0x0A000000 + n).to_bytes(4, "big")
+            self.assertEqual(r.add(header(0, True, n, src, length=8), b"x" * 8, float(n))[0], QUEUED)
+        self.assertEqual(len(r), 1024)
+        self.assertEqual((r.maxDatagrams, r.evicted), (1024, 5000 - 1024))
+        self.assertEqual(r.pollAt(), 30.0 + 5000 - 1024)
+        self.assertLessEqual(r.chargedBytes, r.maxBytes)
+
+    def test_deadDatagramsCounted(self):
+        """
+        Discarded datagrams, remembered until their deadline to drop their
+        stragglers, count against both bounds (their bookkeeping is
+        charged) and are evicted like the others.
+        """
+        r = Reassembler(maxDatagrams=3)
+        for ident in (1, 2, 3):
+            r.add(header(0, True, ident, length=8), b"x" * 8, 0)
+            self.assertEqual(r.add(header(0, True, ident, length=8), b"y" * 8, 0)[0], OVERLAP)
+        self.assertEqual((len(r), r.pendingBytes), (3, 0))
+        self.assertEqual(r.chargedBytes, 3 * fragments.DATAGRAM_COST)
+        self.assertEqual(r.add(header(0, True, 4, length=8), b"x" * 8, 0)[0], QUEUED)
+        self.assertEqual((len(r), r.evicted), (3, 1))
+        # The first was forgotten: its straggler is no longer poisoned.
+        self.assertEqual(r.add(header(8, True, 1, length=8), b"z" * 8, 0)[0], QUEUED)
+
+    def test_accountingBalances(self):
+        """
+        Completing, discarding, expiring and clearing give every charged
+        byte back.
+        """
+        r = Reassembler()
+        for h, p in pieces(bytes(4000), 1480):
+            r.add(h, p, 0)
+        r.add(header(0, True, 9, length=8), b"x" * 8, 0)
+        r.add(header(0, True, 9, length=8), b"y" * 8, 0)
+        r.add(header(0, True, 10, length=8), b"x" * 8, 0)
+        self.assertEqual(r.chargedBytes, 2 * fragments.DATAGRAM_COST + fragments.FRAGMENT_COST + 8)
+        r.expire(30.0)
+        self.assertEqual((len(r), r.pendingBytes, r.chargedBytes), (0, 0, 0))
+        r.add(header(0, True, 11, length=8), b"x" * 8, 0)
+        r.clear()
+        self.assertEqual((len(r), r.pendingBytes, r.chargedBytes), (0, 0, 0))
 
 
 class TimeoutTests(SynchronousTestCase):

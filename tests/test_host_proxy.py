@@ -73,10 +73,35 @@ class ForwarderTests(SynchronousTestCase):
 
     def test_noHostAlias(self):
         """
-        With the alias disabled, its address is dialled like any other.
+        With the alias disabled, its address is an unused address of the
+        subnet and is not dialled, nor is the host's loopback.
         """
         forwarder = HostRoute(StackConfig(hostIP=None), self.network)
-        self.assertEqual(forwarder.target(flow("192.168.65.2", 80)), ("192.168.65.2", 80))
+        self.assertIsNone(forwarder.target(flow("192.168.65.2", 80)))
+        self.assertIsNone(forwarder.target(flow("127.0.0.1", 80)))
+        self.assertEqual(forwarder.target(flow("203.0.113.9", 443)), ("203.0.113.9", 443))
+
+    def test_refusedDestinations(self):
+        """
+        Loopback (reachable only through the host alias), 0/8, multicast,
+        the broadcasts, 240/4 and the subnet's other addresses are never
+        dialled: C{route} returns C{None}, so the router refuses.
+        """
+        for dst in (
+            "127.0.0.1",
+            "127.1.2.3",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "240.0.0.1",
+            "192.168.65.255",
+            "192.168.65.0",
+            "192.168.65.77",
+        ):
+            self.assertIsNone(self.forwarder.target(flow(dst, 22)), dst)
+            self.assertIsNone(self.forwarder.route(flow(dst, 22)), dst)
+        self.assertEqual(self.network.connects, [])
+
 
     def test_connect(self):
         """
@@ -176,3 +201,51 @@ class HostSideTests(SynchronousTestCase):
         side = HostSide()
         side.makeConnection(StringTransport())
         side.connectionLost(Failure(error.ConnectionLost()))
+
+
+class RefusedSYNTests(SynchronousTestCase):
+    """
+    Through a whole stack, a SYN to a refused destination is answered with
+    RST and dials nothing, with the host alias on and off.
+    """
+
+    def refused(self, dst, **config):
+        from tests.helpers import buildIPv4, makeStack, parseIPv4Frame
+        from vpnkit.wire.ipv4 import PROTO_TCP
+        from vpnkit.wire.tcp import ACK, RST, SYN, Segment, TCPOptions, emitTCP, parseTCP
+
+        stack, (a,) = makeStack(1, **config)
+        syn = emitTCP(Segment(40000, 8080, 1000, 0, SYN, 65535, TCPOptions(mss=1460)), a.ip, ip(dst))
+        a.send(buildIPv4(a.mac, a.ip, ip(dst), PROTO_TCP, syn))
+        self.assertEqual(stack.hostNetwork.connects, [])
+        [frame] = a.takeFrames()
+        _, header, data = parseIPv4Frame(frame)
+        seg = parseTCP(data, header.src, header.dst)
+        self.assertEqual((header.src, seg.flags, seg.ack), (ip(dst), RST | ACK, 1001))
+        self.assertEqual(stack.counters.tcp.connectRefused, 1)
+        self.assertEqual(stack.counters.tcp.resetsSent, 1)
+
+    def test_loopback(self):
+        """
+        127.0.0.1 is refused.
+        """
+        self.refused("127.0.0.1")
+
+    def test_loopbackAliasDisabled(self):
+        """
+        127.0.0.1 is refused with the alias disabled too.
+        """
+        self.refused("127.0.0.1", hostIP=None)
+
+    def test_thisHost(self):
+        """
+        0.0.0.0 (which the host would take for its own addresses) is
+        refused.
+        """
+        self.refused("0.0.0.0", hostIP=None)
+
+    def test_unusedSubnetAddress(self):
+        """
+        An address of the subnet nobody holds is refused.
+        """
+        self.refused("192.168.65.77")

@@ -160,10 +160,14 @@ class NotAnsweredTests(EchoTestMixin, SynchronousTestCase):
     def test_unusedSubnetAddress(self):
         """
         An echo request to an address of the subnet nobody holds is not
-        answered.
+        answered with a reply: the gateway says the host is unreachable.
         """
-        self.assertEqual(self.ping(ip("192.168.65.77")), [])
-        self.assertCounters({"icmp.unsupported": 1})
+        [frame] = self.ping(ip("192.168.65.77"))
+        _, header, message = parseICMPFrame(frame)
+        self.assertEqual((header.src, message.type, message.code), (GATEWAY_IP, 3, 1))
+        self.assertCounters(
+            {"icmp.echoRefused": 1, "icmp.unreachableSent": 1, "ipv4.sent": 1}
+        )
 
     def test_otherCode(self):
         """
@@ -209,12 +213,15 @@ class NotAnsweredTests(EchoTestMixin, SynchronousTestCase):
 
     def test_unknownSource(self):
         """
-        An echo request from an address no guest holds is counted, but the
-        reply has nowhere to go (C{ipv4.noRoute}).
+        An echo request from an address the guest does not hold is dropped
+        at its port (C{ipv4.spoofedSource}) and never answered.
         """
         self.a.send(buildICMPEcho(self.a.mac, ip("192.168.65.200"), GATEWAY_IP))
         self.assertEqual(self.a.takeFrames(), [])
-        self.assertCounters({"icmp.echoRequests": 1, "ipv4.noRoute": 1})
+        self.assertEqual(
+            nonZeroCounters(self.stack.counters),
+            {"link.linksOpened": 2, "ethernet.received": 1, "ipv4.spoofedSource": 1},
+        )
 
 
 class HostAliasDisabledTests(EchoTestMixin, SynchronousTestCase):
@@ -226,10 +233,23 @@ class HostAliasDisabledTests(EchoTestMixin, SynchronousTestCase):
 
     def test_aliasNotAnswered(self):
         """
-        An echo request to 192.168.65.2 is not answered.
+        An echo request to 192.168.65.2 is not answered with a reply (the
+        gateway says the host is unreachable), and goes nowhere.
         """
-        self.assertEqual(self.ping(HOST_IP), [])
-        self.assertCounters({"icmp.unsupported": 1})
+        [frame] = self.ping(HOST_IP)
+        self.assertEqual(parseICMPFrame(frame)[2].type, 3)
+        self.assertEqual(self.stack.sockets.opened, [])
+        self.assertCounters(
+            {"icmp.echoRefused": 1, "icmp.unreachableSent": 1, "ipv4.sent": 1}
+        )
+
+    def test_loopbackRefused(self):
+        """
+        Without the alias, the host's loopback is not pinged either.
+        """
+        [frame] = self.ping(ip("127.0.0.1"))
+        self.assertEqual(parseICMPFrame(frame)[2].code, 13)
+        self.assertEqual(self.stack.sockets.opened, [])
 
     def test_gatewayAnswered(self):
         """
@@ -403,6 +423,41 @@ class ForwardTests(EchoTestMixin, SynchronousTestCase):
         self.assertEqual((quoted.ttl, quoted.dst, rest[4:8]), (1, REMOTE_IP, b"\x42\x42\x00\x03"))
         self.assertEqual(self.stack.counters.icmp.hostErrorsTranslated, 1)
 
+    def test_sendUnreachable(self):
+        """
+        A request the host refuses to send at once for want of a route
+        (or by policy) is answered with destination unreachable from the
+        gateway, quoting the request, rather than left to time out; a
+        burst of 10 per guest, then 10 a second, the rest counted.
+        """
+        from tests.test_ipv4 import parseQuote
+
+        self.ping(REMOTE_IP, ident=0x4242, seq=1)
+        [sock] = self.sockets.opened
+        for error, code in [(errno.ENETUNREACH, 6), (errno.EHOSTUNREACH, 10), (errno.EPERM, 13)]:
+            sock.sendError = OSError(error, "refused")
+            [frame] = self.ping(REMOTE_IP, ident=0x4242, seq=2)
+            _, header, message = parseICMPFrame(frame)
+            self.assertEqual((header.src, message.type, message.code), (GATEWAY_IP, 3, code))
+            quoted, rest = parseQuote(message.payload)
+            self.assertEqual((quoted.dst, rest[4:8]), (REMOTE_IP, b"\x42\x42\x00\x02"))
+        counters = self.stack.counters.icmp
+        self.assertEqual((counters.forwardFailed, counters.forwardUnreachable), (3, 3))
+        answered = sum(len(self.ping(REMOTE_IP, ident=0x4242, seq=n)) for n in range(20))
+        self.assertEqual((answered, counters.forwardErrorsLimited), (7, 13))
+        self.stack.reactor.advance(0.2)
+        self.assertEqual(sum(len(self.ping(REMOTE_IP, ident=0x4242, seq=n)) for n in range(5)), 2)
+
+    def test_sendOtherError(self):
+        """
+        Other send errors are only counted.
+        """
+        self.ping(REMOTE_IP)
+        [sock] = self.sockets.opened
+        sock.sendError = OSError(errno.ENOBUFS, "full")
+        self.assertEqual(self.ping(REMOTE_IP), [])
+        self.assertEqual(self.stack.counters.icmp.forwardUnreachable, 0)
+
     def test_detach(self):
         """
         A guest that goes away takes its echo sockets with it.
@@ -410,3 +465,59 @@ class ForwardTests(EchoTestMixin, SynchronousTestCase):
         self.ping(REMOTE_IP)
         self.stack.guests.detach(self.a.port)
         self.assertTrue(self.sockets.opened[0].closed)
+
+
+class RefusedTests(EchoTestMixin, SynchronousTestCase):
+    """
+    Echo requests to destinations vpnkit never sends to the host (the
+    shared rule of L{vpnkit.protocols.destinations}) go to no host socket:
+    a unicast one is answered with ICMP destination unreachable from the
+    gateway, one to a group address (RFC 1122 3.2.2: no ICMP error about
+    those) is dropped.
+    """
+
+    def assertUnreachable(self, dst, code):
+        [frame] = self.ping(dst, ident=0x4242, seq=9)
+        _, header, message = parseICMPFrame(frame)
+        self.assertEqual(
+            (header.src, header.dst, message.type, message.code),
+            (GATEWAY_IP, self.a.ip, 3, code),
+        )
+        from tests.test_ipv4 import parseQuote
+
+        quoted, rest = parseQuote(message.payload)
+        self.assertEqual((quoted.src, quoted.dst, rest[:8]), (self.a.ip, dst, rest[:4] + b"\x42\x42\x00\x09"))
+
+    def test_loopback(self):
+        """
+        127.0.0.0/8 (the host's loopback is reachable only through the
+        host alias): administratively prohibited (code 13).
+        """
+        self.assertUnreachable(ip("127.0.0.1"), 13)
+        self.assertUnreachable(ip("127.9.9.9"), 13)
+
+    def test_thisNetworkAndReserved(self):
+        """
+        0.0.0.0/8 and 240/4: administratively prohibited.
+        """
+        self.assertUnreachable(ip("0.0.0.0"), 13)
+        self.assertUnreachable(ip("240.0.0.1"), 13)
+
+    def test_groupDropped(self):
+        """
+        Multicast, the limited broadcast and the subnet broadcast get no
+        reply and no error.
+        """
+        for dst in ("224.0.0.1", "255.255.255.255", "192.168.65.255"):
+            self.assertEqual(self.ping(ip(dst)), [])
+
+    def test_noHostSocket(self):
+        """
+        None of them reaches a host socket, and each is counted
+        (C{icmp.echoRefused}).
+        """
+        for dst in ("127.0.0.1", "0.0.0.0", "224.0.0.1", "192.168.65.77", "240.0.0.1"):
+            self.ping(ip(dst))
+        self.assertEqual(self.stack.sockets.opened, [])
+        self.assertEqual(self.stack.counters.icmp.echoRefused, 5)
+        self.assertEqual(self.stack.counters.icmp.unreachableSent, 4)

@@ -311,6 +311,22 @@ class ReceiveTests(IPv4TestMixin, SynchronousTestCase):
         self.assertEqual(self.counters.ipv4.fragmentOverlap, 1)
         self.assertEqual(self.counters.ipv4.fragmentsDropped, 1)
 
+    def test_reassemblyEvicted(self):
+        """
+        A datagram evicted to make room for a newer one (the global bound
+        on datagrams being reassembled) is counted C{reassemblyEvicted},
+        and its remaining fragment no longer completes anything.
+        """
+        self.layer.reassembler.maxDatagrams = 2
+        for ident in (1, 2, 3):
+            self.fromA(ident=ident, dst=REMOTE_IP, flags=FLAG_MF, payload=b"a" * 16)
+        self.assertEqual(self.counters.ipv4.reassemblyEvicted, 1)
+        self.assertEqual(len(self.layer.reassembler), 2)
+        self.fromA(REMOTE_IP, flags=0, fragmentOffset=16, payload=b"z", ident=1)
+        self.fromA(REMOTE_IP, flags=0, fragmentOffset=16, payload=b"z", ident=3)
+        self.assertEqual(len(self.udp.received), 1)
+        self.assertEqual(self.counters.ipv4.reassemblyEvicted, 2)
+
     def test_unknownProtocol(self):
         """
         A protocol nobody registered (here TCP) is counted as

@@ -204,7 +204,7 @@ class StackTests(SynchronousTestCase):
         b.send(buildDHCP(b.mac, wire.DHCPDISCOVER))
         self.assertEqual(b.takeFrames(), [])
         self.assertEqual(stack.counters.ethernet.received, 0)
-        a.send(buildDHCP(b.mac, wire.DHCPDISCOVER))
+        a.send(buildDHCP(a.mac, wire.DHCPDISCOVER, chaddr=b.mac))
         self.assertEqual(stack.counters.dhcp.unknownClient, 1)
 
     def test_dhcpSettings(self):
@@ -244,7 +244,7 @@ class GoldenCountersTests(SynchronousTestCase):
         """
         stack, (a, b) = makeStack(2)
         mld = capturedFrames()[1]
-        toB = buildEthernet(b.mac, a.mac, 0x0800, b"\x45" + bytes(40))
+        toB = buildEthernet(b.mac, a.mac, 0x0800, b"\x45" + bytes(11) + a.ip + bytes(25))
         sent = [
             mld,
             buildDHCP(a.mac, wire.DHCPDISCOVER, xid=1),
@@ -306,6 +306,7 @@ class GoldenCountersTests(SynchronousTestCase):
                     "noRoute": 0,
                     "segmented": 0,
                     "tooBigForLink": 0,
+                    "spoofedSource": 0,
                 },
                 "arp": {
                     "requests": 1,
@@ -313,6 +314,7 @@ class GoldenCountersTests(SynchronousTestCase):
                     "malformed": 0,
                     "unknownTarget": 0,
                     "ignored": 0,
+                    "spoofedSender": 0,
                 },
                 "ipv4": dict(asdict(IPv4Counters()), received=7, sent=4),
                 "icmp": dict(
@@ -450,7 +452,17 @@ class StatsTests(SynchronousTestCase):
         a.send(buildIPv4(a.mac, a.ip, REMOTE_IP, PROTO_TCP, buildSYN()))
         stats = stack.stats()
         self.assertEqual(stats["counters"], stack.counters.asDict())
-        self.assertEqual(stats["guests"], [{"link": a.link.description, "ip": "192.168.65.3"}])
+        self.assertEqual(
+            stats["guests"],
+            [
+                {
+                    "link": a.link.description,
+                    "ip": "192.168.65.3",
+                    "mac": "02:50:00:00:00:01",
+                    "dropped": {"spoofedMAC": 0, "spoofedARP": 0, "spoofedIP": 0},
+                }
+            ],
+        )
         self.assertEqual(stats["tcp"], {"connections": [], "pending": 1})
         stack.hostNetwork.succeed()
         [connection] = stack.stats()["tcp"]["connections"]

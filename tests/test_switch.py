@@ -1,6 +1,7 @@
 """
 Tests for L{vpnkit.protocols.switch}: demultiplexing to vpnkit's layers,
-switching between guests, flooding and MAC learning.
+switching between guests, flooding, MAC learning, and each port bound to
+its guest's MAC and address.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -19,18 +20,33 @@ from vpnkit.wire.ethernet import (
     EthernetHeader,
 )
 
+from vpnkit.wire.dhcp import DHCPDISCOVER, DHCPREQUEST
+from vpnkit.wire.ipv4 import PROTO_TCP, PROTO_UDP
+from vpnkit.wire.tcp import SYN, Segment, TCPOptions, emitTCP
+
 from tests.helpers import (
+    BROADCAST_IP,
     BROADCAST_MAC,
+    GATEWAY_IP,
+    REMOTE_IP,
     SERVER_MAC,
+    ZERO_IP,
     FrameRecorder,
     PayloadRecorder,
+    attachGuest,
+    buildARPReply,
     buildARPRequest,
+    buildDHCP,
     buildEthernet,
+    buildICMPEcho,
+    buildIPv4,
+    buildUDP,
     capturedFrames,
     ip,
     mac,
     makeStack,
     nonZeroCounters,
+    parseARPFrame,
 )
 
 MAC_A = mac("02:50:00:00:00:01")
@@ -665,3 +681,238 @@ class FramePathTests(SynchronousTestCase):
                         ):
                             sites.append(f"{path.relative_to(root)}:{node.name}")
         self.assertEqual(sites, ["protocols/switch.py:_deliver"])
+
+
+class BindingTests(SynchronousTestCase):
+    """
+    Each port is bound to its guest's MAC and leased address: a guest
+    cannot pass itself off as another guest or as the gateway, whether its
+    frame is for vpnkit, switched to one guest or flooded to all.
+    """
+
+    def setUp(self):
+        self.stack, (self.a, self.b) = makeStack(2)
+        self.counters = self.stack.counters
+
+    def assertDropped(self, ethernet=0, arp=0, ipv4=0, port=None):
+        """
+        Nobody received anything, and the drops are counted in total and
+        on B's port (or C{port}).
+        """
+        self.assertEqual((self.a.takeFrames(), self.b.takeFrames()), ([], []))
+        self.assertEqual(
+            (
+                self.counters.ethernet.spoofedSource,
+                self.counters.arp.spoofedSender,
+                self.counters.ipv4.spoofedSource,
+            ),
+            (ethernet, arp, ipv4),
+        )
+        port = port or self.b.port
+        self.assertEqual(
+            (port.spoofedMAC, port.spoofedARP, port.spoofedIP), (ethernet, arp, ipv4)
+        )
+
+    def test_otherGuestsMAC(self):
+        """
+        B pinging the gateway with A's MAC and address: dropped at B's
+        port, so A gets no reply it never asked for.
+        """
+        self.b.send(buildICMPEcho(self.a.mac, self.a.ip, GATEWAY_IP))
+        self.assertDropped(ethernet=1)
+        self.assertEqual(self.counters.icmp.echoRequests, 0)
+
+    def test_otherGuestsAddressPing(self):
+        """
+        B pinging the gateway from A's address with its own MAC: dropped,
+        A gets no echo reply.
+        """
+        self.b.send(buildICMPEcho(self.b.mac, self.a.ip, GATEWAY_IP))
+        self.assertDropped(ipv4=1)
+        self.assertEqual(self.counters.icmp.echoRequests, 0)
+
+    def test_otherGuestsAddressSYN(self):
+        """
+        A SYN from A's address sent by B dials nothing, and A gets no
+        SYN-ACK.
+        """
+        from vpnkit.wire.ipv4 import PROTO_TCP
+
+        syn = emitTCP(Segment(40000, 80, 1, 0, SYN, 65535, TCPOptions(mss=1460)), self.a.ip, REMOTE_IP)
+        self.b.send(buildIPv4(self.b.mac, self.a.ip, REMOTE_IP, PROTO_TCP, syn))
+        self.assertEqual(self.stack.hostNetwork.connects, [])
+        self.assertDropped(ipv4=1)
+
+    def test_otherGuestsAddressUDP(self):
+        """
+        A UDP datagram from A's address sent by B opens no NAT mapping for
+        A.
+        """
+        self.b.send(buildUDP(self.b.mac, self.a.ip, 5000, REMOTE_IP, 53, b"q"))
+        self.assertEqual(self.stack.sockets.opened, [])
+        self.assertEqual(len(self.stack.udpNAT.flows), 0)
+        self.assertDropped(ipv4=1)
+
+    def test_gatewayImpersonatedWithServerMAC(self):
+        """
+        B sending A a datagram from the gateway's address and vpnkit's MAC:
+        never reaches A.
+        """
+        self.b.send(buildUDP(SERVER_MAC, GATEWAY_IP, 53, self.a.ip, 5000, b"forged", dstMAC=self.a.mac))
+        self.assertDropped(ethernet=1)
+
+    def test_gatewayAddressSwitched(self):
+        """
+        B sending A a datagram from the gateway's address with its own MAC
+        (switched straight to A's MAC): dropped.
+        """
+        self.b.send(buildUDP(self.b.mac, GATEWAY_IP, 53, self.a.ip, 5000, b"forged", dstMAC=self.a.mac))
+        self.assertDropped(ipv4=1)
+
+    def test_forgedBroadcast(self):
+        """
+        A broadcast from another address is flooded to nobody.
+        """
+        self.b.send(buildUDP(self.b.mac, self.a.ip, 68, BROADCAST_IP, 999, b"x", dstMAC=BROADCAST_MAC))
+        self.assertDropped(ipv4=1)
+
+    def test_gratuitousARPForGateway(self):
+        """
+        B's gratuitous ARP "192.168.65.1 is-at B" is flooded to nobody (A's
+        cache is not poisoned).
+        """
+        self.b.send(buildARPReply(self.b.mac, GATEWAY_IP, BROADCAST_MAC, GATEWAY_IP))
+        self.b.send(buildARPRequest(self.b.mac, GATEWAY_IP, GATEWAY_IP))
+        self.assertDropped(arp=2)
+
+    def test_arpForOtherGuest(self):
+        """
+        B claiming A's address by ARP, even to A alone, is dropped.
+        """
+        self.b.send(buildARPRequest(self.b.mac, self.a.ip, self.a.ip, dstMAC=self.a.mac))
+        self.assertDropped(arp=1)
+
+    def test_arpOtherHardwareAddress(self):
+        """
+        An ARP packet whose sender hardware address is not the port's MAC
+        ("my address is at A's MAC") is dropped.
+        """
+        frame = bytearray(buildARPReply(self.b.mac, self.b.ip, BROADCAST_MAC, self.b.ip))
+        frame[22:28] = self.a.mac
+        self.b.send(bytes(frame))
+        self.assertDropped(arp=1)
+
+    def test_arpProbe(self):
+        """
+        An ARP probe (sender 0.0.0.0, RFC 5227) is allowed: flooded, and
+        nobody answers for the prober's own address.
+        """
+        probe = buildARPRequest(self.b.mac, ZERO_IP, self.b.ip)
+        self.b.send(probe)
+        self.assertEqual(self.a.takeFrames(), [probe])
+        self.assertEqual(self.counters.arp.spoofedSender, 0)
+
+    def test_dhcpFromZero(self):
+        """
+        DHCP from 0.0.0.0 to the limited broadcast (a client with no
+        address yet) is allowed.
+        """
+        self.b.send(buildDHCP(self.b.mac, DHCPDISCOVER))
+        self.assertEqual(self.counters.dhcp.offer, 1)
+        self.assertEqual(len(self.a.takeFrames()), 1)
+        self.assertEqual(self.counters.ipv4.spoofedSource, 0)
+
+    def test_dhcpRenewFromOldAddress(self):
+        """
+        A DHCP REQUEST from an address the guest no longer holds (renewing
+        a lease from before vpnkit restarted) still reaches the server,
+        which NAKs it; anything else from that address is dropped, even a
+        fragment whose data looks like the DHCP port.
+        """
+        from vpnkit.wire.ipv4 import PROTO_UDP
+
+        old = ip("192.168.65.99")
+        self.b.send(
+            buildDHCP(self.b.mac, DHCPREQUEST, ciaddr=old, src=old, dst=GATEWAY_IP, dstMAC=SERVER_MAC)
+        )
+        self.assertEqual(self.counters.dhcp.nak, 1)
+        self.assertEqual(len(self.b.takeFrames()), 1)
+        self.a.takeFrames()
+        fragment = b"\x00\x44\x00\x43" + bytes(12)
+        self.b.send(buildIPv4(self.b.mac, old, GATEWAY_IP, PROTO_UDP, fragment, flags=0, fragmentOffset=8))
+        self.assertDropped(ipv4=1)
+
+    def test_zeroSourceUnicast(self):
+        """
+        0.0.0.0 to anything but the limited broadcast is dropped.
+        """
+        self.b.send(buildICMPEcho(self.b.mac, ZERO_IP, GATEWAY_IP))
+        self.assertDropped(ipv4=1)
+
+    def test_guestsStillTalk(self):
+        """
+        Guests reach each other as before: ARP between them, unicast to
+        the other's MAC, broadcast, and datagrams routed through the
+        gateway's MAC.
+        """
+        request = buildARPRequest(self.a.mac, self.a.ip, self.b.ip)
+        self.a.send(request)
+        self.assertEqual(self.b.takeFrames(), [request])
+        [answer] = self.a.takeFrames()
+        self.assertEqual(parseARPFrame(answer)[1].sha, self.b.mac)
+
+        reply = buildARPReply(self.b.mac, self.b.ip, self.a.mac, self.a.ip)
+        self.b.send(reply)
+        self.assertEqual(self.a.takeFrames(), [reply])
+        direct = buildUDP(self.a.mac, self.a.ip, 1, self.b.ip, 2, b"direct", dstMAC=self.b.mac)
+        self.a.send(direct)
+        self.assertEqual(self.b.takeFrames(), [direct])
+        flood = buildUDP(self.b.mac, self.b.ip, 1, BROADCAST_IP, 2, b"all", dstMAC=BROADCAST_MAC)
+        self.b.send(flood)
+        self.assertEqual(self.a.takeFrames(), [flood])
+        self.a.send(buildUDP(self.a.mac, self.a.ip, 1, self.b.ip, 2, b"routed"))
+        [routed] = self.b.takeFrames()
+        self.assertEqual(routed[-6:], b"routed")
+        self.assertEqual(self.counters.ipv4.forwarded, 1)
+        self.assertEqual(nonZeroCounters(self.counters).get("ethernet.spoofedSource"), None)
+        self.assertEqual(
+            (self.counters.arp.spoofedSender, self.counters.ipv4.spoofedSource), (0, 0)
+        )
+
+    def test_learnedMACBound(self):
+        """
+        A port that learns its MAC (QEMU) is bound to it from then on.
+        """
+        q = attachGuest(self.stack, 3, learnMAC=True)
+        q.send(buildICMPEcho(LEARNED, q.ip, GATEWAY_IP))
+        self.assertEqual(len(q.takeFrames()), 1)
+        q.send(buildICMPEcho(MAC_C, q.ip, GATEWAY_IP))
+        self.assertEqual(q.takeFrames(), [])
+        self.assertEqual((q.port.spoofedMAC, self.counters.ethernet.spoofedSource), (1, 1))
+
+    def test_serverMACNotLearned(self):
+        """
+        A port cannot learn vpnkit's own MAC; its frames from that MAC are
+        dropped.
+        """
+        q = attachGuest(self.stack, 3, learnMAC=True)
+        q.send(buildUDP(SERVER_MAC, GATEWAY_IP, 53, self.a.ip, 5000, b"forged", dstMAC=self.a.mac))
+        self.assertIsNone(q.port.mac)
+        self.assertDropped(ethernet=1, port=q.port)
+
+    def test_stats(self):
+        """
+        The drops of each port appear with it in the stack's stats.
+        """
+        self.b.send(buildICMPEcho(self.b.mac, self.a.ip, GATEWAY_IP))
+        self.b.send(buildICMPEcho(self.a.mac, self.b.ip, GATEWAY_IP))
+        self.b.send(buildARPRequest(self.b.mac, GATEWAY_IP, GATEWAY_IP))
+        guests = self.stack.stats()["guests"]
+        self.assertEqual(
+            [g["dropped"] for g in guests],
+            [
+                {"spoofedMAC": 0, "spoofedARP": 0, "spoofedIP": 0},
+                {"spoofedMAC": 1, "spoofedARP": 1, "spoofedIP": 1},
+            ],
+        )
+        self.assertEqual(guests[1]["mac"], "02:50:00:00:00:02")

@@ -429,6 +429,128 @@ class BindFailureTests(NATTestMixin, SynchronousTestCase):
         self.assertEqual(self.stack.counters.udp.natSendFailed, 1)
 
 
+class SendErrorTests(NATTestMixin, SynchronousTestCase):
+    """
+    A send the host refuses at once for want of a route, or by policy,
+    becomes ICMP destination unreachable from the gateway, so the guest's
+    application hears at once rather than waiting out its timeout; at
+    most a burst of them per guest, then a steady rate.
+    """
+
+    def failingFlow(self, error, guest=None):
+        guest = guest or self.a
+        self.send(1024, REMOTE_IP, 53, guest=guest)
+        sock = self.sockets.opened[-1]
+        sock.sendError = OSError(error, "refused")
+        return sock
+
+    def unreachables(self, guest=None):
+        guest = guest or self.a
+        result = []
+        for frame in guest.takeFrames():
+            _, header, message = parseICMPFrame(frame)
+            quoted, rest = parseQuote(message.payload)
+            result.append((header.src, message.type, message.code, quoted.dst, rest[:4]))
+        return result
+
+    def test_codes(self):
+        """
+        ENETUNREACH is destination network unknown (6), EHOSTUNREACH host
+        administratively prohibited (10), EACCES and EPERM communication
+        administratively prohibited (13): the codes a Linux guest's UDP
+        socket reports at once as ENETUNREACH and EHOSTUNREACH (net and
+        host unreachable, 0 and 1, it ignores).  Each quotes the guest's
+        datagram as it sent it.
+        """
+        for error, code in [
+            (errno.ENETUNREACH, 6),
+            (errno.EHOSTUNREACH, 10),
+            (errno.EACCES, 13),
+            (errno.EPERM, 13),
+        ]:
+            self.failingFlow(error)
+            self.send(1024, REMOTE_IP, 53, b"query", ttl=9)
+            self.assertEqual(
+                self.unreachables(), [(GATEWAY_IP, 3, code, REMOTE_IP, b"\x04\x00\x00\x35")]
+            )
+            self.stack.udpNAT.close()
+        self.assertEqual(self.stack.counters.udp.natSendFailed, 4)
+        self.assertEqual(self.stack.counters.udp.natSendUnreachable, 4)
+
+    def test_otherErrorsSilent(self):
+        """
+        Other errors (a full buffer) are only counted.
+        """
+        self.failingFlow(errno.ENOBUFS)
+        self.send(1024, REMOTE_IP, 53)
+        self.assertEqual(self.a.takeFrames(), [])
+        self.assertEqual(self.stack.counters.udp.natSendUnreachable, 0)
+
+    def test_rateLimited(self):
+        """
+        Each guest gets a burst of 10, then 10 a second on the reactor's
+        clock; the rest are counted (C{natSendErrorsLimited}).
+        """
+        self.failingFlow(errno.ENETUNREACH)
+        for _ in range(30):
+            self.send(1024, REMOTE_IP, 53)
+        self.assertEqual(len(self.unreachables()), 10)
+        self.assertEqual(self.stack.counters.udp.natSendErrorsLimited, 20)
+        self.clock.advance(0.5)
+        for _ in range(30):
+            self.send(1024, REMOTE_IP, 53)
+        self.assertEqual(len(self.unreachables()), 5)
+        self.clock.advance(5)
+        for _ in range(30):
+            self.send(1024, REMOTE_IP, 53)
+        self.assertEqual(len(self.unreachables()), 10)
+
+    def test_perGuest(self):
+        """
+        One guest using up its burst leaves the other's alone.
+        """
+        self.failingFlow(errno.ENETUNREACH)
+        for _ in range(20):
+            self.send(1024, REMOTE_IP, 53)
+        self.failingFlow(errno.ENETUNREACH, guest=self.b)
+        self.send(1024, REMOTE_IP, 53, guest=self.b)
+        self.assertEqual(len(self.unreachables(self.b)), 1)
+
+
+class GuestRateLimitTests(SynchronousTestCase):
+    """
+    L{GuestRateLimit}, the token bucket per guest.
+    """
+
+    def test_bucket(self):
+        """
+        A burst, then tokens refilled at the rate, never beyond the burst.
+        """
+        from vpnkit.protocols.udpnat import GuestRateLimit
+
+        limit = GuestRateLimit(rate=2.0, burst=3)
+        self.assertEqual([limit.allow("a", 0.0) for _ in range(4)], [True] * 3 + [False])
+        self.assertEqual([limit.allow("a", 0.5) for _ in range(2)], [True, False])
+        self.assertEqual([limit.allow("a", 100.0) for _ in range(4)], [True] * 3 + [False])
+
+    def test_boundedMemory(self):
+        """
+        At most C{maxGuests} buckets are kept: the oldest is forgotten
+        (that guest starts again with a full bucket), as is a guest's
+        bucket when L{GuestRateLimit.forget} is called.
+        """
+        from vpnkit.protocols.udpnat import GuestRateLimit
+
+        limit = GuestRateLimit(rate=1.0, burst=1, maxGuests=2)
+        for guest in ("a", "b", "c"):
+            self.assertTrue(limit.allow(guest, 0.0))
+        self.assertEqual(len(limit._buckets), 2)
+        self.assertTrue(limit.allow("a", 0.0))
+        self.assertFalse(limit.allow("a", 0.0))
+        limit.forget("a")
+        self.assertTrue(limit.allow("a", 0.0))
+
+
 class ErrorTests(NATTestMixin, SynchronousTestCase):
     """
     ICMP errors the host receives for a flow reach the guest from whoever

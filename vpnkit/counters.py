@@ -59,6 +59,8 @@ class EthernetCounters:
     noRoute: int = 0
     segmented: int = 0
     tooBigForLink: int = 0
+    # Frames from a guest whose source MAC is not its port's (protocols/switch.py).
+    spoofedSource: int = 0
 
 
 @dataclass
@@ -68,6 +70,8 @@ class ARPCounters:
     malformed: int = 0
     unknownTarget: int = 0
     ignored: int = 0
+    # ARP from a guest claiming an address or MAC its port does not hold.
+    spoofedSender: int = 0
 
 
 @dataclass
@@ -92,10 +96,13 @@ class IPv4Counters:
     fragmentMalformed: int = 0
     reassembled: int = 0
     reassemblyTimeout: int = 0
+    reassemblyEvicted: int = 0
     timeExceededSent: int = 0
     fragmentedDatagrams: int = 0
     fragmentsSent: int = 0
     fragNeededSent: int = 0
+    # Datagrams from a guest with a source address its port does not hold.
+    spoofedSource: int = 0
 
 
 @dataclass
@@ -117,6 +124,13 @@ class ICMPCounters:
     flowsEvicted: int = 0
     hostErrorsTranslated: int = 0
     hostErrorsDropped: int = 0
+    # Sends the host refused at once, answered with ICMP unreachable, or not
+    # for the per-guest rate limit.
+    forwardUnreachable: int = 0
+    forwardErrorsLimited: int = 0
+    # Echo requests to destinations never passed to the host
+    # (vpnkit.protocols.destinations).
+    echoRefused: int = 0
 
 
 @dataclass
@@ -138,6 +152,10 @@ class UDPCounters:
     natSendFailed: int = 0
     natErrorsTranslated: int = 0
     natErrorsDropped: int = 0
+    # Sends the host refused at once, answered with ICMP unreachable, or not
+    # for the per-guest rate limit.
+    natSendUnreachable: int = 0
+    natSendErrorsLimited: int = 0
     # Gateway forwards and port forwards into the guests.
     gatewayForwarded: int = 0
     gatewayForwardFailed: int = 0

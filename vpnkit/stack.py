@@ -29,7 +29,7 @@ from vpnkit.protocols.tcp.layer import TCPLayer
 from vpnkit.protocols.tcp.routing import TCPRouter
 from vpnkit.protocols.udp import UDPLayer, UDPSender
 from vpnkit.protocols.udpnat import UDPNAT
-from vpnkit.wire.ethernet import ETHERTYPE_ARP, ETHERTYPE_IPV4
+from vpnkit.wire.ethernet import ETHERTYPE_ARP, ETHERTYPE_IPV4, formatMAC
 from vpnkit.wire.ipv4 import PROTO_ICMP, PROTO_TCP, PROTO_UDP
 
 __all__ = ["Stack"]
@@ -208,7 +208,8 @@ class Stack:
 
     def stats(self):
         """
-        Every counter, and the live state: guests, TCP connections (each
+        Every counter, and the live state: guests (each with its MAC and
+        the frames its port dropped as spoofed), TCP connections (each
         with its state, bytes each way and retransmissions) and connects
         in flight.  Plain data, ready for JSON.
         """
@@ -227,7 +228,16 @@ class Stack:
         return {
             "counters": self.counters.asDict(),
             "guests": [
-                {"link": port.link.description, "ip": str(port.lease.ip)}
+                {
+                    "link": port.link.description,
+                    "ip": str(port.lease.ip),
+                    "mac": formatMAC(port.mac) if port.mac is not None else None,
+                    "dropped": {
+                        "spoofedMAC": port.spoofedMAC,
+                        "spoofedARP": port.spoofedARP,
+                        "spoofedIP": port.spoofedIP,
+                    },
+                }
                 for port in self.switch.ports()
             ],
             "tcp": {"connections": connections, "pending": self.tcp.pendingCount},

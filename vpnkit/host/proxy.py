@@ -12,6 +12,7 @@ from twisted.internet.protocol import Protocol
 from zope.interface import implementer
 
 from vpnkit.interfaces import ITCPRoute
+from vpnkit.protocols.destinations import forwardable
 from vpnkit.protocols.tcp.splice import GuestSide
 
 __all__ = ["HostSide", "HostRoute"]
@@ -54,16 +55,18 @@ class HostSide(Protocol):
 class HostRoute:
     """
     Dial the host for a guest's connection: the host alias means the host's
-    127.0.0.1 (same port), any other address is dialled as it is.  The
-    gateway's ports are not this route's (the router refuses them when no
-    earlier route took them).
+    127.0.0.1 (same port), any other address the shared rule allows
+    (L{vpnkit.protocols.destinations}) is dialled as it is.  The rest
+    (loopback, 0/8, group addresses, 240/4, the subnet's addresses) is not
+    this route's, and neither are the gateway's ports: the router refuses
+    them with a reset when no earlier route took them.
 
     @param timeout: seconds before a connect that gets no answer fails (the
         guest then sees a reset).
     """
 
     def __init__(self, config, network, timeout=30.0):
-        self._gateway = config.gatewayPacked
+        self._config = config
         self._hostAlias = config.hostPacked
         self._network = network
         self._timeout = timeout
@@ -72,10 +75,10 @@ class HostRoute:
         """
         The host address and port dialled for C{flow}, or C{None}.
         """
-        if flow.localIP == self._gateway:
-            return None
         if flow.localIP == self._hostAlias:
             return LOCALHOST, flow.localPort
+        if not forwardable(self._config, flow.localIP):
+            return None
         return ".".join(str(b) for b in flow.localIP), flow.localPort
 
     def route(self, flow):

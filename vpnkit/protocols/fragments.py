@@ -8,9 +8,18 @@ Both are pure: no Twisted, no clock of their own.  Time is passed in
 L{Reassembler.expire}, so the IPv4 layer keeps one timer for all of them.
 
 Reassembly is bounded: a datagram may take at most C{timeout} seconds
-(30, as Linux) to complete, each source may have at most
-C{maxDatagramsPerSource} datagrams and C{maxBytesPerSource} bytes in
-flight, and all sources together at most C{maxBytes}.  Overlapping
+(30, as Linux) to complete, and each source may have at most
+C{maxDatagramsPerSource} datagrams (64) and C{maxBytesPerSource} payload
+bytes (1 MiB) in flight; beyond those, the source's own datagram is
+discarded.  All sources together hold at most C{maxDatagrams} datagrams
+(1024) and C{maxBytes} bytes (4 MiB), where every datagram is charged
+C{DATAGRAM_COST} for its bookkeeping and every fragment C{FRAGMENT_COST}
+on top of its bytes (as Linux charges a fragment's truesize), so that many
+small pieces cannot hold more memory than their bytes suggest; discarded
+datagrams, remembered until their deadline, keep their bookkeeping charge
+and count as datagrams.  When a new datagram or fragment would pass a
+global bound, the oldest datagrams are evicted to make room (counted in
+C{evicted}).  Overlapping
 fragments are treated as RFC 5722 asks of IPv6 (and as Linux has treated
 IPv4 since 2018): a fragment that overlaps data already held, other than an
 exact retransmission of a fragment already held, discards the whole
@@ -36,11 +45,18 @@ __all__ = [
     "POISONED",
     "COMPLETE",
     "REASSEMBLY_TIMEOUT",
+    "DATAGRAM_COST",
+    "FRAGMENT_COST",
     "Expired",
 ]
 
 REASSEMBLY_TIMEOUT = 30.0
 MAX_DATAGRAM = 0xFFFF
+# What one datagram's bookkeeping (its entry, key, first header and piece
+# table) and one fragment's (its slot and bytes object) cost beyond the
+# payload, rounded up from tracemalloc measurements.
+DATAGRAM_COST = 1024
+FRAGMENT_COST = 128
 
 
 
@@ -76,9 +92,10 @@ class _Partial:
     @ivar first: the header of the fragment at offset 0, once it arrived.
     @ivar dead: the datagram was discarded (overlap, limit); its later
         fragments are dropped until C{deadline}.
+    @ivar charge: what it counts against the global byte bound.
     """
 
-    __slots__ = ("source", "deadline", "pieces", "size", "end", "first", "dead")
+    __slots__ = ("source", "deadline", "pieces", "size", "end", "first", "dead", "charge")
 
     def __init__(self, source, deadline):
         self.source = source
@@ -88,6 +105,7 @@ class _Partial:
         self.end = None
         self.first = None
         self.dead = False
+        self.charge = DATAGRAM_COST
 
 
 @dataclass(frozen=True)
@@ -106,6 +124,9 @@ class Expired:
 class Reassembler:
     """
     @ivar pendingBytes: payload bytes held, over all datagrams.
+    @ivar chargedBytes: what all datagrams, discarded ones included, count
+        against C{maxBytes}.
+    @ivar evicted: datagrams evicted so far to make room.
     """
 
     def __init__(
@@ -114,15 +135,20 @@ class Reassembler:
         maxBytes=4 << 20,
         maxBytesPerSource=1 << 20,
         maxDatagramsPerSource=64,
+        maxDatagrams=1024,
     ):
         self.timeout = timeout
         self.maxBytes = maxBytes
         self.maxBytesPerSource = maxBytesPerSource
         self.maxDatagramsPerSource = maxDatagramsPerSource
-        # Insertion order is deadline order: the first entry expires first.
+        self.maxDatagrams = maxDatagrams
+        # Insertion order is deadline order: the first entry expires first,
+        # and is the oldest, evicted first.
         self._partials = {}
         self._bySource = {}
         self.pendingBytes = 0
+        self.chargedBytes = 0
+        self.evicted = 0
 
     def __len__(self):
         return len(self._partials)
@@ -155,10 +181,13 @@ class Reassembler:
             return MALFORMED, None
         if partial is None:
             datagrams, _ = self._bySource.get(header.src, (0, 0))
-            if datagrams >= self.maxDatagramsPerSource:
+            if datagrams >= self.maxDatagramsPerSource or not self._makeRoom(
+                DATAGRAM_COST, None
+            ):
                 return LIMIT, None
             partial = _Partial(header.src, now + self.timeout)
             self._partials[key] = partial
+            self.chargedBytes += DATAGRAM_COST
             self._account(header.src, 1, 0)
 
         held = partial.pieces.get(offset)
@@ -182,14 +211,14 @@ class Reassembler:
                 return OVERLAP, None
 
         _, sourceBytes = self._bySource[header.src]
-        if (
-            sourceBytes + length > self.maxBytesPerSource
-            or self.pendingBytes + length > self.maxBytes
-        ):
+        cost = length + FRAGMENT_COST
+        if sourceBytes + length > self.maxBytesPerSource or not self._makeRoom(cost, key):
             self._kill(key, partial)
             return LIMIT, None
         partial.pieces[offset] = payload
         partial.size += length
+        partial.charge += cost
+        self.chargedBytes += cost
         self._account(header.src, 0, length)
         if not more:
             partial.end = end
@@ -241,6 +270,28 @@ class Reassembler:
         self._partials.clear()
         self._bySource.clear()
         self.pendingBytes = 0
+        self.chargedBytes = 0
+
+    def _makeRoom(self, cost, keep):
+        """
+        Evict the oldest datagrams (never C{keep}, the key of the one being
+        added to) until C{cost} more bytes, and for a new datagram
+        (C{keep} is C{None}) one more datagram, fit the global bounds.
+
+        @return: whether they fit.
+        """
+        partials = self._partials
+        while self.chargedBytes + cost > self.maxBytes or (
+            keep is None and len(partials) >= self.maxDatagrams
+        ):
+            for victim in partials:
+                if victim != keep:
+                    break
+            else:
+                return False
+            self._remove(victim, partials[victim])
+            self.evicted += 1
+        return True
 
     def _account(self, source, datagrams, size):
         count, total = self._bySource.get(source, (0, 0))
@@ -258,12 +309,15 @@ class Reassembler:
         its remaining fragments are dropped too.
         """
         self._account(partial.source, 0, -partial.size)
+        self.chargedBytes -= partial.charge - DATAGRAM_COST
+        partial.charge = DATAGRAM_COST
         partial.pieces = {}
         partial.size = 0
         partial.dead = True
 
     def _remove(self, key, partial):
         del self._partials[key]
+        self.chargedBytes -= partial.charge
         self._account(partial.source, -1, -partial.size)
 
 

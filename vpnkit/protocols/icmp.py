@@ -1,14 +1,24 @@
 # -*- test-case-name: tests.test_icmp -*-
 """
 ICMP: echo requests to the gateway and the host alias are answered here;
-echo requests to any other (forwardable) address are sent from the host
-through an unprivileged ICMP socket, and only the real replies come back.
+echo requests to any other address the shared rule allows
+(L{vpnkit.protocols.destinations}) are sent from the host through an
+unprivileged ICMP socket, and only the real replies come back.  An echo
+request to a refused destination reaches no socket: to loopback, 0/8 or
+240/4 the gateway answers destination unreachable, administratively
+prohibited (code 13); to an unheld address of the subnet, host unreachable
+(code 1); to a broadcast or multicast address nothing (no ICMP error may
+be sent about those, RFC 1122 3.2.2).  Answering rather than dropping
+tells ping at once, as TCP's reset does for a refused connection.
 
 vpnkit never forges a reply.  Each guest (address, echo identifier) gets
 its own host "ping" socket, whose identifier the kernel chooses; replies
 arriving on it get the guest's identifier back.  ICMP errors the host
 receives for such a request (time exceeded, unreachable) are passed to the
-guest from the router that sent them, quoting the guest's request.  When the
+guest from the router that sent them, quoting the guest's request; a
+request the host refuses to send at once (no route, or policy) is answered
+with destination unreachable from the gateway, rate-limited per guest, as
+the UDP NAT does (L{vpnkit.protocols.udpnat.sendUnreachable}).  When the
 host does not allow ICMP sockets (C{net.ipv4.ping_group_range}), one line
 is logged and requests are dropped: the guest sees no reply, as it would
 behind a firewall.
@@ -20,13 +30,15 @@ from zope.interface import implementer
 
 from vpnkit.interfaces import IIPv4Receiver
 from vpnkit.log import RateLimitedLog, logger
+from vpnkit.protocols.destinations import RESERVED, SUBNET, refusal
 from vpnkit.protocols.flowtable import FlowExpiry, FlowTable, SocketFlow
 from vpnkit.protocols.udpnat import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_FLOWS,
     LOCALHOST,
-    forwardable,
+    GuestRateLimit,
     sendHostError,
+    sendUnreachable,
 )
 from vpnkit.wire import ChecksumError, ParseError
 from vpnkit.wire.icmp import (
@@ -45,6 +57,12 @@ __all__ = ["ICMPLayer"]
 log = logger("vpnkit.icmp")
 
 _NO_PERMISSION = (errno.EACCES, errno.EPERM, errno.EPROTONOSUPPORT, errno.EAFNOSUPPORT)
+# Destination unreachable codes (RFC 792, RFC 1812 5.2.7.1) for echo
+# requests vpnkit refuses to pass to the host: nobody holds an address of
+# the subnet (as a router whose ARP went unanswered says); the reserved
+# blocks are refused by policy.  Group destinations get no error at all
+# (RFC 1122 3.2.2).
+_REFUSAL_CODES = {SUBNET: 1, RESERVED: 13}
 
 
 @implementer(IIPv4Receiver)
@@ -79,6 +97,7 @@ class ICMPLayer:
         self._expiry = FlowExpiry(self.flows, clock, self._expired) if clock else None
         self._unavailableLogged = False
         self._failureLog = RateLimitedLog(log, clock) if clock else None
+        self._errorLimit = GuestRateLimit()
 
     def ipPayloadReceived(self, header, payload):
         counters = self._counters
@@ -97,7 +116,14 @@ class ICMPLayer:
                 if self._ipv4.sendIPv4(header.dst, header.src, PROTO_ICMP, emitICMP(reply)):
                     counters.echoReplies += 1
                 return
-            if self._sockets is not None and forwardable(self._config, header.dst):
+            reason = refusal(self._config, header.dst)
+            if reason is not None:
+                counters.echoRefused += 1
+                code = _REFUSAL_CODES.get(reason)
+                if code is not None:
+                    self.sendUnreachable(code, header, bytes(payload[:8]))
+                return
+            if self._sockets is not None:
                 self._forwardEcho(header, message, payload[:8])
                 return
         counters.unsupported += 1
@@ -140,6 +166,13 @@ class ICMPLayer:
             )
         except OSError as e:
             counters.forwardFailed += 1
+            sent = sendUnreachable(
+                self._ipv4, self._errorLimit, self._clock, self._gateway, e, header, quote
+            )
+            if sent:
+                counters.forwardUnreachable += 1
+            elif sent is False:
+                counters.forwardErrorsLimited += 1
             log.debug("echo to {dst} failed: {error}", dst=formatIP(header.dst), error=e)
             return
         counters.echoForwarded += 1
@@ -220,6 +253,7 @@ class ICMPLayer:
         """
         Close the echo flows of a guest that went away.
         """
+        self._errorLimit.forget(guestIP)
         for flow in self.flows.removeGuest(guestIP):
             flow.close()
 

@@ -121,8 +121,11 @@ class IPv4Layer:
                 counters.notRouted += 1
             return
         if ip.isFragment:
-            outcome, whole = self.reassembler.add(ip, data, self._now())
+            reassembler = self.reassembler
+            evicted = reassembler.evicted
+            outcome, whole = reassembler.add(ip, data, self._now())
             _countFragment(counters, outcome)
+            counters.reassemblyEvicted += reassembler.evicted - evicted
             self._rearm()
             if whole is None:
                 return

@@ -15,6 +15,20 @@ EtherType to the registered receiver.  vpnkit's layers send through the
 switch: by destination MAC (L{EthernetSwitch.sendToMAC}), or to the port
 that holds a destination IP (L{EthernetSwitch.portForIP}, then
 L{SwitchPort.sendPayload}); they never touch a link.
+
+Each port is bound to its guest: a frame whose source MAC is not the
+port's (once known: QEMU-style links learn it from the first frame), an
+IPv4 datagram whose source is not the port's leased address (0.0.0.0 to
+the limited broadcast aside, and DHCP client messages to the server, which
+may come from an address the client no longer holds, so that it hears the
+NAK), and an ARP packet whose sender is
+not the port's MAC and address (RFC 5227 probes from 0.0.0.0 aside) are
+dropped and counted, on the port and in total, before anything is switched
+or flooded.  The check is here, not in the ARP and IPv4 layers, because
+frames between guests (switched, or flooded as a gratuitous ARP is) never
+pass those layers.  Only frames a receiver could take for IPv4 (version
+4, a whole header) or Ethernet/IPv4 ARP are looked into; anything else is
+garbage every receiver drops, and vpnkit's layers count it as such.
 """
 
 from struct import Struct
@@ -26,6 +40,8 @@ from vpnkit.log import logger
 from vpnkit.wire import ParseError
 from vpnkit.wire.gso import segmentTCPv4
 from vpnkit.wire.ethernet import (
+    ETHERTYPE_ARP,
+    ETHERTYPE_IPV4,
     ETHERTYPE_IPV6,
     ETHERTYPE_VLAN,
     HEADER_LENGTH,
@@ -38,6 +54,13 @@ __all__ = ["SwitchPort", "EthernetSwitch"]
 log = logger("vpnkit.switch")
 
 _header = Struct("!6s6sH")
+_ZERO_IP = bytes(4)
+_BROADCAST_IP = b"\xff" * 4
+_UDP = 17
+_DHCP_SERVER_PORT = b"\x00\x43"
+# An ARP packet a host takes: IPv4 addresses over 6-byte MACs (the hardware
+# type is not checked: Linux accepts Ethernet and IEEE 802 alike).
+_ARP_IPV4_ETHERNET = b"\x08\x00\x06\x04"
 
 
 @implementer(IFrameReceiver)
@@ -53,6 +76,11 @@ class SwitchPort:
         on a tap with segmentation offload).
     @ivar segmentLimit: the largest TCP payload one frame to this guest may
         carry beyond the MSS (a link with segmentation offload), else 0.
+    @ivar ip: the packed leased address, the only IPv4 source the guest
+        may use.
+    @ivar spoofedMAC: frames dropped for a source MAC not the port's.
+    @ivar spoofedIP: IPv4 datagrams dropped for a source not the port's.
+    @ivar spoofedARP: ARP packets dropped for a sender not the port's.
     """
 
     __slots__ = (
@@ -62,6 +90,10 @@ class SwitchPort:
         "attached",
         "maxFrame",
         "segmentLimit",
+        "ip",
+        "spoofedMAC",
+        "spoofedIP",
+        "spoofedARP",
         "_switch",
         "_observers",
         "_head",
@@ -77,6 +109,8 @@ class SwitchPort:
         self.attached = True
         self.maxFrame = link.maxFrameSize
         self.segmentLimit = link.segmentLimit
+        self.ip = lease.ip.packed
+        self.spoofedMAC = self.spoofedIP = self.spoofedARP = 0
         self._wireFrame = wireFrame
         self._observers = observers
         self._counters = counters
@@ -148,9 +182,12 @@ class EthernetSwitch:
 
     def __init__(self, config, counters):
         self.serverMAC = self._serverMAC = config.serverMAC
+        self._gateway = config.gatewayPacked
         self._wireFrame = config.mtu + HEADER_LENGTH
         self._observers = []
         self._counters = counters.ethernet
+        self._arpCounters = counters.arp
+        self._ipv4Counters = counters.ipv4
         self._linkCounters = counters.link
         self._receivers = {}
         self._ports = []
@@ -241,8 +278,32 @@ class EthernetSwitch:
             self._linkCounters.oversizeFrames += 1
             return
         dst, src, ethertype = _header.unpack_from(frame)
-        if port.mac is None and not src[0] & 1:
-            self._learn(port, src)
+        if src != port.mac:
+            if port.mac is None:
+                self._learn(port, src)
+            if src != port.mac:
+                counters.spoofedSource += 1
+                port.spoofedMAC += 1
+                return
+        if ethertype == ETHERTYPE_IPV4:
+            # Version 4 and a header length of at least 20 bytes: what an
+            # IPv4 receiver takes.
+            if n >= 34 and 0x45 <= frame[14] <= 0x4F:
+                source = frame[26:30]
+                if source != port.ip and not (
+                    (source == _ZERO_IP and frame[30:34] == _BROADCAST_IP)
+                    or self._toDHCPServer(frame, n)
+                ):
+                    self._ipv4Counters.spoofedSource += 1
+                    port.spoofedIP += 1
+                    return
+        elif ethertype == ETHERTYPE_ARP:
+            if n >= 42 and frame[16:20] == _ARP_IPV4_ETHERNET:
+                sender = frame[28:32]
+                if frame[22:28] != src or (sender != port.ip and sender != _ZERO_IP):
+                    self._arpCounters.spoofedSender += 1
+                    port.spoofedARP += 1
+                    return
         if dst != self._serverMAC:
             if dst[0] & 1:
                 self._flood(port, frame)
@@ -267,9 +328,28 @@ class EthernetSwitch:
             EthernetHeader(dst, src, ethertype), frame[HEADER_LENGTH:]
         )
 
+    def _toDHCPServer(self, frame, n):
+        """
+        Whether an IPv4 frame is a DHCP client message for vpnkit's server:
+        unfragmented UDP to port 67 of the gateway or the limited
+        broadcast.  A client sends those from 0.0.0.0 before it has an
+        address, and from the address it held when it renews or rebinds,
+        which may no longer be its lease (vpnkit restarted): the server
+        answers by the client's MAC and NAKs an address it does not hold.
+        """
+        if frame[23] != _UDP or (frame[20] & 0x3F) or frame[21]:
+            return False
+        udp = 14 + (frame[14] & 0x0F) * 4
+        return (
+            n >= udp + 4
+            and frame[udp + 2 : udp + 4] == _DHCP_SERVER_PORT
+            and (frame[30:34] == _BROADCAST_IP or frame[30:34] == self._gateway)
+        )
+
     def _learn(self, port, mac):
-        if mac in self._byMAC:
-            # Another guest already uses this MAC; keep the first owner.
+        if mac[0] & 1 or mac == self._serverMAC or mac in self._byMAC:
+            # A group address, vpnkit's own, or one another guest already
+            # uses (the first owner keeps it): never this guest's.
             return
         port.learned(mac)
         self._byMAC[mac] = port

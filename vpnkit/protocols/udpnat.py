@@ -14,7 +14,13 @@ The guest's TTL and DF flag travel with each datagram (C{IP_TTL} and
 C{IP_MTU_DISCOVER} on the host socket), so traceroute and path MTU
 discovery see the real network: the ICMP errors the host receives for a
 flow (C{IP_RECVERR}) are passed back to the guest from the router or host
-that sent them, quoting the guest's own datagram.
+that sent them, quoting the guest's own datagram.  A send the host refuses
+at once (no route: C{ENETUNREACH}, C{EHOSTUNREACH}; policy: C{EACCES},
+C{EPERM}) becomes ICMP destination unreachable from the gateway with a
+code the guest's kernel reports as the same errno (see L{unreachableFor}),
+so a resolver asking an unreachable server hears at once instead of
+waiting out its timeout; vpnkit's own errors are limited
+per guest by a L{GuestRateLimit}.  The ICMP echo forwarder does the same.
 
 Flows idle for C{idleTimeout} seconds (60, on the injected reactor's
 monotonic clock) are closed, and at most C{maxFlows} (1024) exist: a new
@@ -23,14 +29,23 @@ one evicts the least recently used.  A host socket that cannot be opened
 rate-limited log line, never the daemon.
 """
 
-
+import errno
 
 from vpnkit.log import RateLimitedLog, logger
+from vpnkit.protocols.destinations import forwardable
 from vpnkit.protocols.flowtable import FlowExpiry, FlowTable, SocketFlow
 from vpnkit.wire.icmp import DEST_UNREACHABLE, TIME_EXCEEDED, ICMPMessage, emitICMP
 from vpnkit.wire.ipv4 import FLAG_DF, PROTO_ICMP, formatIP, packIP, quoteHeader
 
-__all__ = ["UDPNAT", "DEFAULT_MAX_FLOWS", "DEFAULT_IDLE_TIMEOUT", "forwardable"]
+__all__ = [
+    "UDPNAT",
+    "DEFAULT_MAX_FLOWS",
+    "DEFAULT_IDLE_TIMEOUT",
+    "forwardable",
+    "GuestRateLimit",
+    "unreachableFor",
+    "sendUnreachable",
+]
 
 log = logger("vpnkit.udpnat")
 
@@ -38,22 +53,99 @@ DEFAULT_MAX_FLOWS = 1024
 DEFAULT_IDLE_TIMEOUT = 60.0
 LOCALHOST = "127.0.0.1"
 _FRAG_NEEDED = 4
+# Destination unreachable codes for the errors a host socket's send
+# reports at once, chosen so that the guest's socket reports the same
+# errno at once: Linux takes net (0) and host (1) unreachable for soft
+# errors that a UDP socket without IP_RECVERR ignores (glibc's resolver
+# and dig then wait out their timeout), while destination network unknown
+# (6) is ENETUNREACH and host administratively prohibited (10, RFC 1122)
+# EHOSTUNREACH, both hard.  A host firewall's EACCES or EPERM has no ICMP
+# of its own: communication administratively prohibited (13, RFC 1812
+# 5.2.7.1), EHOSTUNREACH in the guest.
+_SEND_ERROR_CODES = {
+    errno.ENETUNREACH: 6,
+    errno.EHOSTUNREACH: 10,
+    errno.EACCES: 13,
+    errno.EPERM: 13,
+}
+# vpnkit's own ICMP errors to one guest: a burst, then a steady rate.
+ERROR_BURST = 10
+ERROR_RATE = 10.0
 
 
-def forwardable(config, dst):
+class GuestRateLimit:
     """
-    Whether vpnkit passes traffic for packed address C{dst} to the host:
-    the host alias and unicast addresses outside vpnkit's own subnet (not
-    0/8, loopback, multicast or the reserved 240/4).
+    A token bucket per guest address, pure: the time is passed in (the
+    reactor's C{seconds()}).  Each guest may take C{burst} tokens at once,
+    refilled at C{rate} a second.  At most C{maxGuests} buckets are kept;
+    forgetting a bucket gives that guest a full one, so the cap (and
+    L{forget} when a guest goes) only bounds memory.
     """
-    if dst == config.hostPacked:
-        return True
-    first = dst[0]
-    if first == 0 or first == 127 or first >= 224:
+
+    def __init__(self, rate=ERROR_RATE, burst=ERROR_BURST, maxGuests=4096):
+        self.rate = rate
+        self.burst = burst
+        self.maxGuests = maxGuests
+        self._buckets = {}
+
+    def allow(self, guest, now):
+        """
+        Take a token for C{guest} at time C{now}.
+
+        @return: whether there was one.
+        """
+        bucket = self._buckets.pop(guest, None)
+        if bucket is None:
+            tokens = self.burst
+            if len(self._buckets) >= self.maxGuests:
+                del self._buckets[next(iter(self._buckets))]
+        else:
+            tokens, then = bucket
+            tokens = min(self.burst, tokens + (now - then) * self.rate)
+        allowed = tokens >= 1
+        if allowed:
+            tokens -= 1
+        self._buckets[guest] = (tokens, now)
+        return allowed
+
+    def forget(self, guest):
+        self._buckets.pop(guest, None)
+
+
+def unreachableFor(error, header, quote):
+    """
+    The ICMP destination unreachable telling a guest the host would not
+    send its datagram, or C{None} for an error that says nothing about
+    the destination.
+
+    @param error: the C{OSError} the host socket's send raised.
+    @param header: the guest's datagram's L{IPv4Header} as it sent it.
+    @param quote: its first 8 payload bytes as it sent them.
+    @return: the ICMP message's bytes, or C{None}.
+    """
+    code = _SEND_ERROR_CODES.get(error.errno)
+    if code is None:
+        return None
+    message = ICMPMessage(DEST_UNREACHABLE, code, 0, b"\0\0\0\0", quoteHeader(header) + bytes(quote[:8]))
+    return emitICMP(message)
+
+
+def sendUnreachable(ipv4, limit, clock, gateway, error, header, quote):
+    """
+    Tell a guest, from the gateway (the router that gave up), that the host
+    refused to send its datagram at once (see L{unreachableFor}), if its
+    L{GuestRateLimit} allows.
+
+    @return: C{None} when the error says nothing about the destination,
+        else whether the message was sent (C{False}: rate-limited).
+    """
+    message = unreachableFor(error, header, quote)
+    if message is None:
+        return None
+    if not limit.allow(header.src, clock.seconds()):
         return False
-    return int.from_bytes(dst, "big") & int(config.subnet.netmask) != int(
-        config.subnet.network_address
-    )
+    ipv4.sendIPv4(gateway, header.src, PROTO_ICMP, message)
+    return True
 
 
 def icmpErrorFor(error, header, quote, gateway, hostAlias):
@@ -140,6 +232,7 @@ class UDPNAT:
         self.flows = FlowTable(maxFlows, idleTimeout)
         self._expiry = FlowExpiry(self.flows, clock, self._expired)
         self._bindLog = RateLimitedLog(log, clock)
+        self._errorLimit = GuestRateLimit()
 
     # -- from guests ------------------------------------------------------------
 
@@ -177,6 +270,13 @@ class UDPNAT:
         except OSError as e:
             # Errors the host reports later come back through errorReceived.
             counters.natSendFailed += 1
+            sent = sendUnreachable(
+                self._ipv4, self._errorLimit, self._clock, self._gateway, e, header, quote
+            )
+            if sent:
+                counters.natSendUnreachable += 1
+            elif sent is False:
+                counters.natSendErrorsLimited += 1
             log.debug(
                 "sending from {flow} to {host}:{port} failed: {error}",
                 flow=_describe(key),
@@ -253,6 +353,7 @@ class UDPNAT:
         """
         Close the flows of a guest that went away.
         """
+        self._errorLimit.forget(guestIP)
         for flow in self.flows.removeGuest(guestIP):
             flow.close()
 
