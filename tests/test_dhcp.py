@@ -586,11 +586,27 @@ class OtherMessageTests(DHCPTestMixin, SynchronousTestCase):
     def test_unknownClient(self):
         """
         A DISCOVER whose C{chaddr} no port holds is counted as
-        C{unknownClient} and not answered.
+        C{unknownClient} and not answered.  (Guests cannot send one: the
+        switch drops a client message whose C{chaddr} is not the sender's
+        MAC; the server is handed it directly.)
         """
-        replies = self.fromA(wire.DHCPDISCOVER, chaddr=mac("02:50:00:00:00:99"))
-        self.assertEqual(replies, [])
-        self.assertCounters({"dhcp.discover": 1, "dhcp.unknownClient": 1})
+        from vpnkit.wire.ipv4 import parseIPv4
+        from vpnkit.wire.udp import parseUDP
+
+        frame = buildDHCP(mac("02:50:00:00:00:99"), wire.DHCPDISCOVER)
+        ipHeader, datagram = parseIPv4(frame[14:])
+        udpHeader, payload = parseUDP(datagram, ipHeader.src, ipHeader.dst)
+        self.stack.dhcp.datagramReceived(ipHeader, udpHeader, payload)
+        self.assertEqual(self.a.takeFrames(), [])
+        self.assertEqual(
+            nonZeroCounters(self.stack.counters),
+            {
+                "link.linksOpened": 2,
+                "dhcp.received": 1,
+                "dhcp.discover": 1,
+                "dhcp.unknownClient": 1,
+            },
+        )
 
     def test_bootp(self):
         """

@@ -842,6 +842,20 @@ class BindingTests(SynchronousTestCase):
         self.b.send(buildIPv4(self.b.mac, old, GATEWAY_IP, PROTO_UDP, fragment, flags=0, fragmentOffset=8))
         self.assertDropped(ipv4=1)
 
+    def test_dhcpForOtherClient(self):
+        """
+        A DHCP message naming another guest's MAC as the client (chaddr),
+        from B's own address or from 0.0.0.0, is dropped: B cannot renew,
+        release or get NAKed A's lease.
+        """
+        self.b.send(
+            buildDHCP(self.b.mac, DHCPREQUEST, chaddr=self.a.mac, ciaddr=ip("192.168.65.99"),
+                      src=self.b.ip, dst=GATEWAY_IP, dstMAC=SERVER_MAC)
+        )  # fmt: skip
+        self.b.send(buildDHCP(self.b.mac, DHCPDISCOVER, chaddr=self.a.mac))
+        self.assertDropped(ipv4=2)
+        self.assertEqual(self.counters.dhcp.received, 0)
+
     def test_zeroSourceUnicast(self):
         """
         0.0.0.0 to anything but the limited broadcast is dropped.

@@ -346,7 +346,9 @@ class StackUDPTests(SynchronousTestCase):
         A corrupted datagram to the DHCP port is counted as C{badChecksum}
         and never reaches the DHCP server.
         """
-        frame = bytearray(buildUDP(self.a.mac, self.a.ip, 68, GATEWAY_IP, 67, b"x" * 300))
+        # A DHCP-shaped payload: its client hardware address is A's own.
+        payload = b"x" * 28 + self.a.mac + b"x" * 266
+        frame = bytearray(buildUDP(self.a.mac, self.a.ip, 68, GATEWAY_IP, 67, payload))
         frame[-1] ^= 1
         self.a.send(bytes(frame))
         self.assertEqual(self.a.takeFrames(), [])

@@ -297,6 +297,13 @@ class EthernetSwitch:
                     self._ipv4Counters.spoofedSource += 1
                     port.spoofedIP += 1
                     return
+                if frame[23] == _UDP and self._claimsOtherClient(frame, n, src):
+                    # The DHCP server knows clients by chaddr: another
+                    # guest's would let this one renew or release that
+                    # guest's lease, or have it NAKed.
+                    self._ipv4Counters.spoofedSource += 1
+                    port.spoofedIP += 1
+                    return
         elif ethertype == ETHERTYPE_ARP:
             if n >= 42 and frame[16:20] == _ARP_IPV4_ETHERNET:
                 sender = frame[28:32]
@@ -327,6 +334,17 @@ class EthernetSwitch:
         receiver.ethernetPayloadReceived(
             EthernetHeader(dst, src, ethertype), frame[HEADER_LENGTH:]
         )
+
+    def _claimsOtherClient(self, frame, n, mac):
+        """
+        Whether a UDP frame is a DHCP client message (to port 67) whose
+        client hardware address is not C{mac}, the sender's.
+        """
+        udp = 14 + (frame[14] & 0x0F) * 4
+        if frame[udp + 2 : udp + 4] != _DHCP_SERVER_PORT or n < udp + 8 + 34:
+            return False
+        chaddr = udp + 8 + 28
+        return frame[chaddr : chaddr + 6] != mac
 
     def _toDHCPServer(self, frame, n):
         """
