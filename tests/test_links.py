@@ -941,3 +941,29 @@ class RandomChunkingTests(SynchronousTestCase):
             self.assertEqual(
                 transport.value(), INIT + vifResponse(1) + (b"\x2a\x00" + arpReply()) * requests
             )
+
+
+class GuestLogTests(SynchronousTestCase):
+    """
+    What a guest can make a link log is rate-limited: one line per kind,
+    then a count of the suppressed ones.
+    """
+
+    def test_framingErrorsRateLimited(self):
+        """
+        A hundred QEMU connections each closed for a bad length prefix log
+        one "closing link" warning, not a hundred.
+        """
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        factory = QEMUServerFactory(makeStack().guests, clock=task.Clock())
+        for _ in range(100):
+            proto, transport = connect(factory)
+            proto.dataReceived(b"\x00\x00\xff\xff")
+            lose(proto)
+        closing = [e for e in events if "closing link" in formatEvent(e)]
+        self.assertEqual(len(closing), 1)
+        self.assertEqual(factory.guestLog.suppressed("closing link {link}: {reason}"), 99)

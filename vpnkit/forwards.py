@@ -23,7 +23,7 @@ from zope.interface import implementer
 from vpnkit.host.proxy import HostSide
 from vpnkit.protocols.tcp.splice import GuestSide
 from vpnkit.interfaces import IGuestConnector
-from vpnkit.log import logger
+from vpnkit.log import GuestLog, logger
 from vpnkit.protocols.flowtable import FlowExpiry, FlowTable
 from vpnkit.wire.ipv4 import packIP
 
@@ -38,6 +38,8 @@ __all__ = [
 ]
 
 log = logger("vpnkit.forwards")
+# Host clients of a forward decide how often these happen.
+guestLog = GuestLog(log)
 
 PROTOCOLS = ("tcp", "udp")
 
@@ -220,7 +222,7 @@ class _TCPForward(Factory):
             client.guestConnected(guest)
 
         def failed(failure):
-            log.info(
+            guestLog.info(
                 "forward {spec}: the guest did not accept {peer}: {why}",
                 spec=str(self.spec),
                 peer=f"{peer.host}:{peer.port}",

@@ -14,6 +14,7 @@ interval, with a "similar messages suppressed" count, and a flood of one
 kind never hides the first line of another.
 """
 
+from twisted.python.failure import Failure
 from twisted.logger import (
     FilteringLogObserver,
     LogLevel,
@@ -147,3 +148,9 @@ class GuestLog:
 
     def error(self, format, **kwargs):
         self._limiter(format).emit(LogLevel.error, format, **kwargs)
+
+    def failure(self, format, **kwargs):
+        """
+        Log the exception being handled, with its traceback.
+        """
+        self._limiter(format).emit(LogLevel.critical, format, log_failure=Failure(), **kwargs)

@@ -38,7 +38,7 @@ from zope.interface import implementer
 
 from vpnkit.interfaces import ILink
 from vpnkit.leases import AllocationError
-from vpnkit.log import RateLimitedLog, logger
+from vpnkit.log import GuestLog, RateLimitedLog, logger
 from vpnkit.wire.ethernet import HEADER_LENGTH
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
 ]
 
 log = logger("vpnkit.dgramlinks")
+guestLog = GuestLog(log)
 
 VFKIT_MAGIC = b"VFKT"
 # Guests one socket serves at once; beyond it a new sender is refused
@@ -338,7 +339,7 @@ class DatagramLinkProtocol(DatagramProtocol):
         port, peer.port = peer.port, None
         if port is None:
             return
-        log.info("{link} detached: {reason}", link=peer.description, reason=reason)
+        guestLog.info("{link} detached: {reason}", link=peer.description, reason=reason)
         self.guests.detach(port)
         if not self._peers and self._sweep is not None:
             self._sweep.cancel()

@@ -37,7 +37,7 @@ from twisted.names import dns
 from twisted.names.error import DNSQueryTimeoutError
 from zope.interface import implementer
 
-from vpnkit.log import logger
+from vpnkit.log import GuestLog, logger
 from vpnkit.protocols.dns import NameResolver, RcodeError, normalName
 from vpnkit.protocols.dnscache import AnswerCache
 from vpnkit.protocols.dnsconfig import DNSConfig
@@ -163,6 +163,7 @@ class UpstreamResolver(NameResolver):
         self.cache = cache if cache is not None else AnswerCache()
         self._states = {}
         self._live = set()
+        self._guestLog = GuestLog(log, clock)
         self.inFlight = 0
         self.config = DNSConfig()
         self.setConfig(config)
@@ -216,7 +217,7 @@ class UpstreamResolver(NameResolver):
             return defer.fail(NoUpstreamError("too many upstream DNS queries in flight"))
         online = [s for s in servers if not self._state(s).offline]
         if not online:
-            log.warn("there are no online DNS servers for {name}", name=name)
+            self._guestLog.warn("there are no online DNS servers for {name}", name=name)
         exchanges = [
             UpstreamExchange(s, query, self.sockets, self.network, self.clock, self.rng, self.counters)
             for s in servers

@@ -170,7 +170,7 @@ class _StreamLink(Protocol):
         if self._closing:
             return
         self._closing = True
-        log.warn("closing link {link}: {reason}", link=self.description, reason=reason)
+        self.factory.guestLog.warn("closing link {link}: {reason}", link=self.description, reason=reason)
         self.transport.abortConnection()
 
     def _framesReceived(self, data):
@@ -203,7 +203,7 @@ class _StreamLink(Protocol):
         closedByUs, self._closing = self._closing, True
         if self._decoder.pending and not closedByUs:
             self._counters.truncatedPrefix += 1
-            log.warn(
+            self.factory.guestLog.warn(
                 "link {link} closed in the middle of a frame ({n} bytes pending)",
                 link=self.description,
                 n=self._decoder.pending,

@@ -36,7 +36,7 @@ from struct import Struct
 from zope.interface import implementer
 
 from vpnkit.interfaces import IFrameReceiver
-from vpnkit.log import logger
+from vpnkit.log import GuestLog, logger
 from vpnkit.wire import ParseError
 from vpnkit.wire.gso import segmentTCPv4
 from vpnkit.wire.ethernet import (
@@ -52,6 +52,8 @@ from vpnkit.wire.ethernet import (
 __all__ = ["SwitchPort", "EthernetSwitch"]
 
 log = logger("vpnkit.switch")
+# Attaches and detaches follow what guests and local clients do.
+guestLog = GuestLog(log)
 
 _header = Struct("!6s6sH")
 _ZERO_IP = bytes(4)
@@ -230,7 +232,7 @@ class EthernetSwitch:
         if mac is not None:
             self._byMAC[mac] = port
         self._linkCounters.linksOpened += 1
-        log.info("guest attached: {port}", port=port)
+        guestLog.info("guest attached: {port}", port=port)
         return port
 
     def detach(self, port):
@@ -246,7 +248,7 @@ class EthernetSwitch:
         if port.mac is not None and self._byMAC.get(port.mac) is port:
             del self._byMAC[port.mac]
         self._linkCounters.linksClosed += 1
-        log.info("guest detached: {port}", port=port)
+        guestLog.info("guest detached: {port}", port=port)
 
     # -- lookups ---------------------------------------------------------
 

@@ -18,7 +18,7 @@ from twisted.internet.interfaces import IListeningPort, IUDPTransport
 from zope.interface import implementer
 
 from vpnkit.interfaces import IIPv4Receiver
-from vpnkit.log import logger
+from vpnkit.log import GuestLog, logger
 from vpnkit.wire import ChecksumError, ParseError
 from vpnkit.wire.ipv4 import PROTO_UDP, formatIP, packIP
 from vpnkit.wire.udp import emitUDP, parseUDP
@@ -144,6 +144,7 @@ class UDPLayer:
         self._inbound = {}
         self.nat = nat
         self.gatewayForwards = gatewayForwards
+        self._guestLog = GuestLog(log)
 
     def bindService(self, port, service):
         """
@@ -176,7 +177,7 @@ class UDPLayer:
         A local service raised handling a datagram: count and log it.
         """
         self._counters.serviceErrors += 1
-        log.failure("the service on UDP port {port} failed", port=port)
+        self._guestLog.failure("the service on UDP port {port} failed", port=port)
 
     def ipPayloadReceived(self, header, payload):
         counters = self._counters
