@@ -12,7 +12,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.fakes import tempDir
-from vpnkit import tap
+from vpnkit import options, tap
 from vpnkit.protocols.dnsconfig import Nameserver
 from vpnkit.tap import Options, makeService
 
@@ -102,9 +102,9 @@ class DNSOptionsTests(_FilesMixin, SynchronousTestCase):
         """
         self.assertUsageError(["--hosts", self.hosts + ".missing"], "--hosts: ", "hosts.missing")
         self.assertEqual(self.parse("--hosts", "").hostsPath, "")
-        self.patch(tap, "DEFAULT_HOSTS", self.hosts + ".missing")
-        options = self.parse()
-        self.assertEqual((options.hostsPath, options.hostsText), (self.hosts + ".missing", None))
+        self.patch(options, "DEFAULT_HOSTS", self.hosts + ".missing")
+        parsed = self.parse()
+        self.assertEqual((parsed.hostsPath, parsed.hostsText), (self.hosts + ".missing", None))
 
     def test_maxFlows(self):
         """
