@@ -629,12 +629,12 @@ class ConnectionBudgetTests(_OptionsMixin, SynchronousTestCase):
 
     def test_defaults(self):
         """
-        By default a guest may have 256 half-open connections, all guests
-        1024, and the total is left for the open-file limit to decide.
+        By default a guest may have 1,024 half-open connections, all guests
+        4,096, and the total is left for the open-file limit to decide.
         """
         limits = self.build().stack.tcp.limits
         self.assertEqual(
-            (limits.maxConnections, limits.maxHalfOpen, limits.maxHalfOpenPerGuest), (None, 1024, 256)
+            (limits.maxConnections, limits.maxHalfOpen, limits.maxHalfOpenPerGuest), (None, 4096, 1024)
         )
 
     def test_flags(self):

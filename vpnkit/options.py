@@ -317,9 +317,9 @@ class Options(DropInFlags, usage.Options):
          "for vpnkit's user only."],
         ["max-connections", None, None, "Refuse (RST) guest TCP connections beyond this many "
          "(default: derived from the open-file limit)."],
-        ["max-half-open", None, "1024", "Guest TCP connections not yet established (dialling or "
+        ["max-half-open", None, "4096", "Guest TCP connections not yet established (dialling or "
          "SYN-RECEIVED), all guests; beyond it a SYN evicts the oldest of the guest holding most."],
-        ["max-half-open-per-guest", None, "256", "The same for one guest; beyond it a SYN evicts "
+        ["max-half-open-per-guest", None, "1024", "The same for one guest; beyond it a SYN evicts "
          "that guest's oldest."],
         ["connect-timeout", None, "30", "Seconds a host connect may take before the guest gets RST."],
         ["dns", None, None, "Upstream DNS servers (nameserver IP[#PORT], zone, timeout, order, search); "

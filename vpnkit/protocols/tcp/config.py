@@ -47,10 +47,12 @@ class TCPLimits:
     they have a budget of their own, per guest and in total; a new SYN
     beyond it does not wait or fail, it evicts the oldest half-open
     connection of the same guest (or, when the total is full, of the guest
-    holding the most).  On a local link an honest handshake completes in
-    well under a millisecond, so the oldest entry is the least likely to
-    ever complete, and a flood only displaces its own SYNs: other guests
-    keep their budget.
+    holding the most).  The oldest entry is the least likely to ever
+    complete, and a flood only displaces its own SYNs: other guests keep
+    their budget.  The budgets are sized for honest bursts: a guest that
+    opens a thousand connections at once has them all dialling at the same
+    moment (1,024 per guest, as Linux's default SYN backlog), and the total
+    matches the dials vpnkit lets be in flight.
 
     @ivar maxConnections: all connections, half-open ones included; a SYN
         beyond it gets RST.  C{None}: no limit (vpnkit's service derives
@@ -63,8 +65,8 @@ class TCPLimits:
 
     maxConnections: int | None = None
     maxPending: int = 4096
-    maxHalfOpen: int = 1024
-    maxHalfOpenPerGuest: int = 256
+    maxHalfOpen: int = 4096
+    maxHalfOpenPerGuest: int = 1024
 
 
 def windowShift(buffer):
