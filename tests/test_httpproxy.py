@@ -1,5 +1,6 @@
 """
-Tests for L{vpnkit.httpproxy.proxy} and L{vpnkit.httpproxy.tunnel}: which
+Tests for L{vpnkit.httpproxy.proxy}, L{vpnkit.httpproxy.guest},
+L{vpnkit.httpproxy.exchange} and L{vpnkit.httpproxy.tunnel}: which
 guest connections the proxy takes, what a request becomes upstream, the
 answers vpnkit gives itself, streaming with backpressure both ways, and
 tunnels (C{CONNECT}, upgrades, transparent HTTPS by server name).
@@ -23,7 +24,8 @@ from zope.interface.verify import verifyObject
 from tests.helpers import FakeHostNetwork, ip
 from vpnkit.config import StackConfig
 from vpnkit.httpproxy.config import parseHTTPConfig
-from vpnkit.httpproxy.proxy import GuestHTTP, HTTPProxy
+from vpnkit.httpproxy.guest import GuestHTTP
+from vpnkit.httpproxy.proxy import HTTPProxy
 from vpnkit.httpproxy.tunnel import TransparentTLS
 from vpnkit.interfaces import ITCPRoute
 from vpnkit.protocols.tcp.layer import Flow
