@@ -1,5 +1,6 @@
 """
-Tests for L{vpnkit.httpproxy.proxy} and L{vpnkit.httpproxy.tunnel}: which
+Tests for L{vpnkit.httpproxy.proxy}, L{vpnkit.httpproxy.guest},
+L{vpnkit.httpproxy.exchange} and L{vpnkit.httpproxy.tunnel}: which
 guest connections the proxy takes, what a request becomes upstream, the
 answers vpnkit gives itself, streaming with backpressure both ways, and
 tunnels (C{CONNECT}, upgrades, transparent HTTPS by server name).
@@ -23,7 +24,8 @@ from zope.interface.verify import verifyObject
 from tests.helpers import FakeHostNetwork, ip
 from vpnkit.config import StackConfig
 from vpnkit.httpproxy.config import parseHTTPConfig
-from vpnkit.httpproxy.proxy import GuestHTTP, HTTPProxy
+from vpnkit.httpproxy.guest import GuestHTTP
+from vpnkit.httpproxy.proxy import HTTPProxy
 from vpnkit.httpproxy.tunnel import TransparentTLS
 from vpnkit.interfaces import ITCPRoute
 from vpnkit.protocols.tcp.layer import Flow
@@ -261,6 +263,22 @@ class TransparentHTTPTests(ProxyMixin, SynchronousTestCase):
         self.answer(upstream, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo")
         reply = guest.take()
         self.assertLess(reply.index(b"one"), reply.index(b"two"))
+
+    def test_emptyLineBeforeRequest(self):
+        """
+        An empty line after a request (as some clients send after a POST
+        body) is skipped: the next request line is still the one its
+        exchange is made for, as soon as its head is read.
+        """
+        guest = self.attach()
+        guest.receive(b"POST /1 HTTP/1.1\r\nHost: a.example\r\nContent-Length: 1\r\n\r\nx\r\n")
+        upstream = self.upstream()
+        self.answer(upstream, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1")
+        upstream.clear()
+        guest.receive(b"PUT /2 HTTP/1.1\r\nHost: a.example\r\nContent-Length: 3\r\n\r\n")
+        self.assertTrue(upstream.value().startswith(b"PUT http://a.example:80/2 HTTP/1.1\r\n"))
+        guest.receive(b"abc")
+        self.assertTrue(upstream.value().endswith(b"\r\n\r\nabc"))
 
     def test_noHostHeader(self):
         """
@@ -587,6 +605,69 @@ class ExplicitTests(ProxyMixin, SynchronousTestCase):
         pending.protocol.dataReceived(b"back")
         self.assertEqual(guest.take(), b"back")
         self.assertEqual(self.counters.tunnels, 1)
+
+    def test_connectHTTP10(self):
+        """
+        An HTTP/1.0 C{CONNECT} (not a persistent connection for HTTP) is
+        tunnelled all the same, the bytes sent right after it first.
+        """
+        self.proxy.setConfig(parseHTTPConfig("{}"))
+        guest = self.attach(explicit=3129)
+        guest.receive(b"CONNECT origin.example:443 HTTP/1.0\r\n\r\nearly")
+        upstream = self.upstream()
+        self.assertEqual(guest.take(), b"HTTP/1.1 200 OK\r\n\r\n")
+        self.assertFalse(guest.disconnecting)
+        self.assertEqual(upstream.value(), b"early")
+        guest.receive(b"more")
+        self.assertEqual(upstream.value(), b"earlymore")
+
+    def test_connectWithBody(self):
+        """
+        The body of a C{CONNECT} (it has no meaning) is read and dropped;
+        the bytes after it start the tunnel, whether they came with the
+        request, with its body, or while the tunnel was being dialled.
+        """
+        self.proxy.setConfig(parseHTTPConfig("{}"))
+        guest = self.attach(explicit=3129)
+        guest.receive(b"CONNECT origin.example:443 HTTP/1.1\r\nContent-Length: 4\r\n\r\nbo")
+        guest.receive(b"dyearly")
+        guest.receive(b"-later")
+        upstream = self.upstream()
+        self.assertEqual(guest.take(), b"HTTP/1.1 200 OK\r\n\r\n")
+        self.assertEqual(upstream.value(), b"early-later")
+
+    def test_connectChunkedBody(self):
+        """
+        A chunked C{CONNECT} body is dropped the same way.
+        """
+        self.proxy.setConfig(parseHTTPConfig("{}"))
+        guest = self.attach(explicit=3129)
+        guest.receive(
+            b"CONNECT origin.example:443 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2\r\nbo\r\n0\r\n\r\nearly"
+        )
+        upstream = self.upstream()
+        self.assertEqual(guest.take(), b"HTTP/1.1 200 OK\r\n\r\n")
+        self.assertEqual(upstream.value(), b"early")
+
+    def test_connectAfterRequest(self):
+        """
+        A C{CONNECT} pipelined behind a plain request on a keep-alive
+        connection is tunnelled once that request is answered, with the
+        bytes that followed it.
+        """
+        self.proxy.setConfig(parseHTTPConfig("{}"))
+        guest = self.attach(explicit=3128)
+        guest.receive(
+            b"GET http://a.example/ HTTP/1.1\r\n\r\n"
+            b"CONNECT origin.example:443 HTTP/1.1\r\n\r\nearly"
+        )
+        origin = self.upstream()
+        self.answer(origin, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1")
+        self.assertEqual(self.network.connects[-1].port, 443)
+        tunnel = self.upstream()
+        self.assertTrue(guest.take().endswith(b"\r\n\r\n1HTTP/1.1 200 OK\r\n\r\n"))
+        self.assertEqual(tunnel.value(), b"early")
 
     def test_connectViaUpstream(self):
         """

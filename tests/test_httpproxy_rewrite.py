@@ -15,6 +15,7 @@ from vpnkit.httpproxy.rewrite import (
     errorPage,
     forwardHeaders,
     hostHeader,
+    parseRequestLine,
     parseResponseHead,
     requestTarget,
     upstreamURI,
@@ -68,6 +69,29 @@ class TargetTests(SynchronousTestCase):
         """
         self.assertEqual(connectTarget(b"Origin.Test:443"), Target("origin.test", 443, b""))
         self.assertRaises(RewriteError, connectTarget, b"origin.test")
+
+
+class RequestLineTests(SynchronousTestCase):
+    def test_parts(self):
+        """
+        A request line gives its method, request-target and version.
+        """
+        self.assertEqual(
+            parseRequestLine(b"GET http://a.example/x?y HTTP/1.1"),
+            (b"GET", b"http://a.example/x?y", b"HTTP/1.1"),
+        )
+        self.assertEqual(
+            parseRequestLine(b"CONNECT a.example:443 HTTP/1.0"),
+            (b"CONNECT", b"a.example:443", b"HTTP/1.0"),
+        )
+
+    def test_notThreeParts(self):
+        """
+        A line without exactly three parts separated by single spaces has
+        none.
+        """
+        for line in [b"", b"GET", b"GET /", b"GET  / HTTP/1.1", b"GET / HTTP/1.1 x", b"GET /\tHTTP/1.1"]:
+            self.assertIsNone(parseRequestLine(line), line)
 
 
 class RewriteTests(SynchronousTestCase):

@@ -52,8 +52,17 @@ def dnsServer(address, port, zonefile):
             if failure.check(dns.AuthoritativeDomainError):
                 # NXDOMAIN with the zone's SOA, as a real server sends it.
                 soa = dns.RRHeader(zone.soa[0], dns.SOA, dns.IN, 60, zone.soa[1], auth=True)
-                response = self._responseFromMessage(message=message, rCode=dns.ENAME, authority=[soa])
-                response.auth = True
+                response = dns.Message(
+                    id=message.id,
+                    answer=True,
+                    recAv=self.canRecurse,
+                    rCode=dns.ENAME,
+                    auth=True,
+                    maxSize=message.maxSize,
+                )
+                response.queries = message.queries[:]
+                response.authority = [soa]
+                response.timeReceived = getattr(message, "timeReceived", None)
                 self.sendReply(protocol, response, address)
                 return
             return super().gotResolverError(failure, protocol, message, address)

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_httpproxy_rewrite -*-
 """
-What a proxied request becomes, as pure functions: where it goes
-(L{requestTarget}), its request-target and headers for the next hop
+What a proxied request becomes, as pure functions: its request line
+(L{parseRequestLine}), where it goes (L{requestTarget}), its request-target and headers for the next hop
 (L{upstreamURI}, L{forwardHeaders}), the C{CONNECT} vpnkit sends to an
 upstream proxy and the head of its answer (L{connectRequest},
 L{parseResponseHead}), and the error pages vpnkit answers itself.
@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 __all__ = [
     "RewriteError",
     "Target",
+    "parseRequestLine",
     "requestTarget",
     "connectTarget",
     "hostHeader",
@@ -89,6 +90,24 @@ def _hostPort(text, defaultPort):
     if not 1 <= port <= 65535:
         raise RewriteError(f"port {port} is out of range")
     return match.group(1).rstrip("."), port
+
+
+def parseRequestLine(line):
+    """
+    The parts of a request line, C{method SP request-target SP
+    HTTP-version} (RFC 9112 §3), without its CRLF.
+
+    The line is only split, as twisted.web's parser splits it: that parser
+    reads the request and answers 400 to a line that is not well formed.
+
+    @return: C{(method, target, version)}, or C{None} when the line does
+        not have exactly three parts.
+    """
+    parts = line.split(b" ")
+    if len(parts) != 3:
+        return None
+    method, target, version = parts
+    return method, target, version
 
 
 def requestTarget(uri, host=None, defaultHost=None, defaultPort=80):

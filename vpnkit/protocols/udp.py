@@ -54,7 +54,7 @@ class VirtualUDPPort:
     def stopListening(self):
         if self.listening:
             self.listening = False
-            self._layer._unlisten(self._port)
+            self._layer.unlisten(self._port)
             self.protocol.doStop()
 
     loseConnection = stopListening
@@ -169,7 +169,10 @@ class UDPLayer:
         virtual.startListening()
         return virtual
 
-    def _unlisten(self, port):
+    def unlisten(self, port):
+        """
+        The L{VirtualUDPPort} on C{port} stopped listening: forget it.
+        """
         self._ports.pop(port, None)
 
     def serviceFailed(self, port):
@@ -228,11 +231,15 @@ class UDPLayer:
         @return: the L{InboundFlow}.
         """
         key = (guestIP, guestPort, srcIP, srcPort)
-        flow = InboundFlow(self, key, deliver)
+        flow = InboundFlow(self, key, deliver, self._counters)
         self._inbound[key] = flow
         return flow
 
-    def _closeInbound(self, flow):
+    def closeInbound(self, flow):
+        """
+        C{flow} (an L{InboundFlow}) is closed: the guest's datagrams to
+        its address are no longer delivered to it.
+        """
         if self._inbound.get(flow.key) is flow:
             del self._inbound[flow.key]
 
@@ -246,15 +253,16 @@ class InboundFlow:
     @ivar deliver: called with each datagram the guest sends back.
     """
 
-    def __init__(self, layer, key, deliver):
+    def __init__(self, layer, key, deliver, counters):
         self._layer = layer
+        self._counters = counters
         self.key = key
         self.deliver = deliver
 
     def send(self, data):
         guestIP, guestPort, srcIP, srcPort = self.key
         if self._layer.sendDatagram(srcIP, srcPort, guestIP, guestPort, data):
-            self._layer._counters.inboundSent += 1
+            self._counters.inboundSent += 1
 
     def close(self):
-        self._layer._closeInbound(self)
+        self._layer.closeInbound(self)

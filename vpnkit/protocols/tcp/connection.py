@@ -103,7 +103,7 @@ class TCPConnection:
         accepted connection, or our SYN).
         """
         now = self._clock.seconds()
-        self._emit(self.tcb.accept(now) if not self.tcb._accepted else self.tcb.dispatch(now))
+        self._emit(self.tcb.accept(now) if not self.tcb.accepted else self.tcb.dispatch(now))
         self._afterEvent(now)
 
     def segmentReceived(self, seg):

@@ -98,8 +98,8 @@ class TCPControlBlock:
     @ivar error: why the connection ended abnormally: C{None}, C{"reset"}
         (the guest's RST), C{"refused"} (its RST for our SYN), C{"timeout"}
         (it stopped answering) or C{"aborted"} (we sent RST).
-    @ivar eofReceived: the guest's FIN arrived (all its data is in
-        L{recvQueue} or was read).
+    @ivar eofReceived: the guest's FIN arrived (all its data is in L{recvQueue} or was read).
+    @ivar accepted: the host side exists (L{accept} was called, or we opened).
     """
 
     def __init__(self, localPort, remotePort, iss, config=TCPConfig()):
@@ -140,7 +140,7 @@ class TCPControlBlock:
         # segment, or (with SACK, one per arriving ACK) the next hole.
         self._retransmitFirst = self._retransmitNext = False
         self._unackedSegments = 0
-        self._accepted = False
+        self.accepted = False
 
         # The most payload one segment may carry: the MSS, unless the link
         # takes segmentation-offload super-segments (set by the layer).
@@ -178,7 +178,7 @@ class TCPControlBlock:
         """
         tcb = cls(localPort, remotePort, iss, config)
         tcb._transition("open")
-        tcb._accepted = True
+        tcb.accepted = True
         tcb._rx.shift = windowShift(config.receiveBuffer)
         return tcb, tcb.dispatch(now)
 
@@ -200,7 +200,7 @@ class TCPControlBlock:
         """
         The host connection exists: answer the SYN with SYN-ACK.
         """
-        self._accepted = True
+        self.accepted = True
         return self.dispatch(now)
 
     # -- application side ------------------------------------------------------
@@ -307,7 +307,7 @@ class TCPControlBlock:
         # No RST from TIME-WAIT (RFC 9293 3.10.5): the guest has finished
         # both ways, and a RST could only hit a new connection on the pair.
         if self.state not in (S.SYN_SENT, S.TIME_WAIT) and (
-            self._accepted or self.state in _SYNCHRONIZED
+            self.accepted or self.state in _SYNCHRONIZED
         ):
             out.append(self._make(self._acceptableSeq(), RST | ACK))
         self._enterClosed("aborted")
@@ -363,7 +363,7 @@ class TCPControlBlock:
         SYN-ACK was lost.
         """
         flags = seg.flags
-        if not self._accepted:
+        if not self.accepted:
             if flags & RST:
                 self._enterClosed("reset")
             return []
@@ -621,7 +621,7 @@ class TCPControlBlock:
             return None
         if self._ackNow or self._retransmitFirst or self._retransmitNext:
             return now
-        if self._accepted and self._canSendNow():
+        if self.accepted and self._canSendNow():
             return now
         times = [t for t in (self._rtoAt, self._ackAt, self._timeWaitAt) if t is not None]
         return min(times) if times else None
@@ -665,7 +665,7 @@ class TCPControlBlock:
             if not self._retransmissionTimeout(now):
                 return [self._make(self._acceptableSeq(), RST | ACK)] if self._synAcked else []
             state = self.state
-        if not self._accepted:
+        if not self.accepted:
             return out
         if state is S.SYN_RECEIVED or state is S.SYN_SENT:
             if self.sndMax == self.iss:
