@@ -167,7 +167,7 @@ def rtt(args):
     finally:
         s.close()
     elapsed = time.perf_counter() - start
-    result = {"round_trips": len(samples), "seconds": elapsed}
+    result = {"round_trips": len(samples), "exchanges": n, "seconds": elapsed}
     result.update(percentiles(samples))
     result["min"] = min(samples) if samples else None
     result["mean"] = sum(samples) / len(samples) if samples else None

@@ -80,14 +80,14 @@ UDP_SIZE = 33
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MiB = 1024 * 1024
 
-# key: (label, unit, higher is better, probe figure?)
+# key: (label, unit, higher is better, (CPU cost unit, seconds per operation -> unit))
 FIGURES = {
-    "tcp_up": ("TCP guest→host (iperf3)", "Gbit/s", True, False),
-    "tcp_down": ("TCP host→guest (iperf3 -R)", "Gbit/s", True, False),
-    "tcp_connect": ("TCP connect+1 byte+close", "conn/s", True, True),
-    "tcp_rtt_p50": ("TCP 1-byte round trip p50", "µs", False, True),
-    "tcp_rtt_p90": ("TCP 1-byte round trip p90", "µs", False, True),
-    "udp_rr": (f"UDP {UDP_SIZE}-byte request/response", "req/s", True, True),
+    "tcp_up": ("TCP guest→host (iperf3)", "Gbit/s", True, ("CPU s/GB", 1e9)),
+    "tcp_down": ("TCP host→guest (iperf3 -R)", "Gbit/s", True, ("CPU s/GB", 1e9)),
+    "tcp_connect": ("TCP connect+1 byte+close", "conn/s", True, ("CPU µs/connection", 1e6)),
+    "tcp_rtt_p50": ("TCP 1-byte round trip p50", "µs", False, ("CPU µs/round trip", 1e6)),
+    "tcp_rtt_p90": ("TCP 1-byte round trip p90", "µs", False, ("CPU µs/round trip", 1e6)),
+    "udp_rr": (f"UDP {UDP_SIZE}-byte request/response", "req/s", True, ("CPU µs/request", 1e6)),
 }
 STACKS = ("vpnkit", "slirp4netns", "vpnkit-vmnet")
 VPNKIT_STACKS = ("vpnkit", "vpnkit-vmnet")
@@ -329,10 +329,10 @@ def measureTopology(name, mtu, args, probes, workdir):
     """
     records = []
 
-    def record(figure, value, seconds, usage, raw):
+    def record(figure, value, seconds, usage, raw, ops):
         records.append(
             {"stack": name, "mtu": mtu, "figure": figure, "value": value, "seconds": seconds,
-             "usage": usage, "raw": raw}  # fmt: skip
+             "usage": usage, "raw": raw, "ops": ops}  # fmt: skip
         )
 
     scope = Cleanups()
@@ -344,20 +344,21 @@ def measureTopology(name, mtu, args, probes, workdir):
                 bits, seconds, usage = measure(
                     topology, lambda: iperfClient(topology.guest, topology.target, args.time, reverse, args.parallel)
                 )
-                record(key, bits / 1e9, seconds, usage, {"bits_per_second": bits})
+                record(key, bits / 1e9, seconds, usage, {"bits_per_second": bits}, bits * args.time / 8)
         if probes:
             probeServer(scope, topology.host, "tcp-echo-server", TCP_ECHO_PORT, workdir)
             probeServer(scope, topology.host, "udp-echo-server", UDP_ECHO_PORT, workdir)
             t = args.probe_time
             raw, seconds, usage = measure(topology, lambda: probe(topology, "connect-rate", TCP_ECHO_PORT, t))
-            record("tcp_connect", raw["per_second"], seconds, usage, raw)
+            record("tcp_connect", raw["per_second"], seconds, usage, raw, raw["connections"])
             raw, seconds, usage = measure(topology, lambda: probe(topology, "rtt", TCP_ECHO_PORT, t))
-            record("tcp_rtt_p50", raw["p50"], seconds, usage, raw)
-            record("tcp_rtt_p90", raw["p90"], seconds, usage, raw)
+            ops = raw["exchanges"]
+            record("tcp_rtt_p50", raw["p50"], seconds, usage, raw, ops)
+            record("tcp_rtt_p90", raw["p90"], seconds, usage, raw, ops)
             raw, seconds, usage = measure(
                 topology, lambda: probe(topology, "udp-rr", UDP_ECHO_PORT, t, "--size", str(UDP_SIZE))
             )
-            record("udp_rr", raw["per_second"], seconds, usage, raw)
+            record("udp_rr", raw["per_second"], seconds, usage, raw, raw["answered"] + raw["lost"])
     finally:
         scope.run()
     return records
@@ -492,6 +493,17 @@ def pick(records, figure, mtu, stack):
     return [r for r in records if r["figure"] == figure and r["mtu"] == mtu and r["stack"] == stack]
 
 
+def cpuCost(record):
+    """
+    CPU time of the stack's processes per operation (per byte for
+    iperf3), in the figure's cost unit; C{None} if unknown.
+    """
+    if not record.get("ops") or not record["usage"]:
+        return None
+    seconds = sum(u["cpu_percent"] for u in record["usage"].values()) / 100 * record["seconds"]
+    return seconds / record["ops"] * FIGURES[record["figure"]][3][1]
+
+
 def figureSummaries(records, stacks):
     out = []
     for figure, mtu in rows(records):
@@ -502,6 +514,7 @@ def figureSummaries(records, stacks):
                 continue
             entry["stacks"][stack] = {
                 "value": summarise([r["value"] for r in chosen]),
+                "cpu_cost": summarise([cpuCost(r) for r in chosen]),
                 "cpu_percent": {
                     process: summarise([r["usage"].get(process, {}).get("cpu_percent") for r in chosen])
                     for process in chosen[0]["usage"]
@@ -517,6 +530,12 @@ def figureSummaries(records, stacks):
             own = entry["stacks"].get(stack, {}).get("value")
             if own and base and base["median"]:
                 entry["ratios"][stack] = own["median"] / base["median"]
+        base = entry["stacks"].get(BASELINE, {}).get("cpu_cost")
+        entry["cost_ratios"] = {}
+        for stack in VPNKIT_STACKS:
+            own = entry["stacks"].get(stack, {}).get("cpu_cost")
+            if own and base and base["median"]:
+                entry["cost_ratios"][stack] = own["median"] / base["median"]
         out.append(entry)
     return out
 
@@ -532,9 +551,12 @@ def markdown(summaries, startups, stacks, meta):
         f"below 1 where lower is better (↓)."
     )
     lines.append("")
+    if not summaries:
+        lines.append("Nothing was measured.")
     header = ["figure", "MTU", *shown, *[f"{s} / slirp" for s in vpnkits]]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|")
+    if summaries:
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|")
     for entry in summaries:
         label, unit, higher, _ = FIGURES[entry["figure"]]
         cells = [f"{label}, {unit} {'↑' if higher else '↓'}", str(entry["mtu"])]
@@ -547,7 +569,7 @@ def markdown(summaries, startups, stacks, meta):
         lines.append("| " + " | ".join(cells) + " |")
 
     measured = [s for s in shown if s != "loopback"]
-    if measured:
+    if measured and summaries:
         lines.append("")
         lines.append(
             "CPU % of the stack's processes over each window (100 = one core; vpnkit-vmnet: "
@@ -576,6 +598,30 @@ def markdown(summaries, startups, stacks, meta):
                 peaks = [v for v in s["peak_rss"].values() if v]
                 rsss.append(" + ".join(f"{v['median'] / MiB:.0f}" for v in peaks))
             lines.append("| " + " | ".join([label, str(entry["mtu"]), *cpus, *rsss]) + " |")
+
+        lines.append("")
+        lines.append(
+            "CPU cost: CPU time of the stack's processes per operation (iperf3: per GB carried), "
+            "median (min–max); lower is better, and so is a ratio below 1."
+        )
+        lines.append("")
+        header = ["figure", "MTU", "per", *measured, *[f"{s} / slirp" for s in vpnkits]]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|")
+        for entry in summaries:
+            if entry["figure"] == "tcp_rtt_p90":
+                continue
+            label, _, _, (costUnit, _) = FIGURES[entry["figure"]]
+            if entry["figure"] == "tcp_rtt_p50":
+                label = "TCP 1-byte round trip"
+            cells = [label, str(entry["mtu"]), costUnit]
+            for stack in measured:
+                s = entry["stacks"].get(stack)
+                cells.append(cell(s["cpu_cost"], costUnit) if s and s.get("cpu_cost") else "")
+            for stack in vpnkits:
+                ratio = entry.get("cost_ratios", {}).get(stack)
+                cells.append(f"{ratio:.2f}" if ratio is not None else "—")
+            lines.append("| " + " | ".join(cells) + " |")
 
     if startups:
         lines.append("")
