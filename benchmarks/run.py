@@ -364,6 +364,25 @@ def measureTopology(name, mtu, args, probes, workdir):
     return records
 
 
+def scanLogs(workdir):
+    """
+    Tracebacks and unhandled errors the stack's processes logged.
+
+    @return: a list of C{{"log": name, "excerpt": text}}.
+    """
+    found = []
+    for path in sorted(Path(workdir).glob("*.log")):
+        if not path.name.startswith(("vpnkit", "bridge-", "slirp4netns", "startup-")):
+            continue
+        text = path.read_text(errors="replace")
+        for marker in ("Traceback", "Unhandled", "CRITICAL"):
+            at = text.find(marker)
+            if at >= 0:
+                found.append({"log": path.name, "excerpt": text[max(0, at - 200) : at + 1500]})
+                break
+    return found
+
+
 # -- start-up ------------------------------------------------------------------
 
 
@@ -660,7 +679,8 @@ def markdown(summaries, startups, stacks, meta):
 
 def chart(path, summaries, startups, stacks):
     """
-    One panel per figure: the median of each stack with its min-max range.
+    One panel per figure, per CPU cost and for start-up and idle RSS, a
+    row (or two) for each: the median of each stack with its min-max range.
     """
     import matplotlib
 
@@ -675,42 +695,59 @@ def chart(path, summaries, startups, stacks):
                    "loopback": "loopback"}  # fmt: skip
     startupLabels = {"vpnkit": "vpnkit\n--ethernet", "twistd": "twistd\nvpnkit", "vpnkit-netns": "vpnkit\n--netns",
                      "slirp4netns": "slirp4netns"}  # fmt: skip
-    panels = [(e, FIGURES[e["figure"]]) for e in summaries]
-    startupKinds = [k for k in STARTUPS if any(s["stack"] == k for s in startups)]
-    count = len(panels) + (2 if startupKinds else 0)
-    columns = min(5, count)
-    rowsN = -(-count // columns)
-    fig, axes = plt.subplots(rowsN, columns, figsize=(2.6 * columns, 2.6 * rowsN), squeeze=False)
-    flat = [a for row in axes for a in row]
 
-    def bars(ax, names, summariesByName, title, labels):
-        xs = range(len(names))
-        medians = [summariesByName[n]["median"] if summariesByName.get(n) else 0 for n in names]
-        low = [m - summariesByName[n]["min"] if summariesByName.get(n) else 0 for n, m in zip(names, medians)]
-        high = [summariesByName[n]["max"] - m if summariesByName.get(n) else 0 for n, m in zip(names, medians)]
-        ax.bar(xs, medians, color=[colours[n] for n in names], yerr=[low, high], capsize=3)
-        ax.set_xticks(list(xs))
-        ax.set_xticklabels([labels[n] for n in names], fontsize=7)
-        ax.set_title(title, fontsize=8)
-        ax.tick_params(axis="y", labelsize=7)
-
-    for ax, (entry, (label, unit, higher, _)) in zip(flat, panels):
-        names = [s for s in stacks if s in entry["stacks"]]
+    # Each panel: (title, {name: summary}, labels).
+    groups = []
+    panels = []
+    for entry in summaries:
+        label, unit, higher, _ = FIGURES[entry["figure"]]
+        names = [n for n in stacks if n in entry["stacks"]]
         title = f"{label}\n{unit} {'(higher better)' if higher else '(lower better)'}, MTU {entry['mtu']}"
-        bars(ax, names, {n: entry["stacks"][n]["value"] for n in names}, title, stackLabels)
-    if startupKinds:
-        rest = flat[len(panels) :]
-        for ax, (key, scale, title) in zip(
-            rest,
-            (("to_ready", 1000, "start-up to ready, ms\n(lower better)"),
-             ("idle_rss", 1 / MiB, "idle RSS, MiB\n(lower better)")),
-        ):  # fmt: skip
-            sums = {
-                k: summarise([s[key] * scale for s in startups if s["stack"] == k]) for k in startupKinds
-            }
-            bars(ax, startupKinds, sums, title, startupLabels)
-    for ax in flat[count:]:
-        ax.axis("off")
+        panels.append((title, {n: entry["stacks"][n]["value"] for n in names}, stackLabels))
+    groups.append(panels)
+    panels = []
+    for entry in summaries:
+        if entry["figure"] == "tcp_rtt_p90":
+            continue
+        label, _, _, (costUnit, _) = FIGURES[entry["figure"]]
+        label = "TCP 1-byte round trip" if entry["figure"] == "tcp_rtt_p50" else label
+        names = [n for n in stacks if entry["stacks"].get(n, {}).get("cpu_cost")]
+        if names:
+            title = f"{label}, MTU {entry['mtu']}\n{costUnit} (lower better)"
+            panels.append((title, {n: entry["stacks"][n]["cpu_cost"] for n in names}, stackLabels))
+    groups.append(panels)
+    kinds = [k for k in STARTUPS if any(s["stack"] == k for s in startups)]
+    panels = []
+    for key, scale, title in (
+        ("to_ready", 1000, "start-up, exec to ready, ms\n(lower better)"),
+        ("idle_rss", 1 / MiB, "idle RSS, MiB\n(lower better)"),
+    ):
+        if kinds:
+            sums = {k: summarise([s[key] * scale for s in startups if s["stack"] == k]) for k in kinds}
+            panels.append((title, sums, startupLabels))
+    groups.append(panels)
+    groups = [g for g in groups if g]
+
+    columns = 4
+    layout = []  # one list of panels per row
+    for group in groups:
+        for i in range(0, len(group), columns):
+            layout.append(group[i : i + columns])
+    fig, axes = plt.subplots(len(layout), columns, figsize=(2.7 * columns, 2.5 * len(layout)), squeeze=False)
+    for row, panelsInRow in zip(axes, layout):
+        for ax in row[len(panelsInRow) :]:
+            ax.axis("off")
+        for ax, (title, byName, labels) in zip(row, panelsInRow):
+            names = list(byName)
+            xs = range(len(names))
+            medians = [byName[n]["median"] if byName[n] else 0 for n in names]
+            low = [m - byName[n]["min"] if byName[n] else 0 for n, m in zip(names, medians)]
+            high = [byName[n]["max"] - m if byName[n] else 0 for n, m in zip(names, medians)]
+            ax.bar(xs, medians, color=[colours[n] for n in names], yerr=[low, high], capsize=3)
+            ax.set_xticks(list(xs))
+            ax.set_xticklabels([labels[n] for n in names], fontsize=7)
+            ax.set_title(title, fontsize=8)
+            ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=72)
     plt.close(fig)
@@ -794,6 +831,10 @@ def main(argv=None):
                         log(f" failed: {e}")
                         errors.append({"rep": rep, "startup": kind, "error": str(e)})
                         continue
+                    finally:
+                        for found in scanLogs(workdir):
+                            if found["log"] == f"startup-{kind}.log":
+                                errors.append({"rep": rep, "startup": kind, **found})
                     result["rep"] = rep
                     startups.append(result)
                     log(f" {result['to_ready'] * 1000:.0f} ms")
@@ -812,6 +853,10 @@ def main(argv=None):
                         log(f" failed: {e}")
                         errors.append({"rep": rep, "mtu": mtu, "stack": name, "error": str(e)})
                         continue
+                    finally:
+                        for found in scanLogs(scratch):
+                            log(f" {found['log']} has an error logged")
+                            errors.append({"rep": rep, "mtu": mtu, "stack": name, **found})
                     for r in got:
                         r["rep"] = rep
                     records.extend(got)
