@@ -162,7 +162,7 @@ class IIPv4Sender(Interface):
 
 class IUDPService(Interface):
     """
-    A service vpnkit itself answers on a UDP port (DHCP, later DNS).
+    A service vpnkit itself answers on a UDP port with the IP and UDP headers in hand (DHCP).
     """
 
     def datagramReceived(ipHeader, udpHeader, payload):

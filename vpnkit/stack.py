@@ -55,6 +55,8 @@ class Stack:
     @param dnsConfig: the upstream servers
         (L{vpnkit.protocols.dnsconfig.DNSConfig}): from C{--dns}, or the
         host's C{resolv.conf}; none by default.
+    @param tcpLimits: the L{vpnkit.protocols.tcp.config.TCPLimits} (when
+        given, C{maxConnections} is ignored).
     @param systemLookup: when given, A and AAAA are answered by the host's
         resolver through this C{lookup(name, family)} (see
         L{vpnkit.host.resolvers}), other types by the C{dnsConfig} servers.
@@ -70,6 +72,7 @@ class Stack:
         hostNetwork=None,
         connectTimeout=30.0,
         maxConnections=None,
+        tcpLimits=None,
         sockets=None,
         dnsConfig=None,
         systemLookup=None,
@@ -153,6 +156,7 @@ class Stack:
             self.tcpRouter,
             reactor,
             maxConnections=maxConnections,
+            limits=tcpLimits,
             guestPresent=lambda ip: self.switch.portForIP(ip) is not None,
             segmentLimit=self._segmentLimit,
         )

@@ -9,7 +9,6 @@ diagnostics, API and proxy listeners, and the watched configuration files.
 """
 
 import sys
-from dataclasses import replace
 
 from vpnkit.api import makeAPI
 from vpnkit.capture import Capture, CaptureReaderFactory, CaptureService
@@ -28,6 +27,7 @@ from vpnkit.protocols.dhcp import parseDHCPSettings
 from vpnkit.protocols.dns import parseHosts
 from vpnkit.protocols.dgramlinks import QEMUDatagramProtocol, VfkitDatagramProtocol
 from vpnkit.protocols.dnsconfig import parseDNSConfig, parseResolvConf
+from vpnkit.protocols.tcp.config import TCPLimits
 from vpnkit.protocols.links import QEMUServerFactory, VMNetServerFactory
 from vpnkit.options import (  # noqa: F401 (re-exported: the plugin names vpnkit.tap)
     LinkSpec,
@@ -120,16 +120,15 @@ def makeService(options, reactor=None):
         options.config,
         reactor,
         connectTimeout=options.connectTimeout,
-        maxConnections=options.maxConnections,
+        tcpLimits=TCPLimits(
+            maxConnections=options.maxConnections,
+            maxHalfOpen=options.maxHalfOpen,
+            maxHalfOpenPerGuest=options.maxHalfOpenPerGuest,
+        ),
         dnsConfig=dnsConfig,
         systemLookup=systemLookup,
         gatewayForwards=options.gatewayForwards,
         httpProxy=httpProxy,
-    )
-    stack.tcp.limits = replace(
-        stack.tcp.limits,
-        maxHalfOpen=options.maxHalfOpen,
-        maxHalfOpenPerGuest=options.maxHalfOpenPerGuest,
     )
     readiness = Readiness(options.readyFD)
     top = VPNKitService(

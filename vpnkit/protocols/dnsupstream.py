@@ -46,7 +46,7 @@ from vpnkit.protocols.dnsexchange import UpstreamExchange
 __all__ = ["UpstreamResolver", "NoUpstreamError", "MAX_IN_FLIGHT"]
 
 # The namespace is older than this module; kept so log lines do not change.
-log = logger("vpnkit.dnsforward")
+log = logger("vpnkit.dnsupstream")
 
 MAX_IN_FLIGHT = 1024
 
