@@ -164,6 +164,24 @@ def clearStaleSocket(path, socketType=socket.SOCK_STREAM, where=None):
         probe.close()
 
 
+def probeUnixPath(path, socketType, where):
+    """
+    Check a Unix socket path can be bound (a stale socket file is removed
+    first): bind a plain socket of C{socketType} there and let it go.
+
+    @raise ConfigError: naming C{where}.
+    """
+    clearStaleSocket(path, socketType, where)
+    probe = socket.socket(socket.AF_UNIX, socketType)
+    try:
+        probe.bind(path)
+    except OSError as e:
+        raise ConfigError(f"{where}: cannot listen: {_reason(e)}") from None
+    finally:
+        probe.close()
+    os.unlink(path)
+
+
 class UnixListenService(ListenService):
     """
     Listen on a Unix socket path, first removing a stale socket file left by
@@ -195,15 +213,7 @@ class UnixListenService(ListenService):
             os.chown(self._path, -1, self._group)
 
     def probe(self):
-        clearStaleSocket(self._path, socket.SOCK_STREAM, self.where)
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.bind(self._path)
-        except OSError as e:
-            raise ConfigError(f"{self.where}: cannot listen: {_reason(e)}") from None
-        finally:
-            probe.close()
-        os.unlink(self._path)
+        probeUnixPath(self._path, socket.SOCK_STREAM, self.where)
 
     def privilegedStartService(self):
         clearStaleSocket(self._path, socket.SOCK_STREAM, self.where)
@@ -315,15 +325,7 @@ class UnixDatagramLinkService(Service):
         """
         See L{ListenService.probe}.
         """
-        clearStaleSocket(self.path, socket.SOCK_DGRAM, self.where)
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        try:
-            probe.bind(self.path)
-        except OSError as e:
-            raise ConfigError(f"{self.where}: cannot listen: {_reason(e)}") from None
-        finally:
-            probe.close()
-        os.unlink(self.path)
+        probeUnixPath(self.path, socket.SOCK_DGRAM, self.where)
 
     def abandon(self):
         """
