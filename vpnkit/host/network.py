@@ -1,6 +1,22 @@
 # -*- test-case-name: tests.test_host_network_real -*-
 """
-L{HostNetwork}: the real L{IHostNetwork}, over the reactor's C{connectTCP}.
+L{HostNetwork}: the real L{IHostNetwork}, host TCP connections on the
+reactor.
+
+Each connection is a L{HostConnection}, Twisted's TCP client transport
+with two differences that matter when a guest exchanges small messages
+(every frame of the guest's becomes a write here, often of a few bytes):
+
+ - it dials at once, in the call that asks for it: the address is always
+   a literal, so there is nothing to resolve (Twisted's C{connectTCP}
+   waits a reactor turn and runs a L{Deferred} chain to find that out);
+ - it writes through: a write that finds nothing waiting in the transport's
+   buffer goes to the socket at once, in the same reactor turn, and only
+   what the kernel does not take is buffered (C{startWriting}, a turn
+   later, as Twisted does for every write).  A small write to a host
+   socket with room in its kernel buffer thus costs one C{send}, instead
+   of registering for writability, waiting for the next turn, sending and
+   unregistering again.
 
 A dial to a port nothing listens on can connect to itself: when the
 kernel picks an ephemeral local port equal to the destination port on the
@@ -13,17 +29,24 @@ L{SelfConnectError}, a C{ConnectionRefusedError}, exactly as if the port
 had refused.
 """
 
-from twisted.internet import error
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IHalfCloseableProtocol
-from twisted.internet.protocol import ClientFactory, Protocol
+from errno import EAGAIN, EINTR, ENOBUFS, EWOULDBLOCK
+
+from twisted.internet import error, tcp
+from twisted.internet.abstract import isIPAddress
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
-from zope.interface import directlyProvides, implementer
+from zope.interface import implementer
 
 from vpnkit.interfaces import IHostNetwork
 from vpnkit.protocols.tcp.layer import SelfConnectError
 
-__all__ = ["HostNetwork", "SelfConnectError"]
+__all__ = ["HostNetwork", "HostConnection", "SelfConnectError"]
+
+# What a send that took nothing reports without anything being wrong (as
+# Twisted's own writeSomeData reads them).
+_TRY_AGAIN = frozenset({EAGAIN, EWOULDBLOCK, EINTR, ENOBUFS})
 
 
 def connectedToItself(transport):
@@ -34,79 +57,186 @@ def connectedToItself(transport):
     return (host.host, host.port) == (peer.host, peer.port)
 
 
+class HostConnection(tcp.Client):
+    """
+    A host TCP connection that dials at once and writes through (see the
+    module's docstring).  Everything else, reading, half-close, producers
+    and closing, is Twisted's C{tcp.Client}.
+
+    @param dial: the connector: told C{buildProtocol(address)} once
+        connected, C{connectionFailed(reason)} when the dial fails and
+        C{connectionLost(reason)} at the end.
+    @param bindAddress: C{(host, port)} to bind to before dialling, or
+        C{None}.
+    """
+
+    def __init__(self, host, port, bindAddress, dial, reactor):
+        # Whether a write may go straight to the socket: nothing waits in
+        # Twisted's buffer, and nobody asked to close.
+        self._direct = True
+        self._closing = False
+        self._dialling = False
+        super().__init__(host, port, bindAddress, dial, reactor)
+        self.resolveAddress()
+
+    def resolveAddress(self):
+        """
+        Dial now (also called, uselessly, by Twisted a turn later): the
+        address is a literal.
+        """
+        if self._dialling:
+            return
+        self._dialling = True
+        if not hasattr(self, "socket"):
+            # The socket could not be made: Twisted fails the dial a turn
+            # later.
+            return
+        self.realAddress = self.addr
+        self.doConnect()
+
+    # -- writing through ------------------------------------------------------
+
+    def write(self, data):
+        if not self._direct or not self.connected or not isinstance(data, bytes) or not data:
+            super().write(data)
+            return
+        try:
+            sent = self.socket.send(data)
+        except OSError as e:
+            if e.errno not in _TRY_AGAIN:
+                self._sendFailed(e)
+                return
+            sent = 0
+        if sent == len(data):
+            return
+        # The kernel's buffer is full: the rest waits in Twisted's, and
+        # goes (with whatever follows) once the socket is writable.
+        self._direct = False
+        super().write(data[sent:])
+
+    def writeSequence(self, iovec):
+        self.write(b"".join(iovec))
+
+    def stopWriting(self):
+        # Twisted stops watching for writability once its buffer is empty
+        # (or the connection is going): writes may go straight out again.
+        if not self._closing:
+            self._direct = True
+        super().stopWriting()
+
+    def _sendFailed(self, reason):
+        """
+        A send failed for good (the peer reset, ...): lose the connection a
+        turn later, as C{FileDescriptor.doWrite} would have had the write
+        been buffered; nothing more is read or written meanwhile.
+        """
+        self._direct = False
+        self._closing = True
+        self.stopReading()
+        self.stopWriting()
+        self.reactor.callLater(0, self._lostOnSend, reason)
+
+    def _lostOnSend(self, reason):
+        if self.connected:
+            self.connectionLost(Failure(error.ConnectionLost(str(reason))))
+
+    def loseWriteConnection(self):
+        self._direct = False
+        self._closing = True
+        super().loseWriteConnection()
+
+    def loseConnection(self):
+        self._direct = False
+        self._closing = True
+        super().loseConnection()
+
+    def abortConnection(self):
+        self._direct = False
+        self._closing = True
+        super().abortConnection()
+
+
 class _Dialled(Protocol):
     """
     Stands between a new host connection and the protocol it is for until
-    the connection is known not to be connected to itself, then passes
-    every event on.
+    the connection is known not to be connected to itself, then hands the
+    transport over to that protocol and steps aside.
     """
 
     def __init__(self, dial, protocol):
         self._dial = dial
         self._protocol = protocol
-        if IHalfCloseableProtocol.providedBy(protocol):
-            directlyProvides(self, IHalfCloseableProtocol)
 
     def connectionMade(self):
         transport = self.transport
         if connectedToItself(transport):
             address = transport.getPeer()
-            self._protocol = None
             transport.abortConnection()
             self._dial.failed(Failure(SelfConnectError(address.host, address.port)))
             return
-        self._protocol.makeConnection(transport)
-        self._dial.connected(self._protocol)
-
-    def dataReceived(self, data):
-        self._protocol.dataReceived(data)
-
-    def readConnectionLost(self):
-        self._protocol.readConnectionLost()
-
-    def writeConnectionLost(self):
-        self._protocol.writeConnectionLost()
-
-    def connectionLost(self, reason):
-        if self._protocol is not None:
-            self._protocol.connectionLost(reason)
+        protocol = self._protocol
+        transport.protocol = protocol
+        protocol.makeConnection(transport)
+        self._dial.connected(protocol)
 
 
-class _Dial(ClientFactory):
+class _Dial:
     """
-    One connect: a L{Deferred} that fires with the protocol once it is
-    connected, or fails (refused, timed out, cancelled, connected to
-    itself).  Quiet: vpnkit dials once per guest connection.
+    One connect, and the connector of its L{HostConnection}: a
+    L{Deferred} that fires with the protocol once it is connected, or fails
+    (refused, timed out, cancelled, connected to itself).
     """
 
-    noisy = False
-
-    def __init__(self, protocol):
+    def __init__(self, protocol, host, port, reactor):
         self._protocol = protocol
-        self._connector = None
+        self._destination = (host, port)
+        self._reactor = reactor
+        self._timeout = None
+        self.transport = None
         self.deferred = Deferred(self._cancel)
 
-    def startedConnecting(self, connector):
-        self._connector = connector
+    def start(self, host, port, timeout, bindAddress):
+        self.transport = HostConnection(host, port, bindAddress, self, self._reactor)
+        if not self.deferred.called:
+            self._timeout = self._reactor.callLater(timeout, self._timedOut)
+
+    def _stopTimeout(self):
+        if self._timeout is not None:
+            if self._timeout.active():
+                self._timeout.cancel()
+            self._timeout = None
+
+    def _timedOut(self):
+        self._timeout = None
+        self.transport.failIfNotConnected(error.TimeoutError())
+
+    def _cancel(self, deferred):
+        self._stopTimeout()
+        deferred.errback(error.ConnectingCancelledError(IPv4Address("TCP", *self._destination)))
+        self.transport.stopConnecting()
+
+    # -- what the transport asks of its connector ----------------------------------
 
     def buildProtocol(self, addr):
+        self._stopTimeout()
         return _Dialled(self, self._protocol)
+
+    def connectionFailed(self, reason):
+        self.failed(reason)
+
+    def connectionLost(self, reason):
+        pass
+
+    # -- outcome ---------------------------------------------------------------------
 
     def connected(self, protocol):
         if not self.deferred.called:
             self.deferred.callback(protocol)
 
     def failed(self, failure):
+        self._stopTimeout()
         if not self.deferred.called:
             self.deferred.errback(failure)
-
-    def clientConnectionFailed(self, connector, reason):
-        self.failed(reason)
-
-    def _cancel(self, deferred):
-        connector = self._connector
-        deferred.errback(error.ConnectingCancelledError(connector.getDestination()))
-        connector.stopConnecting()
 
 
 @implementer(IHostNetwork)
@@ -117,6 +247,16 @@ class HostNetwork:
         self._reactor = reactor
 
     def connectTCP(self, host, port, protocol, timeout):
-        dial = _Dial(protocol)
-        self._reactor.connectTCP(host, port, dial, timeout=timeout)
+        if not isIPAddress(host):
+            return fail(error.ConnectError(string=f"not an IPv4 address: {host!r}"))
+        dial = _Dial(protocol, host, port, self._reactor)
+        dial.start(host, port, timeout, self.localAddress(host, port))
         return dial.deferred
+
+    def localAddress(self, host, port):
+        """
+        The C{(host, port)} a new connection to C{host}:C{port} binds to
+        before it dials, or C{None}: the kernel picks (always; a hook for
+        tests).
+        """
+        return None
