@@ -19,18 +19,25 @@ a shared machine touches far less than an end-to-end rate.
  - C{udp}: a 33-byte datagram to the host alias and its 33-byte answer.
 
 Prints microseconds of CPU per operation (median of the repetitions).
-Under C{valgrind --tool=callgrind} (C{--n 200 --reps 1}), the instruction
-count per operation is the steadier figure.
+Under C{valgrind --tool=callgrind} the instruction count per operation is
+the steadier figure: run C{--reps 1 --only NAME} with two C{--n} and divide
+the difference.  C{VPNKIT_TREE=PATH} measures the checkout at PATH (the
+same benchmark on the code before a change).
 """
 
 import argparse
 import gc
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
+# The checkout to measure: this one, or another (a build before a change)
+# named by VPNKIT_TREE; its vpnkit is imported before anything else is.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if os.environ.get("VPNKIT_TREE"):
+    sys.path.insert(0, os.environ["VPNKIT_TREE"])
 
 from tests.helpers import HOST_IP, SERVER_MAC, buildIPv4, buildUDP, makeStack  # noqa: E402
 from vpnkit.wire.ethernet import HEADER_LENGTH  # noqa: E402
