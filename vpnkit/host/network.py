@@ -16,7 +16,8 @@ with two differences that matter when a guest exchanges small messages
    later, as Twisted does for every write).  A small write to a host
    socket with room in its kernel buffer thus costs one C{send}, instead
    of registering for writability, waiting for the next turn, sending and
-   unregistering again.
+   unregistering again.  A half-close with nothing waiting is likewise a
+   C{shutdown} at once.
 
 A dial to a port nothing listens on can connect to itself: when the
 kernel picks an ephemeral local port equal to the destination port on the
@@ -30,11 +31,12 @@ had refused.
 """
 
 from errno import EAGAIN, EINTR, ENOBUFS, EWOULDBLOCK
+from socket import AF_INET, SHUT_WR, inet_pton
 
 from twisted.internet import error, tcp
-from twisted.internet.abstract import isIPAddress
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -75,6 +77,7 @@ class HostConnection(tcp.Client):
         # Twisted's buffer, and nobody asked to close.
         self._direct = True
         self._closing = False
+        self._writeShut = False
         self._dialling = False
         super().__init__(host, port, bindAddress, dial, reactor)
         self.resolveAddress()
@@ -97,6 +100,9 @@ class HostConnection(tcp.Client):
     # -- writing through ------------------------------------------------------
 
     def write(self, data):
+        if self._writeShut:
+            # Half-closed (as Twisted drops what is written then).
+            return
         if not self._direct or not self.connected or not isinstance(data, bytes) or not data:
             super().write(data)
             return
@@ -141,13 +147,39 @@ class HostConnection(tcp.Client):
             self.connectionLost(Failure(error.ConnectionLost(str(reason))))
 
     def loseWriteConnection(self):
+        """
+        Half-close: at once when nothing waits to be written and no
+        producer is registered (what Twisted does a reactor turn later,
+        after a C{send} of nothing), else as Twisted does.
+        """
+        direct = self._direct and self.producer is None and self.connected
         self._direct = False
         self._closing = True
-        super().loseWriteConnection()
+        if not direct:
+            super().loseWriteConnection()
+            return
+        self._writeShut = True
+        try:
+            self.socket.shutdown(SHUT_WR)
+        except OSError:
+            pass
+        protocol = IHalfCloseableProtocol(self.protocol, None)
+        if protocol is not None:
+            try:
+                protocol.writeConnectionLost()
+            except BaseException:
+                self.connectionLost(Failure())
 
     def loseConnection(self):
         self._direct = False
         self._closing = True
+        if self._writeShut and self.connected and not self.disconnecting:
+            # What Twisted's own loseConnection does once the write side
+            # is closed.
+            self.stopReading()
+            self.stopWriting()
+            self.connectionLost(Failure(error.ConnectionDone("Connection done")))
+            return
         super().loseConnection()
 
     def abortConnection(self):
@@ -247,7 +279,9 @@ class HostNetwork:
         self._reactor = reactor
 
     def connectTCP(self, host, port, protocol, timeout):
-        if not isIPAddress(host):
+        try:
+            inet_pton(AF_INET, host)
+        except (OSError, TypeError):
             return fail(error.ConnectError(string=f"not an IPv4 address: {host!r}"))
         dial = _Dial(protocol, host, port, self._reactor)
         dial.start(host, port, timeout, self.localAddress(host, port))
