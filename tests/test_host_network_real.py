@@ -352,6 +352,31 @@ def acceptPlain(listener, cleanups):
     return peer
 
 
+def accepting(build):
+    """
+    A factory of C{build()} protocols, and a L{Deferred} that fires with
+    the first once it is connected (a host dial on loopback is connected
+    before the listening side, on the reactor, has accepted).
+    """
+    accepted = defer.Deferred()
+    factory = Factory()
+
+    def buildProtocol(addr):
+        protocol = build()
+        connectionMade = protocol.connectionMade
+
+        def made():
+            connectionMade()
+            if not accepted.called:
+                accepted.callback(protocol)
+
+        protocol.connectionMade = made
+        return protocol
+
+    factory.buildProtocol = buildProtocol
+    return factory, accepted
+
+
 class Collector(Protocol):
     """
     Keeps what arrives (in a list: megabytes arrive in pieces) and fires
@@ -388,6 +413,37 @@ def test_realDialledStepsAside(network):
         protocol = Recorder([])
         yield network.connectTCP("127.0.0.1", port.getHost().port, protocol, 5.0)
         assert protocol.transport.protocol is protocol
+        protocol.transport.loseConnection()
+        yield protocol.lost
+        yield factory.closed
+    finally:
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_realLoopbackConnectsAtOnce(network):
+    """
+    A dial to a listening port on the host's own address is connected
+    within the connectTCP call (its handshake is done when connect()
+    returns): the Deferred has fired, the protocol is connected, before
+    the reactor runs again.  A closed port there is refused as promptly.
+    """
+    factory = Factory.forProtocol(Echo)
+    factory.closed = defer.Deferred()
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    try:
+        events = []
+        protocol = Recorder(events)
+        d = network.connectTCP("127.0.0.1", port.getHost().port, protocol, 5.0)
+        d.addCallback(fired(events))
+        assert events == ["connectionMade", "fired"]
+        yield d
+        refused = []
+        network.connectTCP("127.0.0.1", closedPort(), Recorder([]), 5.0).addErrback(
+            refused.append
+        )
+        [failure] = refused
+        assert failure.check(error.ConnectionRefusedError)
         protocol.transport.loseConnection()
         yield protocol.lost
         yield factory.closed
@@ -445,28 +501,21 @@ def test_realWriteBuffersWhatDoesNotFit(network):
     is out, small writes go straight through again.
     """
     big = bytes(range(256)) * (32 * 4096)  # 32 MiB
-    collectors = []
-
-    def build():
-        collector = Collector(len(big) + 4)
-        collectors.append(collector)
-        return collector
-
-    factory = Factory()
-    factory.buildProtocol = lambda addr: build()
+    factory, accepted = accepting(lambda: Collector(len(big) + 4))
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    collector = None
     try:
         watched = _WatchedReactor(reactor)
         protocol = Recorder([])
         yield HostNetwork(watched).connectTCP(
             "127.0.0.1", port.getHost().port, protocol, 5.0
         )
+        collector = yield accepted
         del watched.writers[:]
         protocol.transport.write(big)
         protocol.transport.write(b"tail")
         # (Twisted's write asks again each time; the reactor adds it once.)
         assert set(watched.writers) == {"addWriter"}
-        [collector] = collectors
         received = yield collector.done
         assert received == big + b"tail"
         # The last send and the end of writing were one doWrite, before
@@ -481,7 +530,7 @@ def test_realWriteBuffersWhatDoesNotFit(network):
     finally:
         protocol.transport.loseConnection()
         yield protocol.lost
-        for collector in collectors:
+        if collector is not None:
             yield collector.lost
         yield port.stopListening()
 
@@ -538,16 +587,14 @@ def test_realHalfCloseAfterWriteThrough(network):
     loseWriteConnection after written-through bytes: the peer reads them,
     then EOF; the connection still reads what the peer sends after.
     """
-    peers = []
-    factory = Factory()
-    factory.buildProtocol = lambda addr: peers.append(HalfClosePeer()) or peers[-1]
+    factory, accepted = accepting(HalfClosePeer)
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
     try:
         protocol = Recorder([])
         yield network.connectTCP("127.0.0.1", port.getHost().port, protocol, 5.0)
         protocol.transport.write(b"x")
         protocol.transport.loseWriteConnection()
-        [peer] = peers
+        peer = yield accepted
         assert (yield peer.eof) == b"x"
         assert (yield protocol.expect(4)) == b"back"
         yield protocol.lost

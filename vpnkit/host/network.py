@@ -9,7 +9,10 @@ with two differences that matter when a guest exchanges small messages
 
  - it dials at once, in the call that asks for it: the address is always
    a literal, so there is nothing to resolve (Twisted's C{connectTCP}
-   waits a reactor turn and runs a L{Deferred} chain to find that out);
+   waits a reactor turn and runs a L{Deferred} chain to find that out),
+   and a dial to the host's own addresses, complete when C{connect()}
+   returns, is connected in that same call, without waiting a reactor turn
+   for the socket to become writable;
  - it writes through: a write that finds nothing waiting in the transport's
    buffer goes to the socket at once, in the same reactor turn, and only
    what the kernel does not take is buffered (C{startWriting}, a turn
@@ -30,7 +33,8 @@ L{SelfConnectError}, a C{ConnectionRefusedError}, exactly as if the port
 had refused.
 """
 
-from errno import EAGAIN, EINTR, ENOBUFS, EWOULDBLOCK
+from errno import EAGAIN, EALREADY, EINPROGRESS, EINTR, EISCONN, ENOBUFS, EWOULDBLOCK
+from os import strerror
 from socket import AF_INET, SHUT_WR, inet_pton
 
 from twisted.internet import error, tcp
@@ -49,6 +53,8 @@ __all__ = ["HostNetwork", "HostConnection", "SelfConnectError"]
 # What a send that took nothing reports without anything being wrong (as
 # Twisted's own writeSomeData reads them).
 _TRY_AGAIN = frozenset({EAGAIN, EWOULDBLOCK, EINTR, ENOBUFS})
+# What connect() says of a dial that is under way or done.
+_IN_PROGRESS = frozenset({EINPROGRESS, EALREADY, EWOULDBLOCK, EISCONN})
 
 
 def connectedToItself(transport):
@@ -95,6 +101,20 @@ class HostConnection(tcp.Client):
             # later.
             return
         self.realAddress = self.addr
+        # A dial to the host's own addresses (the host alias's 127.0.0.1)
+        # has its handshake done by the time connect() returns: a second
+        # look finds it made, and Twisted's doConnect then completes it at
+        # once instead of waiting a reactor turn for writability.  (A
+        # remote dial is still in progress: doConnect waits for it.)
+        try:
+            result = self.socket.connect_ex(self.realAddress)
+            if result == EINPROGRESS:
+                result = self.socket.connect_ex(self.realAddress)
+        except OSError as e:
+            result = e.errno
+        if result and result not in _IN_PROGRESS:
+            self.failIfNotConnected(error.getConnectError((result, strerror(result))))
+            return
         self.doConnect()
 
     # -- writing through ------------------------------------------------------
