@@ -562,15 +562,15 @@ class HalfClosePeer(Protocol):
     """
 
     def __init__(self):
-        self.received = b""
+        self.chunks = []
         self.eof = defer.Deferred()
         self.lost = defer.Deferred()
 
     def dataReceived(self, data):
-        self.received += data
+        self.chunks.append(data)
 
     def readConnectionLost(self):
-        self.eof.callback(self.received)
+        self.eof.callback(b"".join(self.chunks))
         self.transport.write(b"back")
         self.transport.loseConnection()
 
@@ -585,7 +585,8 @@ class HalfClosePeer(Protocol):
 def test_realHalfCloseAfterWriteThrough(network):
     """
     loseWriteConnection after written-through bytes: the peer reads them,
-    then EOF; the connection still reads what the peer sends after.
+    then EOF; the connection still reads what the peer sends after, and
+    closes cleanly; asking twice changes nothing.
     """
     factory, accepted = accepting(HalfClosePeer)
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
@@ -594,10 +595,38 @@ def test_realHalfCloseAfterWriteThrough(network):
         yield network.connectTCP("127.0.0.1", port.getHost().port, protocol, 5.0)
         protocol.transport.write(b"x")
         protocol.transport.loseWriteConnection()
+        protocol.transport.loseWriteConnection()
         peer = yield accepted
         assert (yield peer.eof) == b"x"
         assert (yield protocol.expect(4)) == b"back"
         yield protocol.lost
+        assert protocol.reason.check(error.ConnectionDone)
+        yield peer.lost
+    finally:
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_realHalfCloseAfterQueuedWrites(network):
+    """
+    loseWriteConnection while written bytes wait in the transport (more
+    than the kernel took): the peer reads all of them, then EOF; asking
+    again changes nothing.
+    """
+    big = bytes(range(256)) * (16 * 4096)  # 16 MiB
+    factory, accepted = accepting(HalfClosePeer)
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    try:
+        protocol = Recorder([])
+        yield network.connectTCP("127.0.0.1", port.getHost().port, protocol, 5.0)
+        protocol.transport.write(big)
+        protocol.transport.loseWriteConnection()
+        protocol.transport.loseWriteConnection()
+        peer = yield accepted
+        assert (yield peer.eof) == big
+        assert (yield protocol.expect(4)) == b"back"
+        yield protocol.lost
+        assert protocol.reason.check(error.ConnectionDone)
         yield peer.lost
     finally:
         yield port.stopListening()

@@ -172,6 +172,8 @@ class HostConnection(tcp.Client):
         producer is registered (what Twisted does a reactor turn later,
         after a C{send} of nothing), else as Twisted does.
         """
+        if self._writeShut:
+            return
         direct = self._direct and self.producer is None and self.connected
         self._direct = False
         self._closing = True
