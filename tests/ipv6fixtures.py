@@ -148,9 +148,7 @@ def _fragments(src):
     return [
         frame
         for frame in FRAMES
-        if isinstance(ip := _ip6(frame), dpkt.ip6.IP6)
-        and 44 in ip.extension_hdrs
-        and ip.src == src
+        if isinstance(ip := _ip6(frame), dpkt.ip6.IP6) and 44 in ip.extension_hdrs and ip.src == src
     ]
 
 
@@ -160,9 +158,7 @@ def _nextHeader(value):
 
 # An MLDv2 report from the guest's link-local address, behind a hop-by-hop
 # header holding Router Alert and PadN.
-MLD_REPORT = _first(
-    lambda f: _ip6(f).nxt == 0 and _ip6(f).src == GUEST_LINK_LOCAL, "MLD report"
-)
+MLD_REPORT = _first(lambda f: _ip6(f).nxt == 0 and _ip6(f).src == GUEST_LINK_LOCAL, "MLD report")
 # The kernel's duplicate address probes (from ::, to the solicited-node
 # group, with a nonce option, RFC 7527): for its link-local address, then
 # for its SLAAC address.

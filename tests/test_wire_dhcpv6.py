@@ -76,7 +76,9 @@ def topLevelBoundaries(data):
     """
     offsets = [4]
     while offsets[-1] < len(data):
-        offsets.append(offsets[-1] + 4 + int.from_bytes(data[offsets[-1] + 2 : offsets[-1] + 4], "big"))
+        offsets.append(
+            offsets[-1] + 4 + int.from_bytes(data[offsets[-1] + 2 : offsets[-1] + 4], "big")
+        )
     return offsets
 
 
@@ -101,7 +103,9 @@ class CapturedMessageTests(SynchronousTestCase):
         self.assertMessage(
             SOLICIT,
             DHCPv6Message(
-                SOLICIT_TYPE, solicit.transactionID, (CLIENT, ORO, ElapsedTime(0), IANA(1, 3600, 5400))
+                SOLICIT_TYPE,
+                solicit.transactionID,
+                (CLIENT, ORO, ElapsedTime(0), IANA(1, 3600, 5400)),
             ),
         )
 
@@ -198,7 +202,13 @@ class CapturedMessageTests(SynchronousTestCase):
             DHCPv6Message(
                 RELEASE_TYPE,
                 release.transactionID,
-                (CLIENT, SERVER, ORO, ElapsedTime(0), IANA(1, 0, 0, (IAAddress(DHCP_ADDRESS, 0, 0),))),
+                (
+                    CLIENT,
+                    SERVER,
+                    ORO,
+                    ElapsedTime(0),
+                    IANA(1, 0, 0, (IAAddress(DHCP_ADDRESS, 0, 0),)),
+                ),
             ),
         )
         self.assertEqual(
@@ -348,7 +358,9 @@ class RoundTripTests(SynchronousTestCase):
         """
         inner = emitDHCPv6(DHCPv6Message(1, 0, (IANA(2, 0, 0),)))[4:]
         address = emitDHCPv6(DHCPv6Message(1, 0, (IAAddress(GATEWAY, 1, 2),)))[4:]
-        parsed = parseDHCPv6(emitDHCPv6(DHCPv6Message(1, 0, (IANA(1, 0, 0, (DHCPv6Option(3, inner[4:]),)),))))
+        parsed = parseDHCPv6(
+            emitDHCPv6(DHCPv6Message(1, 0, (IANA(1, 0, 0, (DHCPv6Option(3, inner[4:]),)),)))
+        )
         self.assertEqual(parsed.option(IANA).options, (DHCPv6Option(3, inner[4:]),))
         parsed = parseDHCPv6(b"\x01\x00\x00\x00" + address)
         self.assertEqual(parsed.options, (DHCPv6Option(5, address[4:]),))

@@ -168,7 +168,9 @@ class CapturedMessageTests(SynchronousTestCase):
         self.assertMessage(
             NEIGHBOR_ADVERTISEMENT,
             NeighborAdvertisement(
-                GATEWAY, NA_ROUTER | NA_SOLICITED | NA_OVERRIDE, (TargetLinkLayerAddress(ROUTER_MAC),)
+                GATEWAY,
+                NA_ROUTER | NA_SOLICITED | NA_OVERRIDE,
+                (TargetLinkLayerAddress(ROUTER_MAC),),
             ),
         )
 
@@ -434,7 +436,9 @@ class RoundTripTests(SynchronousTestCase):
             RouterSolicitation(options[:1]),
             RouterAdvertisement(64, RA_OTHER, 1800, 1, 2, options),
             NeighborSolicitation(GATEWAY),
-            NeighborAdvertisement(GATEWAY, NA_ROUTER | NA_OVERRIDE, (TargetLinkLayerAddress(ROUTER_MAC),)),
+            NeighborAdvertisement(
+                GATEWAY, NA_ROUTER | NA_OVERRIDE, (TargetLinkLayerAddress(ROUTER_MAC),)
+            ),
             ICMPv6Message(137, 0, bytes(36)),
         ):
             data = emitICMPv6(message, ROUTER_LINK_LOCAL, GUEST_LINK_LOCAL)

@@ -269,7 +269,9 @@ class ExtensionTests(SynchronousTestCase):
         round-trips.
         """
         fragment = FragmentHeader(NEXT_UDP, 8, False, 7, reserved=0x3FF)
-        self.assertEqual(parseExtensions(NEXT_FRAGMENT, emitFragmentHeader(fragment)).fragment, fragment)
+        self.assertEqual(
+            parseExtensions(NEXT_FRAGMENT, emitFragmentHeader(fragment)).fragment, fragment
+        )
 
     def test_emitFragmentBadOffset(self):
         """
@@ -373,7 +375,9 @@ class ExtensionTests(SynchronousTestCase):
         for type_, outcome in expected.items():
             payload = extensionHeader(NEXT_UDP, bytes((1, 0, type_, 2, 0, 0))) + UDP_BODY
             if outcome is None:
-                self.assertEqual(parseExtensions(NEXT_DESTINATION, payload), Extensions(NEXT_UDP, 8))
+                self.assertEqual(
+                    parseExtensions(NEXT_DESTINATION, payload), Extensions(NEXT_UDP, 8)
+                )
                 continue
             with self.assertRaises(UnrecognizedOptionError, msg=hex(type_)) as caught:
                 parseExtensions(NEXT_DESTINATION, payload)
@@ -411,9 +415,11 @@ class ExtensionTests(SynchronousTestCase):
         L{TruncatedError}.
         """
         fragment = emitFragmentHeader(FragmentHeader(NEXT_UDP, 0, True, 1))
-        payload = extensionHeader(NEXT_DESTINATION, b"") + extensionHeader(
-            NEXT_FRAGMENT, bytes(12)
-        ) + fragment
+        payload = (
+            extensionHeader(NEXT_DESTINATION, b"")
+            + extensionHeader(NEXT_FRAGMENT, bytes(12))
+            + fragment
+        )
         self.assertEqual(len(payload), 32)
         for n in range(len(payload)):
             with self.assertRaises(TruncatedError, msg=n):
@@ -481,7 +487,9 @@ class PseudoHeaderTests(SynchronousTestCase):
                 GUEST_ADDRESS + GATEWAY + length.to_bytes(4, "big") + bytes(3) + bytes((NEXT_UDP,))
             )
             self.assertEqual(
-                onesComplementSum(b"", ipv6PseudoHeaderSum(GUEST_ADDRESS, GATEWAY, NEXT_UDP, length)),
+                onesComplementSum(
+                    b"", ipv6PseudoHeaderSum(GUEST_ADDRESS, GATEWAY, NEXT_UDP, length)
+                ),
                 referenceSum(pseudo),
                 length,
             )

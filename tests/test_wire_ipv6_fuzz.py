@@ -90,10 +90,15 @@ IPV6_CORPUS = [ipv6Packet(frame) for frame in FRAMES]
 EXTENSION_CORPUS = [
     (packet[6], packet[40:]) for packet in (ipv6Packet(f) for f in [MLD_REPORT] + FRAGMENTS)
 ] + [
-    (NEXT_DESTINATION, bytes((NEXT_ROUTING, 0, 1, 4, 0xC2, 0, 0, 0)) + bytes((17, 2, 0, 1)) + bytes(20)),
+    (
+        NEXT_DESTINATION,
+        bytes((NEXT_ROUTING, 0, 1, 4, 0xC2, 0, 0, 0)) + bytes((17, 2, 0, 1)) + bytes(20),
+    ),
 ]
 ICMPV6_CORPUS = [ipv6Payload(frame) for frame in ICMPV6_FRAMES]
-NDP_OPTIONS_CORPUS = [ipv6Payload(frame)[16:] for frame in ICMPV6_FRAMES if ipv6Payload(frame)[0] == 134]
+NDP_OPTIONS_CORPUS = [
+    ipv6Payload(frame)[16:] for frame in ICMPV6_FRAMES if ipv6Payload(frame)[0] == 134
+]
 DHCPV6_CORPUS = [udpPayload6(frame) for frame in DHCPV6_FRAMES]
 NAMES_CORPUS = [
     encodeDomainNames(["localdomain"]) + bytes(3),
@@ -132,7 +137,9 @@ class ParserFuzzTests(SynchronousTestCase):
     @FUZZ
     @given(
         seed=st.sampled_from(EXTENSION_CORPUS),
-        nextHeader=st.sampled_from([NEXT_HOP_BY_HOP, NEXT_DESTINATION, NEXT_ROUTING, NEXT_FRAGMENT, None]),
+        nextHeader=st.sampled_from(
+            [NEXT_HOP_BY_HOP, NEXT_DESTINATION, NEXT_ROUTING, NEXT_FRAGMENT, None]
+        ),
         data=st.data(),
     )
     def test_parseExtensions(self, seed, nextHeader, data):
@@ -233,7 +240,9 @@ icmpv6Message = st.one_of(
     st.builds(RouterSolicitation, ndpOptions),
     st.builds(RouterAdvertisement, u8, u8, u16, u32, u32, ndpOptions),
     st.builds(NeighborSolicitation, address6, ndpOptions),
-    st.builds(NeighborAdvertisement, address6, st.sampled_from([0, 0x20, 0x40, 0x80, 0xE0]), ndpOptions),
+    st.builds(
+        NeighborAdvertisement, address6, st.sampled_from([0, 0x20, 0x40, 0x80, 0xE0]), ndpOptions
+    ),
     st.builds(
         ICMPv6Message,
         st.sampled_from([130, 131, 132, 137, 143, 200]),
@@ -266,7 +275,9 @@ class RoundTripPropertyTests(SynchronousTestCase):
 
     @PROPERTY
     @given(
-        header=st.builds(IPv6Header, u8, st.integers(0, 0xFFFFF), st.just(0), u8, u8, address6, address6),
+        header=st.builds(
+            IPv6Header, u8, st.integers(0, 0xFFFFF), st.just(0), u8, u8, address6, address6
+        ),
         body=st.binary(max_size=64),
     )
     def test_ipv6(self, header, body):
@@ -280,13 +291,22 @@ class RoundTripPropertyTests(SynchronousTestCase):
 
     @PROPERTY
     @given(
-        fragment=st.builds(FragmentHeader, u8, st.integers(0, 0x1FFF).map(lambda n: n * 8), st.booleans(), u32, st.integers(0, 0x3FF))
+        fragment=st.builds(
+            FragmentHeader,
+            u8,
+            st.integers(0, 0x1FFF).map(lambda n: n * 8),
+            st.booleans(),
+            u32,
+            st.integers(0, 0x3FF),
+        )
     )
     def test_fragmentHeader(self, fragment):
         """
         Any fragment header survives emit then parse.
         """
-        self.assertEqual(parseExtensions(NEXT_FRAGMENT, emitFragmentHeader(fragment)).fragment, fragment)
+        self.assertEqual(
+            parseExtensions(NEXT_FRAGMENT, emitFragmentHeader(fragment)).fragment, fragment
+        )
 
     @PROPERTY
     @given(message=icmpv6Message, src=address6, dst=address6)
@@ -298,7 +318,11 @@ class RoundTripPropertyTests(SynchronousTestCase):
         self.assertEqual(parseICMPv6(emitICMPv6(message, src, dst), src, dst), message)
 
     @PROPERTY
-    @given(msgType=st.integers(1, 11), xid=st.integers(0, 0xFFFFFF), options=st.lists(dhcpv6Option, max_size=6))
+    @given(
+        msgType=st.integers(1, 11),
+        xid=st.integers(0, 0xFFFFFF),
+        options=st.lists(dhcpv6Option, max_size=6),
+    )
     def test_dhcpv6(self, msgType, xid, options):
         """
         Any DHCPv6 message with any modelled options survives emit then

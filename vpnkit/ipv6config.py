@@ -71,12 +71,10 @@ class IPv6Config:
                 raise ConfigError(f"--ipv6-prefix: {name} {address} is not in {self.prefix}")
         if self.gateway == self.hostAlias:
             raise ConfigError(f"--ipv6-prefix: gateway and host alias are both {self.gateway}")
-        reserved = {self.gateway, self.hostAlias}
-        if self.firstAddress in reserved or self.firstAddress < max(
-            a for a in reserved if a is not None
-        ):
+        highest = max(a for a in (self.gateway, self.hostAlias) if a is not None)
+        if self.firstAddress <= highest:
             raise ConfigError(
-                f"--ipv6-prefix: guest addresses from {self.firstAddress} would include vpnkit's own"
+                f"--ipv6-prefix: guests from {self.firstAddress} would take vpnkit's {highest}"
             )
         if not _MIN_RA_INTERVAL <= self.raInterval <= _MAX_RA_INTERVAL:
             raise ConfigError(f"Router Advertisement interval {self.raInterval} s out of range")

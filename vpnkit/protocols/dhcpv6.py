@@ -67,12 +67,14 @@ def renewalTimes(leaseTime):
     return leaseTime // 2, leaseTime * 4 // 5
 
 
-def _bindings(request, leaseAddress, config):
+def _bindings(request, leaseAddress, config, revoke):
     """
-    One IA_NA per IA_NA of the request: the first holds the guest's address
-    (and, at lifetime 0, any other address the client listed, RFC 8415
-    18.3.4); the others and every IA_NA without an address to give say
-    NoAddrsAvail.
+    One IA_NA per IA_NA of the request: the first holds the guest's
+    address, the others (and every IA_NA when there is no address to give)
+    say NoAddrsAvail.  With C{revoke} (Renew, Rebind) any other address the
+    client listed comes back with lifetimes 0, so that it stops using it
+    (RFC 8415 18.3.4, 18.3.5); in a Solicit or Request a listed address is
+    only a hint, and ignored.
     """
     t1, t2 = renewalTimes(config.leaseTime)
     bindings = []
@@ -81,13 +83,13 @@ def _bindings(request, leaseAddress, config):
             status = wire.StatusCode(wire.STATUS_NO_ADDRS_AVAIL, "one address per guest")
             bindings.append(wire.IANA(ia.iaid, 0, 0, (status,)))
             continue
-        addresses = [
-            wire.IAAddress(leaseAddress, config.leaseTime, config.leaseTime)
-        ] + [
-            wire.IAAddress(listed.address, 0, 0)
-            for listed in ia.optionsOf(wire.IAAddress)
-            if listed.address != leaseAddress
-        ]
+        addresses = [wire.IAAddress(leaseAddress, config.leaseTime, config.leaseTime)]
+        if revoke:
+            addresses += [
+                wire.IAAddress(listed.address, 0, 0)
+                for listed in ia.optionsOf(wire.IAAddress)
+                if listed.address != leaseAddress
+            ]
         bindings.append(wire.IANA(ia.iaid, t1, t2, tuple(addresses)))
     return bindings
 
@@ -161,7 +163,7 @@ def answer(request, leaseAddress, config, searchDomains=()):
     if kind in (wire.RELEASE, wire.DECLINE):
         # The address stays the guest's (it is its lease's); nothing to undo.
         return _reply(request, wire.REPLY, server + [wire.StatusCode(wire.STATUS_SUCCESS)])
-    bindings = _bindings(request, leaseAddress, config)
+    bindings = _bindings(request, leaseAddress, config, kind in (wire.RENEW, wire.REBIND))
     if kind == wire.SOLICIT:
         status = []
         if not bindings:

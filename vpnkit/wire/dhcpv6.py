@@ -426,7 +426,9 @@ def parseDHCPv6(data):
     if msgType in (RELAY_FORW, RELAY_REPL):
         raise MalformedError(f"DHCPv6 {MESSAGE_TYPE_NAMES[msgType]} is not supported")
     transactionID = int.from_bytes(data[1:4], "big")
-    return DHCPv6Message(msgType, transactionID, _parseOptions(memoryview(data)[4:], _MESSAGE_OPTIONS))
+    return DHCPv6Message(
+        msgType, transactionID, _parseOptions(memoryview(data)[4:], _MESSAGE_OPTIONS)
+    )
 
 
 def _optionData(option):

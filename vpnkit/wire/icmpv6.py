@@ -542,7 +542,11 @@ def parseICMPv6(data, src, dst, verifyChecksum=True):
 
 def _emitBody(message):
     if isinstance(message, (EchoRequest, EchoReply)):
-        return message.TYPE, message.code, _words.pack(message.ident, message.sequence) + message.data
+        return (
+            message.TYPE,
+            message.code,
+            _words.pack(message.ident, message.sequence) + message.data,
+        )
     if isinstance(message, (DestinationUnreachable, TimeExceeded)):
         return message.TYPE, message.code, bytes(4) + message.invoking
     if isinstance(message, PacketTooBig):
