@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.test_wire_checksum -*-
 """
-The Internet checksum (RFC 1071) and the TCP/UDP pseudo-header.
+The Internet checksum (RFC 1071) and the TCP/UDP pseudo-headers of IPv4 and
+IPv6 (RFC 8200 8.1).
 
 The ones'-complement sum of 16-bit words equals the big-endian integer value
 of the data modulo 0xFFFF (because 2**16 is 1 modulo 0xFFFF), so the sum is
@@ -13,6 +14,7 @@ __all__ = [
     "pythonOnesComplementSum",
     "internetChecksum",
     "pseudoHeaderSum",
+    "ipv6PseudoHeaderSum",
     "checksumOK",
 ]
 
@@ -80,6 +82,25 @@ def pseudoHeaderSum(src, dst, protocol, length):
     @param dst: 4-byte packed destination address.
     """
     return _fromBytes(src, "big") + _fromBytes(dst, "big") + protocol + length
+
+
+def ipv6PseudoHeaderSum(src, dst, nextHeader, length):
+    """
+    The partial sum of the IPv6 upper-layer pseudo-header (RFC 8200 8.1)
+    used by TCP, UDP and ICMPv6: source, destination, the 32-bit
+    upper-layer packet length and the next header value.
+
+    Like L{pseudoHeaderSum}, the addresses are added as whole integers:
+    2**16 is 1 modulo 0xFFFF, so the sum that L{onesComplementSum} folds
+    in equals the sum of their 16-bit words (and of the length's two
+    words).
+
+    @param src: 16-byte packed source address.
+    @param dst: 16-byte packed final destination address.
+    @param nextHeader: the upper-layer protocol (6, 17 or 58), not the
+        next header of an extension header in between.
+    """
+    return _fromBytes(src, "big") + _fromBytes(dst, "big") + nextHeader + length
 
 
 def checksumOK(data, initial=0):
