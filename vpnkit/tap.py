@@ -6,23 +6,21 @@ and L{makeService}.
 L{makeService} returns a L{MultiService} that an C{Application} can embed:
 the stack, one service per guest link listener or tap device, the capture,
 diagnostics, API and proxy listeners, and the watched configuration files.
+
+What only a flag needs is imported when that flag is given (the API and
+the HTTP proxy bring twisted.web, the proxy TLS too; the capture and the
+diagnostics their own modules): one stack per container starts sooner and
+holds less memory (docs/performance.md, "Start-up and footprint").
 """
 
 import sys
 from dataclasses import replace
 
-from vpnkit.api import makeAPI
-from vpnkit.capture import Capture, CaptureReaderFactory, CaptureService
 from vpnkit.config import ConfigError
-from vpnkit.diagnostics import DiagnosticsFactory
 from vpnkit.readiness import Readiness
 from vpnkit.forwards import StackConnector
 from vpnkit.gatewayforwards import parseForwardsJSON
-from vpnkit.host.network import HostNetwork
 from vpnkit.host.resolvers import getaddrinfoLookup
-from vpnkit.httpproxy.api import makeHTTPConfigAPI
-from vpnkit.httpproxy.config import parseHTTPConfig
-from vpnkit.httpproxy.proxy import HTTPProxy
 from vpnkit.log import logger, setDebug
 from vpnkit.protocols.dhcp import parseDHCPSettings
 from vpnkit.protocols.dns import parseHosts
@@ -109,6 +107,10 @@ def makeService(options, reactor=None):
         dnsConfig = parseResolvConf(resolvText, RESOLV_CONF)
     httpProxy = None
     if options["http"] is not None or options["http-api-path"] is not None:
+        # --http only: the proxy brings twisted.web and TLS.
+        from vpnkit.host.network import HostNetwork
+        from vpnkit.httpproxy.proxy import HTTPProxy
+
         httpProxy = HTTPProxy(
             options.config,
             HostNetwork(reactor),
@@ -176,6 +178,11 @@ def _diagnosticsServices(options, stack, reactor, top, capture):
     """
     C{--diagnostics}: a listener per address, each client getting one tar.
     """
+    if not options.diagnosticsListen:
+        return
+    # --diagnostics only: the archive brings tarfile.
+    from vpnkit.diagnostics import DiagnosticsFactory
+
     for address in options.diagnosticsListen:
         factory = DiagnosticsFactory(stack, sys.argv, capture)
         listener = listenService(
@@ -189,6 +196,10 @@ def _httpProxyServices(options, proxy, reactor, top):
     """
     C{--http}, watched, and the C{--http-api-path} listener.
     """
+    # --http and --http-api-path only (twisted.web).
+    from vpnkit.httpproxy.api import makeHTTPConfigAPI
+    from vpnkit.httpproxy.config import parseHTTPConfig
+
     if options["http"] is not None:
         if options.httpConfig is not None:
             proxy.setConfig(options.httpConfig)
@@ -217,6 +228,9 @@ def _captureService(options, stack, reactor, top):
     """
     if options.pcapListen is None and options["pcap-file"] is None and not options.diagnosticsListen:
         return None
+    # --pcap, --pcap-file and --diagnostics only.
+    from vpnkit.capture import Capture, CaptureReaderFactory, CaptureService
+
     capture = Capture(stack.counters.capture, options.pcapSnaplen, reactor)
     stack.switch.addObserver(capture)
     service = CaptureService(capture, options["pcap-file"])
@@ -249,6 +263,9 @@ def _forwardingServices(options, stack, reactor, top):
     forwarder.setName("forwards")
     forwarder.setServiceParent(top)
     if options["api"] is not None:
+        # --api only: it brings twisted.web.
+        from vpnkit.api import makeAPI
+
         api = listenService(
             ("unix", options["api"]),
             makeAPI(stack, forwarder),
