@@ -49,7 +49,7 @@ from vpnkit.services import (  # noqa: F401 (re-exported for embedders and tests
 from vpnkit.stack import Stack
 from vpnkit.watch import WatchedFile, readConfigText
 
-__all__ = ["Options", "makeService", "VPNKitService"]
+__all__ = ["Options", "makeService", "VPNKitService", "defaultReactor"]
 
 log = logger("vpnkit.tap")
 
@@ -86,14 +86,54 @@ def _linkService(spec, stack, reactor, backlog=None, socketGroup=None):
     )
 
 
+def _wantsHTTPProxy(options):
+    return options["http"] is not None or options["http-api-path"] is not None
+
+
+def defaultReactor(options):
+    """
+    Twisted's default reactor, for a process vpnkit owns (the C{vpnkit}
+    command, C{twistd vpnkit}), installed if no reactor is yet.
+
+    The reactor imports pyOpenSSL and cryptography whenever they are
+    installed, only to offer C{connectSSL}, C{listenSSL} and C{startTLS},
+    which vpnkit never calls: 13 MB and a quarter of the start-up time
+    (docs/performance.md, "Start-up and footprint").  So unless the HTTP
+    proxy may need TLS (C{--http}, C{--http-api-path}: its https://
+    upstreams), the reactor is installed while pyOpenSSL cannot be
+    imported; it can be afterwards, as usual.  Twisted without pyOpenSSL
+    is a configuration it supports (TLS is an optional extra of Twisted).
+    """
+    if (
+        "twisted.internet.reactor" not in sys.modules
+        and "OpenSSL" not in sys.modules
+        and not _wantsHTTPProxy(options)
+    ):
+        sys.modules["OpenSSL"] = None
+        try:
+            from twisted.internet import reactor
+        except ImportError:
+            pass  # a Twisted that requires pyOpenSSL: imported whole below
+        finally:
+            del sys.modules["OpenSSL"]
+    from twisted.internet import reactor
+
+    return reactor
+
+
 def makeService(options, reactor=None):
     """
     Build vpnkit from parsed L{Options}.
 
+    @param reactor: by default the global reactor; under twistd the one
+        L{defaultReactor} installs.
     @return: a L{VPNKitService} (a L{MultiService}).
     """
     if reactor is None:
-        from twisted.internet import reactor
+        if options.underTwistd:
+            reactor = defaultReactor(options)
+        else:
+            from twisted.internet import reactor
     setDebug(bool(options["debug"]))
     dnsConfig, systemLookup = options.dnsConfig, None
     if dnsConfig is None:
@@ -106,7 +146,7 @@ def makeService(options, reactor=None):
             resolvText = ""
         dnsConfig = parseResolvConf(resolvText, RESOLV_CONF)
     httpProxy = None
-    if options["http"] is not None or options["http-api-path"] is not None:
+    if _wantsHTTPProxy(options):
         # --http only: the proxy brings twisted.web and TLS.
         from vpnkit.host.network import HostNetwork
         from vpnkit.httpproxy.proxy import HTTPProxy
