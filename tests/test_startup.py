@@ -86,7 +86,9 @@ class StartupImportTests(SynchronousTestCase):
         imports none of the optional features, no test code, and not yet
         the reactor.
         """
-        modules = self.python("import json, sys, vpnkit.tap; json.dump(sorted(sys.modules), sys.stdout)")
+        modules = self.python(
+            "import json, sys, vpnkit.tap; json.dump(sorted(sys.modules), sys.stdout)"
+        )
         for prefix in OPTIONAL + TEST_CODE + ("twisted.internet.reactor",):
             self.assertEqual(imported(modules, prefix), [], prefix)
 

@@ -20,6 +20,7 @@ from vpnkit.config import ConfigError
 from vpnkit.readiness import Readiness
 from vpnkit.forwards import StackConnector
 from vpnkit.gatewayforwards import parseForwardsJSON
+from vpnkit.host.network import HostNetwork
 from vpnkit.host.resolvers import getaddrinfoLookup
 from vpnkit.log import logger, setDebug
 from vpnkit.protocols.dhcp import parseDHCPSettings
@@ -87,6 +88,9 @@ def _linkService(spec, stack, reactor, backlog=None, socketGroup=None):
 
 
 def _wantsHTTPProxy(options):
+    """
+    The HTTP proxy runs (and may reach https:// upstreams over TLS).
+    """
     return options["http"] is not None or options["http-api-path"] is not None
 
 
@@ -148,7 +152,6 @@ def makeService(options, reactor=None):
     httpProxy = None
     if _wantsHTTPProxy(options):
         # --http only: the proxy brings twisted.web and TLS.
-        from vpnkit.host.network import HostNetwork
         from vpnkit.httpproxy.proxy import HTTPProxy
 
         httpProxy = HTTPProxy(
