@@ -101,7 +101,7 @@ def defaultReactor(options):
 
     The reactor imports pyOpenSSL and cryptography whenever they are
     installed, only to offer C{connectSSL}, C{listenSSL} and C{startTLS},
-    which vpnkit never calls: 13 MB and a quarter of the start-up time
+    which vpnkit never calls: 13 MiB and a quarter of the start-up CPU
     (docs/performance.md, "Start-up and footprint").  So unless the HTTP
     proxy may need TLS (C{--http}, C{--http-api-path}: its https://
     upstreams), the reactor is installed while pyOpenSSL cannot be
