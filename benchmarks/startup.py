@@ -272,8 +272,9 @@ def measure(reps=20, idle=2.0, baseline=None, progress=sys.stderr):
     C{baseline}: see L{rows}.
 
     @return: a dict: C{rows} maps each name to lists C{ready} (ms),
-        C{cpu} (ms of CPU time until ready) and C{rss} (MiB); C{floor} maps each import line to C{exit} (ms) and
-        C{maxrss} (MiB); C{load} is C{/proc/loadavg} before and after.
+        C{cpu} (ms of CPU time until ready) and C{rss} (MiB); C{floor}
+        maps each import line to C{exit} (ms) and C{maxrss} (MiB, the
+        peak); C{load} is C{/proc/loadavg} before and after.
     """
     owner = Cleanups()
     workdir = tempfile.mkdtemp(prefix="vpnkit-startup-")
