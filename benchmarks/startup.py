@@ -337,9 +337,8 @@ def report(result, out=sys.stdout):
         q1, median, q3 = _quartiles(data["ready"])
         cpu = statistics.median(data["cpu"])
         rss = statistics.median(data["rss"])
-        out.write(
-            f"{name:<{width}} {median:>9.0f} {f'({q1:.0f}..{q3:.0f})':>15} {cpu:>7.0f} {rss:>8.1f}\n"
-        )
+        spread = f"({q1:.0f}..{q3:.0f})"
+        out.write(f"{name:<{width}} {median:>9.0f} {spread:>15} {cpu:>7.0f} {rss:>8.1f}\n")
     out.write("\nimport floor: time to exit, peak RSS\n")
     for name, data in result["floor"].items():
         out.write(
