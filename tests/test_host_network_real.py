@@ -20,7 +20,7 @@ import socket
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, error, tcp
+from twisted.internet import defer, error, main, tcp
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import deferLater
 
@@ -34,7 +34,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from tests.helpers import FakeHostNetwork
-from vpnkit.host.network import HostNetwork
+from vpnkit.host.network import READ_SIZE, HostNetwork, LargeReads
 from vpnkit.interfaces import IHostNetwork
 from vpnkit.protocols.tcp.layer import SelfConnectError
 
@@ -443,3 +443,114 @@ class MemoryReactorTests(SynchronousTestCase):
         built = factory.buildProtocol(None)
         built.makeConnection(StringTransport())
         self.assertIs(self.successResultOf(d), protocol)
+
+
+class _RecvRecorder:
+    """
+    A socket's C{recv} as L{LargeReads} calls it: each size asked for is
+    kept, and what the test queued is answered (data, or an exception).
+    """
+
+    def __init__(self, answers):
+        self.asked = []
+        self._answers = list(answers)
+
+    def recv(self, size):
+        self.asked.append(size)
+        answer = self._answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+class _Reader(LargeReads):
+    """
+    Just enough of a transport for L{LargeReads.doRead}.
+    """
+
+    def __init__(self, answers):
+        self.socket = _RecvRecorder(answers)
+        self.delivered = []
+
+    def _dataReceived(self, data):
+        self.delivered.append(data)
+        return None if data else error.ConnectionDone()
+
+
+class LargeReadsTests(SynchronousTestCase):
+    """
+    L{LargeReads.doRead} asks its socket for up to L{READ_SIZE} bytes and
+    hands on what comes, as Twisted's own C{doRead} does with 64 KiB.
+    """
+
+    def test_readSize(self):
+        """
+        Every read asks for L{READ_SIZE} bytes (1 MiB), and passes what it
+        got on.
+        """
+        reader = _Reader([b"x" * 100000, b"y"])
+        self.assertIsNone(reader.doRead())
+        self.assertIsNone(reader.doRead())
+        self.assertEqual(READ_SIZE, 1 << 20)
+        self.assertEqual(reader.socket.asked, [READ_SIZE, READ_SIZE])
+        self.assertEqual(reader.delivered, [b"x" * 100000, b"y"])
+
+    def test_nothingYet(self):
+        """
+        A socket with nothing to read is not an error.
+        """
+        reader = _Reader([BlockingIOError()])
+        self.assertIsNone(reader.doRead())
+        self.assertEqual(reader.delivered, [])
+
+    def test_error(self):
+        """
+        Any other error loses the connection.
+        """
+        reader = _Reader([ConnectionResetError()])
+        self.assertIs(reader.doRead(), main.CONNECTION_LOST)
+
+    def test_endOfFile(self):
+        """
+        The end of the stream is passed on, for Twisted to see the
+        connection done.
+        """
+        reader = _Reader([b""])
+        self.assertIsInstance(reader.doRead(), error.ConnectionDone)
+
+
+@pytest_twisted.inlineCallbacks
+def test_realLargeReads(network):
+    """
+    A host connection reads up to L{READ_SIZE} bytes at a time, and bytes
+    still flow.
+    """
+    factory = Factory.forProtocol(Echo)
+    factory.closed = defer.Deferred()
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    try:
+        protocol = Recorder([])
+        yield network.connectTCP("127.0.0.1", port.getHost().port, protocol, 5.0)
+        assert isinstance(protocol.transport, LargeReads)
+        sizes = []
+        real = protocol.transport.socket
+
+        class Watched:
+            def recv(self, size):
+                sizes.append(size)
+                return real.recv(size)
+
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+        protocol.transport.socket = Watched()
+        protocol.transport.write(b"x" * 200000)
+        echoed = yield protocol.expect(200000)
+        assert echoed == b"x" * 200000
+        assert sizes and set(sizes) == {READ_SIZE}
+        protocol.transport.socket = real
+        protocol.transport.loseConnection()
+        yield protocol.lost
+        yield factory.closed
+    finally:
+        yield port.stopListening()
