@@ -34,7 +34,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from tests.helpers import FakeHostNetwork
-from vpnkit.host.network import HostNetwork
+from vpnkit.host.network import READ_SIZE, HostNetwork
 from vpnkit.interfaces import IHostNetwork
 from vpnkit.protocols.tcp.layer import SelfConnectError
 
@@ -443,3 +443,41 @@ class MemoryReactorTests(SynchronousTestCase):
         built = factory.buildProtocol(None)
         built.makeConnection(StringTransport())
         self.assertIs(self.successResultOf(d), protocol)
+
+
+@pytest_twisted.inlineCallbacks
+def test_realLargeReads(network):
+    """
+    A host connection reads up to L{READ_SIZE} (1 MiB) at a time, its
+    transport's public C{bufferSize}, and bytes still flow.
+    """
+    factory = Factory.forProtocol(Echo)
+    factory.closed = defer.Deferred()
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    try:
+        protocol = Recorder([])
+        yield network.connectTCP("127.0.0.1", port.getHost().port, protocol, 5.0)
+        assert READ_SIZE == 1 << 20
+        assert protocol.transport.bufferSize == READ_SIZE
+        sizes = []
+        real = protocol.transport.socket
+
+        class Watched:
+            def recv(self, size):
+                sizes.append(size)
+                return real.recv(size)
+
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+        protocol.transport.socket = Watched()
+        protocol.transport.write(b"x" * 200000)
+        echoed = yield protocol.expect(200000)
+        assert echoed == b"x" * 200000
+        assert sizes and set(sizes) == {READ_SIZE}
+        protocol.transport.socket = real
+        protocol.transport.loseConnection()
+        yield protocol.lost
+        yield factory.closed
+    finally:
+        yield port.stopListening()

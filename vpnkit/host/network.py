@@ -11,6 +11,9 @@ Every connection is checked before its protocol is connected: one whose
 local address is its peer address is aborted and the dial fails with
 L{SelfConnectError}, a C{ConnectionRefusedError}, exactly as if the port
 had refused.
+
+Host connections also read more per C{recv} than Twisted's transports do
+(L{READ_SIZE}).
 """
 
 from twisted.internet import error
@@ -23,7 +26,18 @@ from zope.interface import directlyProvides, implementer
 from vpnkit.interfaces import IHostNetwork
 from vpnkit.protocols.tcp.layer import SelfConnectError
 
-__all__ = ["HostNetwork", "SelfConnectError"]
+__all__ = ["HostNetwork", "SelfConnectError", "READ_SIZE"]
+
+# The most a host connection takes from its socket in one read: the
+# transport's public bufferSize, which Twisted reads with (64 KiB by
+# default) and also uses as the write buffer that pauses its producer.
+# For a download into a guest every read costs a reactor turn, a
+# dataReceived and a TCP dispatch whatever its size, and a 64 KiB read
+# went out as a 64 KiB segment and an 81-byte one; a read of many
+# segments' worth goes out in full segments, one dispatch for all.  On
+# the way up, the guest's connection is paused once 1 MiB waits for the
+# host socket instead of 64 KiB.
+READ_SIZE = 1 << 20
 
 
 def connectedToItself(transport):
@@ -55,6 +69,8 @@ class _Dialled(Protocol):
             transport.abortConnection()
             self._dial.failed(Failure(SelfConnectError(address.host, address.port)))
             return
+        # Read up to READ_SIZE at a time (see its comment).
+        transport.bufferSize = READ_SIZE
         self._protocol.makeConnection(transport)
         self._dial.connected(self._protocol)
 
