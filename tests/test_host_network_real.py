@@ -6,31 +6,38 @@ through is known to behave like the real thing (STYLE.md: a verified fake).
 
 The real cases are pytest functions on the reactor pytest-twisted installs
 and runs, so they run under pytest only (docs/testing.md); they skip when
-127.0.0.1 cannot be bound, except as root.  The fake and L{MemoryReactorClock}
-cases are trial test cases and run under both.
+127.0.0.1 cannot be bound, except as root.  The fake cases are trial test
+cases and run under both.  (L{HostNetwork} makes its connections itself, a
+socket each, so it has no memory-reactor cases: every one of its cases
+is on loopback.)
+
+Besides connecting, the real cases pin the write-through: a small write
+reaches the peer before C{write} returns, without the transport
+registering for writability; what the kernel does not take waits, in
+order, behind it; a failed send and a half-close behave as Twisted's own
+transport does.
 
 Nothing here leaves the machine: the connect timeout is provoked with a
 listening socket whose accept queue is full (Linux then drops further SYNs,
-so the client keeps retrying until its timeout), and is also checked on a
-L{MemoryReactorClock}, which needs no kernel behaviour at all.
+so the client keeps retrying until its timeout).
 """
 
 import os
 import socket
+import struct
 
 import pytest
 import pytest_twisted
 from twisted.internet import defer, error, tcp
-from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.task import deferLater
 
 # The reactor pytest-twisted installed when pytest started (before any test
 # module is imported) and runs while a test waits on a Deferred.
 from twisted.internet import reactor
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from tests.helpers import FakeHostNetwork
@@ -87,6 +94,7 @@ class Recorder(Protocol):
 
     def connectionLost(self, reason):
         self.events.append("connectionLost")
+        self.reason = reason
         self.lost.callback(None)
 
 
@@ -258,21 +266,15 @@ def test_realCancel(network, cleanups):
     assert events == []
 
 
-class _BindToDestination:
+class _BindToDestination(HostNetwork):
     """
-    The reactor, except that every TCP connect is bound to the port it
+    L{HostNetwork}, except that every connection is bound to the port it
     dials: how a host dial whose ephemeral port happens to equal the
     destination port (nothing listening there) is made on purpose.
     """
 
-    def __init__(self, reactor):
-        self._reactor = reactor
-
-    def connectTCP(self, host, port, factory, timeout=30, bindAddress=None):
-        return self._reactor.connectTCP(host, port, factory, timeout, bindAddress=(host, port))
-
-    def __getattr__(self, name):
-        return getattr(self._reactor, name)
+    def localAddress(self, host, port):
+        return (host, port)
 
 
 @pytest_twisted.inlineCallbacks
@@ -285,7 +287,7 @@ def test_realSelfConnectRefused(network):
     """
     port = closedPort()
     events = []
-    selfDialling = HostNetwork(_BindToDestination(reactor))
+    selfDialling = _BindToDestination(reactor)
     with pytest.raises(SelfConnectError) as raised:
         yield selfDialling.connectTCP("127.0.0.1", port, Recorder(events), 5.0)
     assert isinstance(raised.value, error.ConnectionRefusedError)
@@ -303,6 +305,331 @@ def _selfConnected(port):
         isinstance(each, tcp.Connection) and each.getHost().port == port
         for each in reactor.getReaders() + reactor.getWriters()
     )
+
+
+class _WatchedReactor:
+    """
+    The reactor, recording every C{addWriter} and C{removeWriter} (what
+    C{startWriting} and C{stopWriting} do: an C{epoll_ctl} each).
+    """
+
+    def __init__(self, reactor):
+        self._reactor = reactor
+        self.writers = []
+
+    def addWriter(self, writer):
+        self.writers.append("addWriter")
+        self._reactor.addWriter(writer)
+
+    def removeWriter(self, writer):
+        self.writers.append("removeWriter")
+        self._reactor.removeWriter(writer)
+
+    def __getattr__(self, name):
+        return getattr(self._reactor, name)
+
+
+def plainListener(cleanups):
+    """
+    A listening socket on loopback that the reactor does not watch, so a
+    test can look at what arrives without running the reactor.
+    """
+    listener = socket.socket()
+    cleanups.append(listener.close)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    return listener
+
+
+def acceptPlain(listener, cleanups):
+    """
+    The peer of a connection already made to C{listener}: non-blocking.
+    """
+    listener.settimeout(5)
+    peer, _ = listener.accept()
+    cleanups.append(peer.close)
+    peer.setblocking(False)
+    return peer
+
+
+def accepting(build):
+    """
+    A factory of C{build()} protocols, and a L{Deferred} that fires with
+    the first once it is connected (a host dial on loopback is connected
+    before the listening side, on the reactor, has accepted).
+    """
+    accepted = defer.Deferred()
+    factory = Factory()
+
+    def buildProtocol(addr):
+        protocol = build()
+        connectionMade = protocol.connectionMade
+
+        def made():
+            connectionMade()
+            if not accepted.called:
+                accepted.callback(protocol)
+
+        protocol.connectionMade = made
+        return protocol
+
+    factory.buildProtocol = buildProtocol
+    return factory, accepted
+
+
+class Collector(Protocol):
+    """
+    Keeps what arrives (in a list: megabytes arrive in pieces) and fires
+    C{done} once C{size} bytes have.
+    """
+
+    def __init__(self, size):
+        self.size = size
+        self.chunks = []
+        self.count = 0
+        self.done = defer.Deferred()
+        self.lost = defer.Deferred()
+
+    def dataReceived(self, data):
+        self.chunks.append(data)
+        self.count += len(data)
+        if self.count >= self.size and not self.done.called:
+            self.done.callback(b"".join(self.chunks))
+
+    def connectionLost(self, reason):
+        self.lost.callback(None)
+
+
+@pytest_twisted.inlineCallbacks
+def test_realDialledStepsAside(network):
+    """
+    Once connected, the transport talks to the given protocol itself:
+    nothing stands between them for every event.
+    """
+    factory = Factory.forProtocol(Echo)
+    factory.closed = defer.Deferred()
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    try:
+        protocol = Recorder([])
+        yield network.connectTCP("127.0.0.1", port.getHost().port, protocol, 5.0)
+        assert protocol.transport.protocol is protocol
+        protocol.transport.loseConnection()
+        yield protocol.lost
+        yield factory.closed
+    finally:
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_realLoopbackConnectsAtOnce(network):
+    """
+    A dial to a listening port on the host's own address is connected
+    within the connectTCP call (its handshake is done when connect()
+    returns): the Deferred has fired, the protocol is connected, before
+    the reactor runs again.  A closed port there is refused as promptly.
+    """
+    factory = Factory.forProtocol(Echo)
+    factory.closed = defer.Deferred()
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    try:
+        events = []
+        protocol = Recorder(events)
+        d = network.connectTCP("127.0.0.1", port.getHost().port, protocol, 5.0)
+        d.addCallback(fired(events))
+        assert events == ["connectionMade", "fired"]
+        yield d
+        refused = []
+        network.connectTCP("127.0.0.1", closedPort(), Recorder([]), 5.0).addErrback(
+            refused.append
+        )
+        [failure] = refused
+        assert failure.check(error.ConnectionRefusedError)
+        protocol.transport.loseConnection()
+        yield protocol.lost
+        yield factory.closed
+    finally:
+        yield port.stopListening()
+
+
+def test_realNamesNotResolved(network):
+    """
+    The host is an address literal (the stack never asks for a name): a
+    name fails the dial at once, with nothing connected.
+    """
+    events = []
+    d = network.connectTCP("localhost", 80, Recorder(events), 5.0)
+    failures = []
+    d.addErrback(failures.append)
+    [failure] = failures
+    assert failure.check(error.ConnectError)
+    assert events == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_realWriteThrough(cleanups):
+    """
+    A small write to a connected host socket with room in its kernel buffer
+    is sent before C{write} returns (on loopback it is then already
+    readable at the peer, without the reactor running), and the transport
+    never registers for writability: no C{epoll_ctl} add and remove, no
+    wait for the next reactor turn.  So is a C{writeSequence}.
+    """
+    watched = _WatchedReactor(reactor)
+    network = HostNetwork(watched)
+    listener = plainListener(cleanups)
+    protocol = Recorder([])
+    yield network.connectTCP("127.0.0.1", listener.getsockname()[1], protocol, 5.0)
+    peer = acceptPlain(listener, cleanups)
+    try:
+        del watched.writers[:]
+        protocol.transport.write(b"x")
+        assert peer.recv(16) == b"x"
+        protocol.transport.writeSequence([b"y", b"z"])
+        assert peer.recv(16) == b"yz"
+        assert watched.writers == []
+    finally:
+        protocol.transport.loseConnection()
+        yield protocol.lost
+
+
+@pytest_twisted.inlineCallbacks
+def test_realWriteBuffersWhatDoesNotFit(network):
+    """
+    A write larger than the kernel takes is sent in part at once; the rest
+    waits in the transport (which registers for writability) and so does
+    every later write, so the peer gets everything, in order.  Once that
+    is out, small writes go straight through again.
+    """
+    big = bytes(range(256)) * (32 * 4096)  # 32 MiB
+    factory, accepted = accepting(lambda: Collector(len(big) + 4))
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    collector = None
+    try:
+        watched = _WatchedReactor(reactor)
+        protocol = Recorder([])
+        yield HostNetwork(watched).connectTCP(
+            "127.0.0.1", port.getHost().port, protocol, 5.0
+        )
+        collector = yield accepted
+        del watched.writers[:]
+        protocol.transport.write(big)
+        protocol.transport.write(b"tail")
+        # (Twisted's write asks again each time; the reactor adds it once.)
+        assert set(watched.writers) == {"addWriter"}
+        received = yield collector.done
+        assert received == big + b"tail"
+        # The last send and the end of writing were one doWrite, before
+        # the peer could read the last byte.
+        assert watched.writers[-1] == "removeWriter"
+        before = list(watched.writers)
+        collector.size += 4
+        collector.done = defer.Deferred()
+        protocol.transport.write(b"more")
+        assert watched.writers == before
+        assert (yield collector.done).endswith(b"tailmore")
+    finally:
+        protocol.transport.loseConnection()
+        yield protocol.lost
+        if collector is not None:
+            yield collector.lost
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_realWriteAfterResetLosesConnection(network, cleanups):
+    """
+    A write the peer's reset makes fail loses the connection (as
+    C{ConnectionLost}, not a clean close) a reactor turn later, as a
+    buffered write meeting the error would have.
+    """
+    listener = plainListener(cleanups)
+    protocol = Recorder([])
+    yield network.connectTCP("127.0.0.1", listener.getsockname()[1], protocol, 5.0)
+    peer = acceptPlain(listener, cleanups)
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.close()
+    protocol.transport.write(b"x")
+    assert protocol.events == ["connectionMade"]
+    yield protocol.lost
+    assert protocol.reason.check(error.ConnectionLost)
+
+
+@implementer(IHalfCloseableProtocol)
+class HalfClosePeer(Protocol):
+    """
+    The far end of a half-close: keeps what arrives, fires C{eof} with it
+    at the EOF, then answers C{b"back"} and closes.
+    """
+
+    def __init__(self):
+        self.chunks = []
+        self.eof = defer.Deferred()
+        self.lost = defer.Deferred()
+
+    def dataReceived(self, data):
+        self.chunks.append(data)
+
+    def readConnectionLost(self):
+        self.eof.callback(b"".join(self.chunks))
+        self.transport.write(b"back")
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self):
+        pass
+
+    def connectionLost(self, reason):
+        self.lost.callback(None)
+
+
+@pytest_twisted.inlineCallbacks
+def test_realHalfCloseAfterWriteThrough(network):
+    """
+    loseWriteConnection after written-through bytes: the peer reads them,
+    then EOF; the connection still reads what the peer sends after, and
+    closes cleanly; asking twice changes nothing.
+    """
+    factory, accepted = accepting(HalfClosePeer)
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    try:
+        protocol = Recorder([])
+        yield network.connectTCP("127.0.0.1", port.getHost().port, protocol, 5.0)
+        protocol.transport.write(b"x")
+        protocol.transport.loseWriteConnection()
+        protocol.transport.loseWriteConnection()
+        peer = yield accepted
+        assert (yield peer.eof) == b"x"
+        assert (yield protocol.expect(4)) == b"back"
+        yield protocol.lost
+        assert protocol.reason.check(error.ConnectionDone)
+        yield peer.lost
+    finally:
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_realHalfCloseAfterQueuedWrites(network):
+    """
+    loseWriteConnection while written bytes wait in the transport (more
+    than the kernel took): the peer reads all of them, then EOF; asking
+    again changes nothing.
+    """
+    big = bytes(range(256)) * (16 * 4096)  # 16 MiB
+    factory, accepted = accepting(HalfClosePeer)
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    try:
+        protocol = Recorder([])
+        yield network.connectTCP("127.0.0.1", port.getHost().port, protocol, 5.0)
+        protocol.transport.write(big)
+        protocol.transport.loseWriteConnection()
+        protocol.transport.loseWriteConnection()
+        peer = yield accepted
+        assert (yield peer.eof) == big
+        assert (yield protocol.expect(4)) == b"back"
+        yield protocol.lost
+        assert protocol.reason.check(error.ConnectionDone)
+        yield peer.lost
+    finally:
+        yield port.stopListening()
 
 
 class FakeNetworkTests(SynchronousTestCase):
@@ -368,116 +695,3 @@ class FakeNetworkTests(SynchronousTestCase):
         d.cancel()
         self.failureResultOf(d, defer.CancelledError)
         self.assertEqual(events, [])
-
-
-class MemoryReactorTests(SynchronousTestCase):
-    """
-    HostNetwork over a L{MemoryReactorClock}: what it asks of the reactor,
-    and the timeout without any kernel involved.
-    """
-
-    def setUp(self):
-        self.reactor = MemoryReactorClock()
-        self.network = HostNetwork(self.reactor)
-
-    def test_connectArguments(self):
-        """
-        connectTCP asks the reactor for the host, port and timeout given.
-        """
-        self.network.connectTCP("203.0.113.9", 443, Protocol(), 12.5)
-        [(host, port, factory, timeout, bindAddress)] = self.reactor.tcpClients
-        self.assertEqual((host, port, timeout, bindAddress), ("203.0.113.9", 443, 12.5, None))
-
-    def test_timeoutFails(self):
-        """
-        The connector's timeout reaches the Deferred as TimeoutError.
-        """
-        events = []
-        d = self.network.connectTCP("203.0.113.9", 443, Recorder(events), 12.5)
-        [(_, _, factory, _, _)] = self.reactor.tcpClients
-        connector = self.reactor.connectors[0]
-        factory.clientConnectionFailed(connector, Failure(error.TimeoutError()))
-        self.failureResultOf(d, error.TimeoutError)
-        self.assertEqual(events, [])
-
-    def test_selfConnectRefused(self):
-        """
-        A connection whose local address is its peer address fails with
-        L{SelfConnectError} (a C{ConnectionRefusedError}), is aborted, and
-        the protocol is never connected.
-        """
-        events = []
-        d = self.network.connectTCP("127.0.0.1", 45000, Recorder(events), 12.5)
-        [(_, _, factory, _, _)] = self.reactor.tcpClients
-        address = IPv4Address("TCP", "127.0.0.1", 45000)
-        transport = StringTransport(hostAddress=address, peerAddress=address)
-        built = factory.buildProtocol(address)
-        built.makeConnection(transport)
-        failure = self.failureResultOf(d, SelfConnectError)
-        self.assertIsInstance(failure.value, error.ConnectionRefusedError)
-        self.assertEqual(events, [])
-        self.assertTrue(transport.disconnecting)
-
-    def test_otherLocalPortConnects(self):
-        """
-        The same addresses with another local port are a normal connection.
-        """
-        protocol = Protocol()
-        d = self.network.connectTCP("127.0.0.1", 45000, protocol, 12.5)
-        [(_, _, factory, _, _)] = self.reactor.tcpClients
-        transport = StringTransport(
-            hostAddress=IPv4Address("TCP", "127.0.0.1", 45001),
-            peerAddress=IPv4Address("TCP", "127.0.0.1", 45000),
-        )
-        factory.buildProtocol(None).makeConnection(transport)
-        self.assertIs(self.successResultOf(d), protocol)
-        self.assertFalse(transport.disconnecting)
-
-    def test_successBuildsGivenProtocol(self):
-        """
-        The factory hands out the very protocol given.
-        """
-        protocol = Protocol()
-        d = self.network.connectTCP("203.0.113.9", 443, protocol, 12.5)
-        [(_, _, factory, _, _)] = self.reactor.tcpClients
-        built = factory.buildProtocol(None)
-        built.makeConnection(StringTransport())
-        self.assertIs(self.successResultOf(d), protocol)
-
-
-@pytest_twisted.inlineCallbacks
-def test_realLargeReads(network):
-    """
-    A host connection reads up to L{READ_SIZE} (1 MiB) at a time, its
-    transport's public C{bufferSize}, and bytes still flow.
-    """
-    factory = Factory.forProtocol(Echo)
-    factory.closed = defer.Deferred()
-    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-    try:
-        protocol = Recorder([])
-        yield network.connectTCP("127.0.0.1", port.getHost().port, protocol, 5.0)
-        assert READ_SIZE == 1 << 20
-        assert protocol.transport.bufferSize == READ_SIZE
-        sizes = []
-        real = protocol.transport.socket
-
-        class Watched:
-            def recv(self, size):
-                sizes.append(size)
-                return real.recv(size)
-
-            def __getattr__(self, name):
-                return getattr(real, name)
-
-        protocol.transport.socket = Watched()
-        protocol.transport.write(b"x" * 200000)
-        echoed = yield protocol.expect(200000)
-        assert echoed == b"x" * 200000
-        assert sizes and set(sizes) == {READ_SIZE}
-        protocol.transport.socket = real
-        protocol.transport.loseConnection()
-        yield protocol.lost
-        yield factory.closed
-    finally:
-        yield port.stopListening()

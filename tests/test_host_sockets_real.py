@@ -268,6 +268,70 @@ def test_errorOnlyWakeUp(openPair, receiver):
     assert receiver.datagrams == [(b"ping", "127.0.0.1", sock.port)]
 
 
+def errorBesideDatagramSockets(sockets, receiver, opened):
+    """
+    In a private namespace: a host socket, a port nothing listens on, and
+    a plain peer socket.
+    """
+
+    def make():
+        sock = sockets.openUDP(receiver)
+        opened.append(sock)
+        gone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        gone.bind(("127.0.0.1", 0))
+        closed = gone.getsockname()[1]
+        gone.close()
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        opened.append(peer)
+        peer.bind(("127.0.0.1", 0))
+        peer.settimeout(TIMEOUT)
+        return sock, closed, peer
+
+    return inPrivateNamespace(make)
+
+
+@pytest_twisted.inlineCallbacks
+def test_errorBesideDatagram(sockets, receiver):
+    """
+    An ICMP error and a datagram pending together (the reactor sees
+    C{EPOLLIN} with C{EPOLLERR}): the pending error the read reports
+    first leads to the error queue, and both arrive.
+    """
+    opened = []
+    try:
+        sock, closed, peer = errorBesideDatagramSockets(sockets, receiver, opened)
+        sock.sendTo(b"knock", "127.0.0.1", closed)
+        peer.sendto(b"pong", ("127.0.0.1", sock.port))
+        yield receiver.until(lambda: receiver.errors and receiver.datagrams)
+        assert receiver.errors == [portUnreachable("127.0.0.1", closed, b"knock")]
+        assert receiver.datagrams == [(b"pong", "127.0.0.1", peer.getsockname()[1])]
+    finally:
+        for each in reversed(opened):
+            each.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_errorTakenBySend(sockets, receiver):
+    """
+    A send that meets the pending error of an earlier ICMP error (and goes
+    on the retry) leaves its details in the queue: they arrive with the
+    next datagram read, which no longer reports the error.
+    """
+    opened = []
+    try:
+        sock, closed, peer = errorBesideDatagramSockets(sockets, receiver, opened)
+        sock.sendTo(b"knock", "127.0.0.1", closed)
+        sock.sendTo(b"ping", "127.0.0.1", peer.getsockname()[1])
+        assert peer.recv(16) == b"ping"
+        peer.sendto(b"pong", ("127.0.0.1", sock.port))
+        yield receiver.until(lambda: receiver.errors and receiver.datagrams)
+        assert receiver.errors == [portUnreachable("127.0.0.1", closed, b"knock")]
+        assert receiver.datagrams == [(b"pong", "127.0.0.1", peer.getsockname()[1])]
+    finally:
+        for each in reversed(opened):
+            each.close()
+
+
 @pytest_twisted.inlineCallbacks
 def test_fragmentationNeeded(openPair, receiver):
     """

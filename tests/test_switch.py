@@ -163,6 +163,28 @@ class LocalDeliveryTests(SwitchTestMixin, SynchronousTestCase):
             nonZeroCounters(self.counters), {"link.linksOpened": 3, "ethernet.received": 1}
         )
 
+    def test_headerShared(self):
+        """
+        Every frame of one guest to the server MAC reaches its receiver with
+        the same (immutable) header for its EtherType: none is built per
+        frame.  A broadcast frame's header names the broadcast address.
+        """
+        frame = buildEthernet(SERVER_MAC, MAC_A, ETHERTYPE_IPV4, PAYLOAD)
+        self.portA.frameReceived(frame)
+        self.portA.frameReceived(frame)
+        self.portA.frameReceived(buildEthernet(SERVER_MAC, MAC_A, ETHERTYPE_ARP, PAYLOAD))
+        self.portA.frameReceived(buildEthernet(BROADCAST_MAC, MAC_A, ETHERTYPE_ARP, PAYLOAD))
+        [(first, _), (second, _)] = self.ipv4.received
+        self.assertIs(first, second)
+        self.assertEqual(first, EthernetHeader(SERVER_MAC, MAC_A, ETHERTYPE_IPV4))
+        self.assertEqual(
+            [header for header, _ in self.arp.received],
+            [
+                EthernetHeader(SERVER_MAC, MAC_A, ETHERTYPE_ARP),
+                EthernetHeader(BROADCAST_MAC, MAC_A, ETHERTYPE_ARP),
+            ],
+        )
+
     def test_arpToServerMAC(self):
         """
         An ARP frame to the server MAC reaches the ARP receiver.
@@ -387,6 +409,19 @@ class LearningTests(SwitchTestMixin, SynchronousTestCase):
         portA.frameReceived(frame)
         self.assertEqual(linkQ.frames, [frame])
         self.assertEqual(self.counters.ethernet.switched, 1)
+
+    def test_learnedHeader(self):
+        """
+        Frames from a port that learned its MAC reach the receivers with
+        that MAC as their source.
+        """
+        _, port = self.plug("qemu", None)
+        port.frameReceived(buildEthernet(SERVER_MAC, LEARNED, ETHERTYPE_IPV4, PAYLOAD))
+        port.frameReceived(buildEthernet(SERVER_MAC, LEARNED, ETHERTYPE_IPV4, PAYLOAD))
+        self.assertEqual(
+            [header for header, _ in self.ipv4.received],
+            [EthernetHeader(SERVER_MAC, LEARNED, ETHERTYPE_IPV4)] * 2,
+        )
 
     def test_learnOnce(self):
         """

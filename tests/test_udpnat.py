@@ -129,6 +129,17 @@ class MappingTests(NATTestMixin, SynchronousTestCase):
         sock.deliver(b"punch", "203.0.113.99", 31337)
         self.assertEqual(self.replies(), [(ip("203.0.113.99"), 31337, 1024, b"punch")])
 
+    def test_unreadableSource(self):
+        """
+        A datagram whose source is no IPv4 address (an IPv6 peer's text,
+        say) cannot be passed to the guest: it is dropped and counted.
+        """
+        self.send(1024, REMOTE_IP, 7)
+        [sock] = self.sockets.opened
+        sock.deliver(b"odd", "2001:db8::1", 7)
+        self.assertEqual(self.replies(), [])
+        self.assertEqual(self.stack.counters.udp.natErrorsDropped, 1)
+
     def test_sourcePorts(self):
         """
         Replies from two remote ports arrive with their own source ports

@@ -1,6 +1,26 @@
 # -*- test-case-name: tests.test_host_network_real -*-
 """
-L{HostNetwork}: the real L{IHostNetwork}, over the reactor's C{connectTCP}.
+L{HostNetwork}: the real L{IHostNetwork}, host TCP connections on the
+reactor.
+
+Each connection is a L{HostConnection}, Twisted's TCP client transport
+with two differences that matter when a guest exchanges small messages
+(every frame of the guest's becomes a write here, often of a few bytes):
+
+ - it dials at once, in the call that asks for it: the address is always
+   a literal, so there is nothing to resolve (Twisted's C{connectTCP}
+   waits a reactor turn and runs a L{Deferred} chain to find that out),
+   and a dial to the host's own addresses, complete when C{connect()}
+   returns, is connected in that same call, without waiting a reactor turn
+   for the socket to become writable;
+ - it writes through: a write that finds nothing waiting in the transport's
+   buffer goes to the socket at once, in the same reactor turn, and only
+   what the kernel does not take is buffered (C{startWriting}, a turn
+   later, as Twisted does for every write).  A small write to a host
+   socket with room in its kernel buffer thus costs one C{send}, instead
+   of registering for writability, waiting for the next turn, sending and
+   unregistering again.  A half-close with nothing waiting is likewise a
+   C{shutdown} at once.
 
 A dial to a port nothing listens on can connect to itself: when the
 kernel picks an ephemeral local port equal to the destination port on the
@@ -16,17 +36,20 @@ Host connections also read more per C{recv} than Twisted's transports do
 (L{READ_SIZE}).
 """
 
+from socket import AF_INET, inet_pton
+
 from twisted.internet import error
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IHalfCloseableProtocol
-from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
-from zope.interface import directlyProvides, implementer
+from zope.interface import implementer
 
 from vpnkit.interfaces import IHostNetwork
 from vpnkit.protocols.tcp.layer import SelfConnectError
 
 __all__ = ["HostNetwork", "SelfConnectError", "READ_SIZE"]
+
 
 # The most a host connection takes from its socket in one read: the
 # transport's public bufferSize, which Twisted reads with (64 KiB by
@@ -51,78 +74,91 @@ def connectedToItself(transport):
 class _Dialled(Protocol):
     """
     Stands between a new host connection and the protocol it is for until
-    the connection is known not to be connected to itself, then passes
-    every event on.
+    the connection is known not to be connected to itself, then hands the
+    transport over to that protocol and steps aside.
     """
 
     def __init__(self, dial, protocol):
         self._dial = dial
         self._protocol = protocol
-        if IHalfCloseableProtocol.providedBy(protocol):
-            directlyProvides(self, IHalfCloseableProtocol)
 
     def connectionMade(self):
         transport = self.transport
         if connectedToItself(transport):
             address = transport.getPeer()
-            self._protocol = None
             transport.abortConnection()
             self._dial.failed(Failure(SelfConnectError(address.host, address.port)))
             return
         # Read up to READ_SIZE at a time (see its comment).
         transport.bufferSize = READ_SIZE
-        self._protocol.makeConnection(transport)
-        self._dial.connected(self._protocol)
-
-    def dataReceived(self, data):
-        self._protocol.dataReceived(data)
-
-    def readConnectionLost(self):
-        self._protocol.readConnectionLost()
-
-    def writeConnectionLost(self):
-        self._protocol.writeConnectionLost()
-
-    def connectionLost(self, reason):
-        if self._protocol is not None:
-            self._protocol.connectionLost(reason)
+        protocol = self._protocol
+        transport.protocol = protocol
+        protocol.makeConnection(transport)
+        self._dial.connected(protocol)
 
 
-class _Dial(ClientFactory):
+class _Dial:
     """
-    One connect: a L{Deferred} that fires with the protocol once it is
-    connected, or fails (refused, timed out, cancelled, connected to
-    itself).  Quiet: vpnkit dials once per guest connection.
+    One connect, and the connector of its L{HostConnection}: a
+    L{Deferred} that fires with the protocol once it is connected, or fails
+    (refused, timed out, cancelled, connected to itself).
     """
 
-    noisy = False
-
-    def __init__(self, protocol):
+    def __init__(self, protocol, host, port, reactor):
         self._protocol = protocol
-        self._connector = None
+        self._destination = (host, port)
+        self._reactor = reactor
+        self._timeout = None
+        self.transport = None
         self.deferred = Deferred(self._cancel)
 
-    def startedConnecting(self, connector):
-        self._connector = connector
+    def start(self, host, port, timeout, bindAddress):
+        # Imported here: it is a twisted.internet.tcp transport, and that
+        # module imports pyOpenSSL when imported before the reactor is
+        # installed (vpnkit installs it without, see vpnkit.tap).
+        from vpnkit.host.hostconnection import HostConnection
+
+        self.transport = HostConnection(host, port, bindAddress, self, self._reactor)
+        if not self.deferred.called:
+            self._timeout = self._reactor.callLater(timeout, self._timedOut)
+
+    def _stopTimeout(self):
+        if self._timeout is not None:
+            if self._timeout.active():
+                self._timeout.cancel()
+            self._timeout = None
+
+    def _timedOut(self):
+        self._timeout = None
+        self.transport.failIfNotConnected(error.TimeoutError())
+
+    def _cancel(self, deferred):
+        self._stopTimeout()
+        deferred.errback(error.ConnectingCancelledError(IPv4Address("TCP", *self._destination)))
+        self.transport.stopConnecting()
+
+    # -- what the transport asks of its connector ----------------------------------
 
     def buildProtocol(self, addr):
+        self._stopTimeout()
         return _Dialled(self, self._protocol)
+
+    def connectionFailed(self, reason):
+        self.failed(reason)
+
+    def connectionLost(self, reason):
+        pass
+
+    # -- outcome ---------------------------------------------------------------------
 
     def connected(self, protocol):
         if not self.deferred.called:
             self.deferred.callback(protocol)
 
     def failed(self, failure):
+        self._stopTimeout()
         if not self.deferred.called:
             self.deferred.errback(failure)
-
-    def clientConnectionFailed(self, connector, reason):
-        self.failed(reason)
-
-    def _cancel(self, deferred):
-        connector = self._connector
-        deferred.errback(error.ConnectingCancelledError(connector.getDestination()))
-        connector.stopConnecting()
 
 
 @implementer(IHostNetwork)
@@ -133,6 +169,18 @@ class HostNetwork:
         self._reactor = reactor
 
     def connectTCP(self, host, port, protocol, timeout):
-        dial = _Dial(protocol)
-        self._reactor.connectTCP(host, port, dial, timeout=timeout)
+        try:
+            inet_pton(AF_INET, host)
+        except (OSError, TypeError):
+            return fail(error.ConnectError(string=f"not an IPv4 address: {host!r}"))
+        dial = _Dial(protocol, host, port, self._reactor)
+        dial.start(host, port, timeout, self.localAddress(host, port))
         return dial.deferred
+
+    def localAddress(self, host, port):
+        """
+        The C{(host, port)} a new connection to C{host}:C{port} binds to
+        before it dials, or C{None}: the kernel picks (always; a hook for
+        tests).
+        """
+        return None

@@ -6,6 +6,8 @@ the protocol on the host socket.  The guest end is a
 L{vpnkit.protocols.tcp.splice.GuestSide}.
 """
 
+from socket import inet_ntoa
+
 from twisted.internet import error
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Protocol
@@ -79,7 +81,7 @@ class HostRoute:
             return LOCALHOST, flow.localPort
         if not forwardable(self._config, flow.localIP):
             return None
-        return ".".join(str(b) for b in flow.localIP), flow.localPort
+        return inet_ntoa(flow.localIP), flow.localPort
 
     def route(self, flow):
         target = self.target(flow)

@@ -14,7 +14,13 @@ A socket whose only news is an error makes C{epoll} report C{EPOLLERR}
 without C{EPOLLIN}, which Twisted's reactors treat as the end of reading;
 we provide L{IHalfCloseableDescriptor}, so that arrives as
 C{readConnectionLost}, where we drain the error queue and start reading
-again.
+again.  Reading datagrams looks at the error queue only when there is
+news there: an ICMP error also leaves the socket's pending error, which
+the next C{recvfrom} reports before any datagram, and a send the host
+refused (possibly queueing a local error) raised; otherwise a datagram
+costs no more than its C{recvfrom} (and the one that finds the socket
+empty).  An error nothing announced this way still wakes the reactor
+with C{EPOLLERR} once the datagrams are read.
 
 ICMP sockets are Linux's unprivileged "ping" sockets
 (C{socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP)}), allowed for the groups in
@@ -133,6 +139,9 @@ class _DatagramSocket:
         self._ttl = None
         self._df = None
         self._recverr = sock.family == socket.AF_INET
+        # Whether the error queue may hold something (see the module's
+        # docstring).
+        self._errorsQueued = False
         self.port = sock.getsockname()[1]
         self.closed = False
         reactor.addReader(self)
@@ -152,6 +161,9 @@ class _DatagramSocket:
         try:
             sock.sendto(data, (host, port))
         except OSError as e:
+            # A refusal may have queued a local error; an earlier ICMP
+            # error reported late has its details in the queue.
+            self._errorsQueued = self._recverr
             if e.errno not in _ASYNC_ERRORS or not self._recverr:
                 raise
             # Most likely an earlier ICMP error reported late; once
@@ -186,14 +198,17 @@ class _DatagramSocket:
             except OSError as e:
                 if e.errno in _PENDING_READ_ERRORS:
                     # The pending error; its details are in the queue.
+                    self._errorsQueued = self._recverr
                     continue
                 log.debug("{socket}: {error}", socket=self._description, error=e)
                 break
             receiver.datagramReceived(data, address[0], address[1])
-        self._readErrors()
+        if self._errorsQueued:
+            self._readErrors()
         return None
 
     def _readErrors(self):
+        self._errorsQueued = False
         if not self._recverr:
             return
         sock = self._sock

@@ -24,6 +24,7 @@ from vpnkit.wire.ethernet import ETHERTYPE_IPV4
 from vpnkit.wire.icmp import DEST_UNREACHABLE, TIME_EXCEEDED, ICMPMessage, emitICMP
 from vpnkit.wire.ipv4 import (
     FLAG_DF,
+    FLAG_MF,
     PROTO_ICMP,
     PROTO_TCP,
     IPv4Header,
@@ -121,7 +122,9 @@ class IPv4Layer:
             else:
                 counters.notRouted += 1
             return
-        if ip.isFragment:
+        if ip.flags & FLAG_MF or ip.fragmentOffset:
+            # A fragment (IPv4Header.isFragment, inline: every datagram
+            # asks).
             reassembler = self.reassembler
             evicted = reassembler.evicted
             outcome, whole = reassembler.add(ip, data, self._now())

@@ -102,6 +102,7 @@ class SwitchPort:
         "_switch",
         "_observers",
         "_head",
+        "_headers",
         "_wireFrame",
         "_counters",
         "_checksumOffload",
@@ -123,6 +124,21 @@ class SwitchPort:
         self._head = None if mac is None else mac + switch.serverMAC
         # Whether the guest's kernel completes partial checksums.
         self._checksumOffload = IChecksumOffloadLink.providedBy(link) and link.checksumOffload
+        # The Ethernet header of this guest's frames to vpnkit, by
+        # EtherType: the same few every time, and immutable.
+        self._headers = {}
+
+    def headerFor(self, ethertype):
+        """
+        The L{EthernetHeader} of a frame from this guest to vpnkit's MAC
+        with C{ethertype} (a frame the port took as from its guest).
+        """
+        header = self._headers.get(ethertype)
+        if header is None:
+            header = EthernetHeader(self._switch.serverMAC, self.mac, ethertype)
+            if len(self._headers) < 8:
+                self._headers[ethertype] = header
+        return header
 
     def frameReceived(self, frame):
         """
@@ -136,6 +152,7 @@ class SwitchPort:
     def learned(self, mac):
         self.mac = mac
         self._head = mac + self._switch.serverMAC
+        self._headers = {}
 
     def sendPayload(self, ethertype, header, payload=b"", partial=None):
         """
@@ -361,9 +378,11 @@ class EthernetSwitch:
             else:
                 counters.unsupportedEthertype += 1
             return
-        receiver.ethernetPayloadReceived(
-            EthernetHeader(dst, src, ethertype), frame[HEADER_LENGTH:]
+        # The frame is from the port's own MAC (checked above).
+        header = port.headerFor(ethertype) if dst == self._serverMAC else EthernetHeader(
+            dst, src, ethertype
         )
+        receiver.ethernetPayloadReceived(header, frame[HEADER_LENGTH:])
 
     def _claimsOtherClient(self, frame, n, mac):
         """

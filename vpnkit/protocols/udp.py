@@ -193,8 +193,10 @@ class UDPLayer:
         except ParseError:
             counters.malformed += 1
             return
-        inbound = self._inbound.get((header.src, udp.srcPort, header.dst, udp.dstPort))
-        if inbound is not None:
+        inbound = self._inbound and self._inbound.get(
+            (header.src, udp.srcPort, header.dst, udp.dstPort)
+        )
+        if inbound:
             counters.inboundReceived += 1
             inbound.deliver(data)
             return

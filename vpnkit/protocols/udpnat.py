@@ -30,6 +30,7 @@ rate-limited log line, never the daemon.
 """
 
 import errno
+from socket import inet_aton, inet_ntoa
 
 from vpnkit.log import RateLimitedLog, logger
 from vpnkit.protocols.destinations import forwardable
@@ -245,7 +246,8 @@ class UDPNAT:
         """
         counters = self._counters
         dst = header.dst
-        if not forwardable(self._config, dst) or udp.dstPort == 0:
+        alias = dst == self._hostAlias
+        if udp.dstPort == 0 or not (alias or forwardable(self._config, dst)):
             counters.natNotForwarded += 1
             return
         key = (header.src, udp.srcPort)
@@ -257,7 +259,7 @@ class UDPNAT:
                 return
         else:
             self.flows.touch(key, now)
-        host = LOCALHOST if dst == self._hostAlias else formatIP(dst)
+        host = LOCALHOST if alias else inet_ntoa(dst)
         flow.remember((host, udp.dstPort), header, quote)
         try:
             flow.socket.sendTo(
@@ -322,8 +324,8 @@ class UDPNAT:
             source = self._hostAlias
         else:
             try:
-                source = packIP(host)
-            except ValueError:
+                source = inet_aton(host)
+            except (OSError, ValueError):
                 self._counters.natErrorsDropped += 1
                 return
         guestIP, guestPort = flow.key

@@ -16,7 +16,7 @@ a budget per guest and in total, where a new SYN evicts the oldest, and
 dials in flight and all connections have caps beyond which a SYN gets RST.
 """
 
-import random
+import os
 from ipaddress import IPv4Address
 from typing import NamedTuple
 
@@ -68,6 +68,29 @@ class Flow(NamedTuple):
             f"{IPv4Address(self.guestIP)}:{self.guestPort} -> "
             f"{IPv4Address(self.localIP)}:{self.localPort}"
         )
+
+
+class _SystemISS:
+    """
+    Initial sequence numbers from the system's random source (RFC 6528:
+    unpredictable), read 4 KiB at a time rather than with a system call
+    for each new connection.
+    """
+
+    _CHUNK = 4096
+
+    def __init__(self):
+        self._pool = b""
+        self._next = 0
+
+    def getrandbits(self, bits):
+        size = (bits + 7) // 8
+        start = self._next
+        if start + size > len(self._pool):
+            self._pool = os.urandom(self._CHUNK)
+            start = 0
+        self._next = start + size
+        return int.from_bytes(self._pool[start : start + size], "big") >> (8 * size - bits)
 
 
 class _Pending:
@@ -129,6 +152,8 @@ class TCPLayer:
     @param limits: the L{TCPLimits}; when not given, C{maxConnections} and
         C{maxPending} with the default half-open budgets.
     @param guestPresent: whether a guest holds a (packed) address.
+    @param rng: where initial sequence numbers come from
+        (C{getrandbits(32)}); the system's random source by default.
 
     @ivar limits: the L{TCPLimits} in force (may be replaced at any time).
     """
@@ -158,7 +183,7 @@ class TCPLayer:
         if limits is None:
             limits = TCPLimits(maxConnections=maxConnections, maxPending=maxPending)
         self.limits = limits
-        self._rng = rng or random.SystemRandom()
+        self._rng = rng or _SystemISS()
         self._connections = {}
         self._pending = {}
         self._halfOpen = _HalfOpen()
@@ -213,8 +238,13 @@ class TCPLayer:
                 connection.abortConnection()
             else:
                 connection.segmentReceived(seg)
-                if flow in self._halfOpen and connection.tcb.state is not State.SYN_RECEIVED:
-                    self._halfOpen.discard(flow)
+                halfOpen = self._halfOpen
+                if (
+                    halfOpen.total
+                    and connection.tcb.state is not State.SYN_RECEIVED
+                    and flow in halfOpen
+                ):
+                    halfOpen.discard(flow)
                 return
         pending = self._pending.get(flow)
         if pending is not None:
@@ -271,8 +301,10 @@ class TCPLayer:
         d = self._router.connectionRequested(flow)
         pending.deferred = d
         d.addCallbacks(
-            lambda protocol: self._connected(flow, pending, protocol),
-            lambda failure: self._connectFailed(flow, pending, failure),
+            self._connected,
+            self._connectFailed,
+            callbackArgs=(flow, pending),
+            errbackArgs=(flow, pending),
         )
 
     def _evict(self, flow, limit):
@@ -303,7 +335,7 @@ class TCPLayer:
         if pending.deferred is not None:
             pending.deferred.cancel()
 
-    def _connected(self, flow, pending, protocol):
+    def _connected(self, protocol, flow, pending):
         if pending.cancelled or self._pending.get(flow) is not pending:
             # The guest gave up (RST) while we dialled: the protocol, never
             # connected, closes its other end.
@@ -320,7 +352,7 @@ class TCPLayer:
         connection.start()
         return None
 
-    def _connectFailed(self, flow, pending, failure):
+    def _connectFailed(self, failure, flow, pending):
         if self._pending.get(flow) is not pending:
             return None
         del self._pending[flow]
