@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from struct import Struct
 from typing import ClassVar
 
-from vpnkit.wire import MalformedError, TruncatedError
+from vpnkit.wire import MalformedError, TruncatedError, WithOptions
 from vpnkit.wire.dnsnames import decodeDomainNames, encodeDomainNames
 
 __all__ = [
@@ -173,27 +173,8 @@ class ServerID:
     CODE: ClassVar[int] = OPTION_SERVERID
 
 
-class _WithOptions:
-    __slots__ = ()
-
-    def option(self, kind):
-        """
-        The first option of class C{kind}, or C{None}.
-        """
-        for option in self.options:
-            if type(option) is kind:
-                return option
-        return None
-
-    def optionsOf(self, kind):
-        """
-        Every option of class C{kind}, in order.
-        """
-        return [option for option in self.options if type(option) is kind]
-
-
 @dataclass(frozen=True, slots=True)
-class IANA(_WithOptions):
+class IANA(WithOptions):
     """
     An identity association for non-temporary addresses (option 3).
 
@@ -209,7 +190,7 @@ class IANA(_WithOptions):
 
 
 @dataclass(frozen=True, slots=True)
-class IAAddress(_WithOptions):
+class IAAddress(WithOptions):
     """
     An address of an IA_NA (option 5), 16 bytes packed, with its lifetimes
     in seconds (L{INFINITY} for ever).
@@ -305,7 +286,7 @@ class DHCPv6Option:
 
 
 @dataclass(frozen=True, slots=True)
-class DHCPv6Message(_WithOptions):
+class DHCPv6Message(WithOptions):
     """
     A client/server message.
 

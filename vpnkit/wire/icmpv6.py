@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from struct import Struct
 from typing import ClassVar
 
-from vpnkit.wire import ChecksumError, MalformedError, TruncatedError
+from vpnkit.wire import ChecksumError, MalformedError, TruncatedError, WithOptions
 from vpnkit.wire.checksum import internetChecksum, ipv6PseudoHeaderSum, onesComplementSum
 from vpnkit.wire.dnsnames import decodeDomainNames, encodeDomainNames
 from vpnkit.wire.ipv6 import HEADER_LENGTH as IPV6_HEADER_LENGTH
@@ -136,19 +136,6 @@ _lifetime = Struct("!HI")
 
 
 # -- NDP options ------------------------------------------------------------
-
-
-class _WithOptions:
-    __slots__ = ()
-
-    def option(self, kind):
-        """
-        The first option of class C{kind}, or C{None}.
-        """
-        for option in self.options:
-            if type(option) is kind:
-                return option
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,13 +396,13 @@ class ParameterProblem:
 
 
 @dataclass(frozen=True, slots=True)
-class RouterSolicitation(_WithOptions):
+class RouterSolicitation(WithOptions):
     options: tuple = ()
     TYPE: ClassVar[int] = ROUTER_SOLICITATION
 
 
 @dataclass(frozen=True, slots=True)
-class RouterAdvertisement(_WithOptions):
+class RouterAdvertisement(WithOptions):
     """
     @ivar curHopLimit: the hop limit hosts should use (0: unspecified).
     @ivar flags: L{RA_MANAGED}, L{RA_OTHER} and the other bits as sent.
@@ -440,7 +427,7 @@ class RouterAdvertisement(_WithOptions):
 
 
 @dataclass(frozen=True, slots=True)
-class NeighborSolicitation(_WithOptions):
+class NeighborSolicitation(WithOptions):
     """
     @ivar target: the 16-byte address asked about.
     """
@@ -451,7 +438,7 @@ class NeighborSolicitation(_WithOptions):
 
 
 @dataclass(frozen=True, slots=True)
-class NeighborAdvertisement(_WithOptions):
+class NeighborAdvertisement(WithOptions):
     """
     @ivar flags: L{NA_ROUTER}, L{NA_SOLICITED}, L{NA_OVERRIDE} (the other
         29 bits of the word are reserved: zero on send, ignored on
