@@ -6,7 +6,12 @@ returns a value or raises a L{ParseError} subclass; callers count and drop.
 """
 
 __all__ = [
-    "WithOptions","ParseError", "TruncatedError", "ChecksumError", "MalformedError"]
+    "ParseError",
+    "TruncatedError",
+    "ChecksumError",
+    "MalformedError",
+    "WithOptions",
+]
 
 
 class ParseError(ValueError):
