@@ -39,30 +39,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.harness import BIN, Namespace, VPNKit, _Process, waitFor  # noqa: E402
+from tests.e2e.harness import Cleanups, BIN, Namespace, VPNKit, _Process, waitFor  # noqa: E402
 
 IPERF_PORT = 5201
-
-
-class Cleanups:
-    """
-    What the harness's helpers expect of a test case: somewhere to
-    register cleanups, run in reverse order at the end.
-    """
-
-    def __init__(self):
-        self._cleanups = []
-
-    def addCleanup(self, function, *args, **kwargs):
-        self._cleanups.append((function, args, kwargs))
-
-    def run(self):
-        while self._cleanups:
-            function, args, kwargs = self._cleanups.pop()
-            try:
-                function(*args, **kwargs)
-            except Exception as e:  # keep cleaning up
-                sys.stderr.write(f"cleanup {function!r} failed: {e}\n")
 
 
 def iperfServer(owner, namespace, workdir):

@@ -51,6 +51,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.e2e.harness import Cleanups  # noqa: E402
+
 PROBES = Path(__file__).resolve().with_name("probes.py")
 TCP_PORT = 5301
 UDP_PORT = 5302
@@ -170,22 +172,6 @@ def measureSlirp(scope, duration, workdir):
     return runProbes(guest, host, "10.0.2.2", slirp.process.pid, duration, workdir, "slirp", None)
 
 
-class Scope:
-    def __init__(self):
-        self._cleanups = []
-
-    def addCleanup(self, function, *args, **kwargs):
-        self._cleanups.append((function, args, kwargs))
-
-    def run(self):
-        while self._cleanups:
-            function, args, kwargs = self._cleanups.pop()
-            try:
-                function(*args, **kwargs)
-            except Exception as e:
-                sys.stderr.write(f"cleanup {function!r} failed: {e}\n")
-
-
 def driver(args):
     if os.geteuid() != 0:
         sys.exit("smallpackets.py needs root (network namespaces and tap devices)")
@@ -203,7 +189,7 @@ def driver(args):
             order = [*stacks, ("slirp4netns", None)]
             # The other way round every other rep, so none always goes first.
             for label, bindir in order if rep % 2 == 0 else order[::-1]:
-                scope = Scope()
+                scope = Cleanups()
                 sys.stderr.write(f"rep {rep + 1}: {label} ...")
                 sys.stderr.flush()
                 try:

@@ -31,6 +31,7 @@ from vpnkit.interfaces import (
 from vpnkit.stack import Stack
 from vpnkit.wire import dhcp as wiredhcp
 from vpnkit.wire.arp import ARP_REPLY, ARP_REQUEST, ARPPacket, emitARP, parseARP
+from vpnkit.wire.checksum import finishChecksum
 from vpnkit.wire.ethernet import (
     ETHERTYPE_ARP,
     ETHERTYPE_IPV4,
@@ -188,8 +189,13 @@ class SenderRecorder:
         self.sent = []
         self.result = result
 
-    def sendIPv4(self, src, dst, protocol, payload, ttl=64, dstMAC=None):
-        self.sent.append((src, dst, protocol, bytes(payload), ttl, dstMAC))
+    def sendIPv4(
+        self, src, dst, protocol, payload, ttl=64, dstMAC=None, tail=b"", partialChecksum=None
+    ):
+        # Kept as a link without checksum offload would carry it.
+        if partialChecksum is not None:
+            payload = finishChecksum(payload, 0, partialChecksum, tail)
+        self.sent.append((src, dst, protocol, bytes(payload) + bytes(tail), ttl, dstMAC))
         return self.result
 
 

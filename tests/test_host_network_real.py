@@ -41,7 +41,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from tests.helpers import FakeHostNetwork
-from vpnkit.host.network import HostNetwork
+from vpnkit.host.network import READ_SIZE, HostNetwork
 from vpnkit.interfaces import IHostNetwork
 from vpnkit.protocols.tcp.layer import SelfConnectError
 

@@ -578,6 +578,54 @@ class SendTests(IPv4TestMixin, SynchronousTestCase):
         self.assertEqual(self.counters.ipv4.fragmentsSent, 3)
         self.assertEqual(self.counters.ipv4.sent, 2)
 
+    def tcpParts(self, dst, size):
+        """
+        A TCP header with its checksum left partial, a payload that is a
+        view of a larger buffer, and the whole segment with its checksum
+        computed.
+        """
+        from vpnkit.wire.tcp import ACK, Segment, emitTCP, emitTCPHeader
+
+        payload = memoryview(bytes(i % 239 for i in range(size + 2)))[1:-1]
+        seg = Segment(80, 40000, 7, 9, ACK, 100, payload=payload)
+        return emitTCPHeader(seg, REMOTE_IP, dst, partial=True), payload, emitTCP(seg, REMOTE_IP, dst)
+
+    def test_tailAndPartialChecksum(self):
+        """
+        A payload given as a header and a tail, its checksum left partial,
+        reaches a link without checksum offload as one datagram, its
+        checksum completed.
+        """
+        header, tail, complete = self.tcpParts(self.ipA, 1000)
+        self.assertTrue(
+            self.layer.sendIPv4(REMOTE_IP, self.ipA, PROTO_TCP, header, tail=tail, partialChecksum=16)
+        )
+        [frame] = self.linkA.frames
+        ip, data = parseIPv4(frame[14:])
+        self.assertEqual((ip.totalLength, ip.flags, bytes(data)), (20 + len(complete), FLAG_DF, complete))
+
+    def test_partialChecksumToMAC(self):
+        """
+        The same, sent to a MAC.
+        """
+        header, tail, complete = self.tcpParts(self.ipB, 100)
+        self.layer.sendIPv4(
+            REMOTE_IP, self.ipB, PROTO_TCP, header, dstMAC=self.leaseB.mac, tail=tail, partialChecksum=16
+        )
+        [frame] = self.linkB.frames
+        self.assertEqual(bytes(parseIPv4(frame[14:])[1]), complete)
+
+    def test_partialChecksumFragmented(self):
+        """
+        The same, larger than the MTU of a link without segmentation
+        offload: the fragments carry the completed segment.
+        """
+        header, tail, complete = self.tcpParts(self.ipA, 2000)
+        self.layer.sendIPv4(REMOTE_IP, self.ipA, PROTO_TCP, header, tail=tail, partialChecksum=16)
+        frames = self.linkA.takeFrames()
+        self.assertEqual(len(frames), 2)
+        self.assertEqual(b"".join(bytes(parseIPv4(f[14:])[1]) for f in frames), complete)
+
     def test_tooBig(self):
         """
         A payload no IPv4 datagram can carry is refused (C{tooBig}).

@@ -5,11 +5,12 @@ its guest's MAC and address.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from vpnkit.config import StackConfig
 from vpnkit.counters import StackCounters
-from vpnkit.interfaces import IFrameReceiver, ILink
+from vpnkit.interfaces import IChecksumOffloadLink, IFrameReceiver, ILink
 from vpnkit.leases import AddressPool
 from vpnkit.protocols.switch import EthernetSwitch, SwitchPort
 from vpnkit.wire.ethernet import (
@@ -717,6 +718,137 @@ class FramePathTests(SynchronousTestCase):
                             sites.append(f"{path.relative_to(root)}:{node.name}")
         self.assertEqual(sites, ["protocols/switch.py:_deliver"])
 
+
+    def test_oneCallSiteForParts(self):
+        """
+        Exactly one place hands a link a frame in parts:
+        L{SwitchPort._deliverParts}.
+        """
+        import ast
+        from pathlib import Path
+
+        root = Path(__file__).resolve().parent.parent / "vpnkit"
+        sites = []
+        for path in sorted(root.rglob("*.py")):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.FunctionDef):
+                    for inner in ast.walk(node):
+                        if (
+                            isinstance(inner, ast.Call)
+                            and isinstance(inner.func, ast.Attribute)
+                            and inner.func.attr == "sendFrameParts"
+                        ):
+                            sites.append(f"{path.relative_to(root)}:{node.name}")
+        self.assertEqual(sites, ["protocols/switch.py:_deliverParts"])
+
+
+@implementer(IChecksumOffloadLink)
+class OffloadRecorder(FrameRecorder):
+    """
+    A L{FrameRecorder} for a link with checksum offload, keeping the parts
+    it is handed as they are.
+    """
+
+    checksumOffload = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.parts = []
+
+    def sendFrameParts(self, head, payload, checksumStart, checksumOffset):
+        self.parts.append((head, payload, checksumStart, checksumOffset))
+
+
+class PartialChecksumTests(SwitchTestMixin, SynchronousTestCase):
+    """
+    L{SwitchPort.sendPayload} with a checksum left partial: handed on in
+    parts to a link whose guest's kernel completes it, completed here for
+    any other link, and whenever frames are observed.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.offload = OffloadRecorder("offload", 14 + 0xFFFF)
+        self.offloadPort = self.switch.attach(self.offload, self.pool.ephemeralLease(), MAC_A)
+        self.plain, self.plainPort = self.plug("plain", MAC_B)
+
+    def segment(self, size):
+        """
+        The IPv4 and TCP headers (the checksum partial) and the payload (a
+        view of a larger buffer) of a segment, and the same datagram with
+        its checksum complete.
+        """
+        from vpnkit.wire.ipv4 import buildHeader
+        from vpnkit.wire.tcp import ACK, emitTCPHeader
+
+        buffer = bytes(i % 241 for i in range(size + 10))
+        payload = memoryview(buffer)[5 : 5 + size]
+        seg = Segment(80, 40000, 7, 9, ACK, 100, payload=payload)
+        tcp = emitTCPHeader(seg, REMOTE_IP, GATEWAY_IP, partial=True)
+        ip = buildHeader(REMOTE_IP, GATEWAY_IP, PROTO_TCP, len(tcp) + size)
+        return ip + tcp, payload, ip + emitTCP(seg, REMOTE_IP, GATEWAY_IP)
+
+    def test_interface(self):
+        """
+        The test's offload link provides L{IChecksumOffloadLink}.
+        """
+        self.assertTrue(verifyObject(IChecksumOffloadLink, self.offload))
+
+    def test_partsToOffloadLink(self):
+        """
+        A link with checksum offload is handed the headers, joined behind
+        the Ethernet header, and the very payload object given, with where
+        the checksum starts in the frame.
+        """
+        header, payload, _ = self.segment(3000)
+        self.assertTrue(self.offloadPort.sendPayload(b"\x08\x00", header, payload, (20, 16)))
+        [(head, sent, start, offset)] = self.offload.parts
+        self.assertEqual(head, MAC_A + SERVER_MAC + b"\x08\x00" + header)
+        self.assertIs(sent, payload)
+        self.assertEqual((start, offset), (34, 16))
+        self.assertEqual(self.offload.frames, [])
+
+    def test_completedForPlainLink(self):
+        """
+        Any other link gets one whole frame, its checksum completed.
+        """
+        header, payload, complete = self.segment(1400)
+        self.assertTrue(self.plainPort.sendPayload(b"\x08\x00", header, payload, (20, 16)))
+        self.assertEqual(self.plain.frames, [MAC_B + SERVER_MAC + b"\x08\x00" + complete])
+
+    def test_completedWhileObserved(self):
+        """
+        While frames are observed, even a link with offload gets whole
+        frames with complete checksums, the ones the observer sees.
+        """
+        observer = FrameObserver()
+        self.switch.addObserver(observer)
+        header, payload, complete = self.segment(1400)
+        self.offloadPort.sendPayload(b"\x08\x00", header, payload, (20, 16))
+        frame = MAC_A + SERVER_MAC + b"\x08\x00" + complete
+        self.assertEqual((self.offload.parts, self.offload.frames, observer.frames), ([], [frame], [frame]))
+
+    def test_completedBeyondLink(self):
+        """
+        A frame larger than even the offload link takes is completed and
+        cut like any whole frame.
+        """
+        self.offloadPort.maxFrame = 1514
+        header, payload, _ = self.segment(3000)
+        self.offloadPort.sendPayload(b"\x08\x00", header, payload, (20, 16))
+        self.assertEqual(self.offload.parts, [])
+        self.assertEqual(len(self.offload.frames), 3)
+        self.assertEqual(self.counters.ethernet.segmented, 1)
+
+    def test_detached(self):
+        """
+        Nothing reaches the link of a detached port.
+        """
+        self.switch.detach(self.offloadPort)
+        header, payload, _ = self.segment(100)
+        self.offloadPort.sendPayload(b"\x08\x00", header, payload, (20, 16))
+        self.assertEqual((self.offload.parts, self.offload.frames), ([], []))
 
 class BindingTests(SynchronousTestCase):
     """

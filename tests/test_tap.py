@@ -929,6 +929,52 @@ class ListenErrorTests(SynchronousTestCase):
         self.assertEqual(str(e), f"--ethernet {self.path}: cannot listen: Permission denied")
 
 
+class EndpointTests(SynchronousTestCase):
+    """
+    The listeners' endpoints (L{vpnkit.listeners.ReactorEndpoint},
+    L{vpnkit.listeners.AdoptedEndpoint}) make the reactor calls Twisted's
+    endpoints would.
+    """
+
+    def test_tcp(self):
+        """
+        C{("tcp", host, port)} listens with C{listenTCP} on that interface,
+        with the backlog asked for.
+        """
+        reactor = MemoryReactorClock()
+        service = services.listenService(
+            ("tcp", "127.0.0.1", 5555), VMNetServerFactory(None), reactor, "--qemu", backlog=7
+        )
+        service.startService()
+        ((port, factory, backlog, interface),) = reactor.tcpServers
+        self.assertEqual((port, backlog, interface), (5555, 7, "127.0.0.1"))
+        self.assertIsInstance(factory, VMNetServerFactory)
+
+    def test_adoptedOnce(self):
+        """
+        An inherited descriptor is adopted once and then closed (the
+        reactor holds a copy); a second listen fails with
+        L{AlreadyListened}.
+        """
+        from twisted.internet.error import AlreadyListened
+
+        from vpnkit.listeners import AdoptedEndpoint
+
+        class Adopting(MemoryReactorClock):
+            def adoptStreamPort(self, fileno, family, factory):
+                self.adopted = (fileno, family, factory)
+                return object()
+
+        reactor = Adopting()
+        fd = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).detach()
+        endpoint = AdoptedEndpoint(reactor, fd, socket.AF_UNIX)
+        factory = VMNetServerFactory(None)
+        self.assertIsNotNone(self.successResultOf(endpoint.listen(factory)))
+        self.assertEqual(reactor.adopted, (fd, socket.AF_UNIX, factory))
+        self.assertRaises(OSError, os.fstat, fd)
+        self.failureResultOf(endpoint.listen(factory), AlreadyListened)
+
+
 class ForwardingOptionsTests(_OptionsMixin, SynchronousTestCase):
     """
     The port-forwarding, API and gateway-forward options.

@@ -16,7 +16,7 @@ from tests.fakes import GUEST_MAC, FakeFDReactor, FakeTunSystem, drainSocket, fi
 from vpnkit.counters import LinkCounters
 from vpnkit.host import taplink
 from vpnkit.host.taplink import TapLink
-from vpnkit.interfaces import ILink, ITunSystem
+from vpnkit.interfaces import IChecksumOffloadLink, ILink, ITunSystem
 
 
 def frame(n, size=60):
@@ -536,6 +536,133 @@ class OffloadTests(SynchronousTestCase):
         self.assertEqual((header.flags, header.gsoType, header.gsoSize), (F_NEEDS_CSUM, GSO_TCPV4, 1460))
         self.assertEqual(completeChecksum(written[10:], 34, 16), complete)
         self.assertEqual(self.link.segmentLimit, 0xFFFF - 80)
+
+    def test_checksumOffloadInterface(self):
+        """
+        A link with offload provides L{IChecksumOffloadLink} and says it
+        completes checksums; one without says it does not.
+        """
+        self.assertTrue(verifyObject(IChecksumOffloadLink, self.link))
+        self.assertTrue(self.link.checksumOffload)
+        plain = TapLink(self.fd, self.system, None, self.counters, 1550, "plain", reactor=self.reactor)
+        self.assertFalse(plain.checksumOffload)
+
+    def partialParts(self, payloadSize):
+        """
+        The head (Ethernet, IPv4, TCP headers, the checksum left partial)
+        and payload of a segment from vpnkit to the guest, the payload a
+        view of a larger buffer; and the frame with its checksum complete.
+        """
+        from vpnkit.wire.ipv4 import buildHeader
+        from vpnkit.wire.tcp import ACK, Segment, emitTCP, emitTCPHeader
+
+        src, dst = bytes([192, 168, 65, 2]), bytes([192, 168, 65, 3])
+        buffer = bytes(i % 253 for i in range(payloadSize + 100))
+        payload = memoryview(buffer)[50 : 50 + payloadSize]
+        seg = Segment(5201, 40000, 1000, 2000, ACK, 512, payload=payload)
+        tcp = emitTCPHeader(seg, src, dst, partial=True)
+        ip = buildHeader(src, dst, 6, len(tcp) + payloadSize)
+        eth = GUEST_MAC + b"\xf6\x16\x36\xbc\xf9\xc6\x08\x00"
+        return eth + ip + tcp, payload, eth + ip + emitTCP(seg, src, dst)
+
+    def completeAsKernel(self, written):
+        """
+        What the guest's kernel makes of a written frame with
+        C{F_NEEDS_CSUM}: the sum from C{csumStart} on complemented into the
+        field at C{csumStart + csumOffset}, by the pure-Python sum.
+        """
+        from vpnkit.wire.checksum import pythonOnesComplementSum
+        from vpnkit.wire.virtio import parseVirtioNetHeader
+
+        header = parseVirtioNetHeader(written)
+        frame = written[10:]
+        position = header.csumStart + header.csumOffset
+        csum = ~pythonOnesComplementSum(frame[header.csumStart :]) & 0xFFFF
+        return header, frame[:position] + csum.to_bytes(2, "big") + frame[position + 2 :]
+
+    def test_framePartsPartialChecksum(self):
+        """
+        A segment handed over in parts with its checksum left partial is
+        written behind a header asking the guest's kernel to complete it
+        from the TCP header on; completed that way, it is exactly the
+        segment with its checksum computed in full.
+        """
+        from vpnkit.wire.virtio import F_NEEDS_CSUM, GSO_NONE
+
+        head, payload, complete = self.partialParts(1400)
+        self.link.sendFrameParts(head, payload, 34, 16)
+        [written] = drainSocket(self.guest)
+        header, frame = self.completeAsKernel(written)
+        self.assertEqual(
+            (header.flags, header.gsoType, header.csumStart, header.csumOffset),
+            (F_NEEDS_CSUM, GSO_NONE, 34, 16),
+        )
+        self.assertEqual(frame, complete)
+        self.assertEqual((self.counters.framesOut, self.counters.bytesOut), (1, len(complete)))
+
+    def test_framePartsSuperSegment(self):
+        """
+        Beyond the MTU, the parts go as a super-segment cut at the MTU,
+        completed by the guest's kernel just the same.
+        """
+        from vpnkit.wire.virtio import F_NEEDS_CSUM, GSO_TCPV4
+
+        head, payload, complete = self.partialParts(60000)
+        self.link.sendFrameParts(head, payload, 34, 16)
+        [written] = drainSocket(self.guest, 70000)
+        header, frame = self.completeAsKernel(written)
+        self.assertEqual(
+            (header.flags, header.gsoType, header.hdrLen, header.gsoSize),
+            (F_NEEDS_CSUM, GSO_TCPV4, 54, 1460),
+        )
+        self.assertEqual(frame, complete)
+
+    def test_framePartsNotTCP(self):
+        """
+        Parts beyond the MTU that cannot be a TCP super-segment are counted
+        as a transmit error, nothing written.
+        """
+        head, payload, _ = self.partialParts(3000)
+        self.link.sendFrameParts(head[:23] + b"\x11" + head[24:], payload, 34, 6)
+        self.assertEqual(drainSocket(self.guest), [])
+        self.assertEqual(self.counters.txErrors, 1)
+
+    def test_queuedPartsHoldNoMoreThanTheirBytes(self):
+        """
+        Parts that must wait for room do not keep a large buffer alive for
+        a small view of it: such a payload is copied out when queued; a
+        view of most of its buffer is queued as it is.
+        """
+        written = []
+        full = [True]
+
+        def writev(fd, buffers):
+            if full[0]:
+                raise BlockingIOError()
+            written.append(buffers)
+            return sum(len(b) for b in buffers)
+
+        self.system.writev = writev
+        head, _, _ = self.partialParts(1000)
+        large = bytes(4000)
+        small = memoryview(large)[:1000]
+        most = memoryview(large)[500:]
+        self.link.sendFrameParts(head, small, 34, 16)
+        self.link.sendFrameParts(head, most, 34, 16)
+        full[0] = False
+        self.link.doWrite()
+        [(_, _, first), (_, _, second)] = written
+        self.assertEqual((type(first), first), (bytes, bytes(1000)))
+        self.assertIs(second, most)
+
+    def test_framePartsAfterClose(self):
+        """
+        Nothing is written once the link is closed.
+        """
+        head, payload, _ = self.partialParts(100)
+        self.link.closeLink("test")
+        self.link.sendFrameParts(head, payload, 34, 16)
+        self.assertEqual(self.counters.framesOut, 0)
 
     def test_oversizeNonTCPNotSent(self):
         """

@@ -59,6 +59,100 @@ class SendBufferTests(SynchronousTestCase):
         self.assertEqual((type(piece), piece), (bytes, b"abc"))
 
 
+    def test_largeWritesNotCopied(self):
+        """
+        A large write is kept as the object written: peek of any part of it
+        returns a read-only view of it, even after the bytes before it were
+        acknowledged.
+        """
+        buf = SendBuffer()
+        first = bytes(range(256)) * 16
+        second = bytes(reversed(range(256))) * 16
+        buf.append(first)
+        buf.append(second)
+        self.assertIs(buf.peek(0, len(first)).obj, first)
+        piece = buf.peek(100, 1000)
+        self.assertIsInstance(piece, memoryview)
+        self.assertIs(piece.obj, first)
+        self.assertTrue(piece.readonly)
+        self.assertEqual(piece, first[100:1100])
+        buf.drop(len(first) + 10)
+        piece = buf.peek(0, 50)
+        self.assertIs(piece.obj, second)
+        self.assertEqual(piece, second[10:60])
+
+    def test_acrossWrites(self):
+        """
+        A peek across the end of one write and into the next is one new
+        bytes object with both parts.
+        """
+        buf = SendBuffer()
+        buf.append(b"a" * 3000)
+        buf.append(b"b" * 3000)
+        self.assertEqual(buf.peek(2990, 20), b"a" * 10 + b"b" * 10)
+
+    def test_mutableWriteCopied(self):
+        """
+        A large write of a mutable buffer is copied: changing the buffer
+        afterwards changes nothing queued.
+        """
+        buf = SendBuffer()
+        data = bytearray(b"x" * 5000)
+        buf.append(data)
+        data[:] = b"y" * 5000
+        self.assertEqual(buf.peek(0, 5000), b"x" * 5000)
+
+    def test_smallWritesKeepGrowing(self):
+        """
+        Small writes are gathered into one chunk and peeked as copies: a
+        piece peeked earlier is unaffected by later writes and drops, and
+        later writes are still taken while it is alive.
+        """
+        buf = SendBuffer()
+        for i in range(100):
+            buf.append(bytes([i]))
+        piece = buf.peek(10, 20)
+        buf.drop(15)
+        buf.append(b"tail")
+        self.assertEqual((type(piece), piece), (bytes, bytes(range(10, 30))))
+        self.assertEqual(buf.peek(0, 200), bytes(range(15, 100)) + b"tail")
+        self.assertEqual(len(buf), 89)
+
+    @PROPERTY
+    @given(
+        st.lists(
+            st.one_of(
+                st.tuples(st.just("append"), st.integers(1, 5000)),
+                st.tuples(st.just("drop"), st.integers(0, 6000)),
+                st.tuples(st.just("peek"), st.integers(0, 9000), st.integers(0, 9000)),
+            ),
+            max_size=40,
+        )
+    )
+    def test_model(self, operations):
+        """
+        Any sequence of appends, drops and peeks reads exactly what a plain
+        byte string would hold.
+        """
+        buf = SendBuffer()
+        model = b""
+        counter = 0
+        for op in operations:
+            if op[0] == "append":
+                data = bytes((counter + i) & 0xFF for i in range(op[1]))
+                counter += op[1]
+                buf.append(data)
+                model += data
+            elif op[0] == "drop":
+                buf.drop(op[1])
+                model = model[op[1] :]
+            else:
+                _, offset, size = op
+                self.assertEqual(bytes(buf.peek(offset, size)), model[offset : offset + size])
+            self.assertEqual(len(buf), len(model))
+        self.assertEqual(bytes(buf.peek(0, len(model))), model)
+
+
 class AssemblerTests(SynchronousTestCase):
     def test_empty(self):
         """

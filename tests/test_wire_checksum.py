@@ -26,9 +26,11 @@ from tests.wirefixtures import (
 from vpnkit.wire import checksum
 from vpnkit.wire.checksum import (
     checksumOK,
+    finishChecksum,
     internetChecksum,
     onesComplementSum,
     pseudoHeaderSum,
+    pythonFinishChecksum,
     pythonOnesComplementSum,
 )
 
@@ -244,6 +246,47 @@ class PythonFallbackTests(SynchronousTestCase):
         self.assertEqual(pythonOnesComplementSum(data, initial), referenceSum(data, initial))
 
 
+class FinishChecksumTests(SynchronousTestCase):
+    """
+    L{finishChecksum} (and L{pythonFinishChecksum}, checked on its own)
+    complete a checksum left partial the way a NIC's driver does.
+    """
+
+    @PROPERTY
+    @given(
+        src=st.binary(min_size=4, max_size=4),
+        dst=st.binary(min_size=4, max_size=4),
+        header=st.integers(0, 10).flatmap(lambda n: st.binary(min_size=4 * n + 20, max_size=4 * n + 20)),
+        payload=st.binary(max_size=300),
+    )
+    def test_matchesFullChecksum(self, src, dst, header, payload):
+        """
+        A TCP-like header whose checksum field holds the pseudo-header sum
+        comes out exactly as if its checksum had been computed over the
+        pseudo-header, the header and the payload, by the word-by-word
+        reference.
+        """
+        ip = bytes(20)
+        length = len(header) + len(payload)
+        pseudo = pseudoHeaderSum(src, dst, 6, length) % 0xFFFF or 0xFFFF
+        partial = ip + header[:16] + pseudo.to_bytes(2, "big") + header[18:]
+        zeroed = header[:16] + b"\0\0" + header[18:]
+        csum = ~referenceSum(referencePseudoHeader(src, dst, 6, length) + zeroed + payload) & 0xFFFF
+        expected = ip + header[:16] + csum.to_bytes(2, "big") + header[18:]
+        for finish in (finishChecksum, pythonFinishChecksum):
+            self.assertEqual(finish(partial, 20, 16, payload), expected)
+
+    def test_keepsTheRest(self):
+        """
+        Only the two checksum bytes change; the header before C{start} is
+        not summed.
+        """
+        header = b"\xaa" * 4 + bytes(4)
+        for finish in (finishChecksum, pythonFinishChecksum):
+            self.assertEqual(finish(header, 4, 2, b"\x12\x34"), header[:6] + b"\xed\xcb")
+            self.assertEqual(finish(header, 4, 2), header[:6] + b"\xff\xff")
+
+
 class AcceleratorTests(SynchronousTestCase):
     """
     The optional C checksum (C{vpnkit._speedups}) gives exactly what the
@@ -285,6 +328,47 @@ class AcceleratorTests(SynchronousTestCase):
             self.checksum._acceleratedOnesComplementSum(data, initial),
             self.checksum.pythonOnesComplementSum(data, initial),
         )
+
+    def test_finishInUse(self):
+        """
+        When built, the C completion of partial checksums is the one vpnkit
+        uses.
+        """
+        self.assertIs(self.checksum.finishChecksum, self.checksum._cFinish)
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.integers(0, 30).flatmap(lambda n: st.binary(min_size=2 * n + 2, max_size=2 * n + 2)),
+        st.integers(0, 20),
+        st.binary(max_size=3000),
+        st.booleans(),
+    )
+    @example(b"\0" * 20, 0, b"", False)
+    @example(b"\0" * 20, 0, b"\0" * 7, True)
+    @example(b"\xff" * 20, 16, b"\xff", False)
+    def test_finishAgrees(self, header, start, payload, view):
+        """
+        C and Python complete partial checksums alike, for payloads of any
+        length (odd ones included) given as bytes or as a view of a larger
+        buffer.
+        """
+        start = min(start, len(header) - 2) & ~1
+        offset = (len(header) - start - 2) & ~1
+        if view:
+            payload = memoryview(b"ab" + payload + b"cd")[2:-2]
+        self.assertEqual(
+            self.checksum._cFinish(header, start, offset, payload),
+            self.checksum.pythonFinishChecksum(header, start, offset, bytes(payload)),
+        )
+
+    def test_finishRefusesFieldOutside(self):
+        """
+        The C completion refuses a field outside the header, or an odd
+        number of header bytes to sum, as the Python one does.
+        """
+        for args in ((bytes(20), 0, 19), (bytes(20), -2, 4), (bytes(21), 0, 16), (bytes(20), 20, 0)):
+            self.assertRaises(ValueError, self.checksum._cFinish, *args)
+            self.assertRaises(ValueError, self.checksum.pythonFinishChecksum, *args)
 
     def test_largeAndUnaligned(self):
         """

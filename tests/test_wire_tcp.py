@@ -33,7 +33,9 @@ from vpnkit.wire.tcp import (
     Segment,
     TCPFlags,
     TCPOptions,
+    CHECKSUM_OFFSET,
     emitTCP,
+    emitTCPHeader,
     encodeOptions,
     formatSegment,
     parseTCP,
@@ -317,6 +319,45 @@ class EmitTests(SynchronousTestCase):
         self.assertRaises(
             MalformedError, emitTCP, Segment(1, 2, 3, 4, ACK, 5, options), GUEST_IP, GATEWAY_IP
         )
+
+    def test_emitHeader(self):
+        """
+        emitTCPHeader is emitTCP without the payload: for every captured
+        segment, the header followed by the payload is exactly what
+        emitTCP gives, and a payload given as a view of a larger buffer
+        changes nothing.
+        """
+        for data, src, dst in CORPUS:
+            seg = parseTCP(data, src, dst)
+            header = emitTCPHeader(seg, src, dst)
+            self.assertEqual(header + seg.payload, emitTCP(seg, src, dst))
+            view = replace(seg, payload=memoryview(b"x" + bytes(seg.payload) + b"y")[1:-1])
+            self.assertEqual(emitTCPHeader(view, src, dst), header)
+            self.assertEqual(emitTCP(view, src, dst), emitTCP(seg, src, dst))
+
+    def test_emitPartialHeader(self):
+        """
+        With C{partial}, the checksum field holds the folded pseudo-header
+        sum for the whole segment's length and the payload is not read:
+        summing the header and payload into it, as a kernel completes a
+        checksum left for offload (the word-by-word reference here), gives
+        the full checksum emitTCP computes.
+        """
+        for data, src, dst in CORPUS:
+            seg = parseTCP(data, src, dst)
+            full = emitTCP(seg, src, dst)
+            header = emitTCPHeader(seg, src, dst, partial=True)
+            # All but the checksum is the full header.
+            field = slice(CHECKSUM_OFFSET, CHECKSUM_OFFSET + 2)
+            self.assertEqual(
+                header[: field.start] + header[field.stop :],
+                full[: field.start] + full[field.stop : len(header)],
+            )
+            pseudo = int.from_bytes(src, "big") + int.from_bytes(dst, "big") + 6 + len(full)
+            self.assertEqual(int.from_bytes(header[field], "big"), pseudo % 0xFFFF or 0xFFFF)
+            csum = ~referenceSum(header + seg.payload) & 0xFFFF
+            completed = header[: field.start] + csum.to_bytes(2, "big") + header[field.stop :]
+            self.assertEqual(completed + seg.payload, full)
 
     def test_formatSegment(self):
         """

@@ -1,5 +1,6 @@
 /*
- * vpnkit._speedups: the Internet checksum (RFC 1071) in C.
+ * vpnkit._speedups: the Internet checksum (RFC 1071) in C, and the
+ * completion of a partial checksum for links without checksum offload.
  *
  * Optional: vpnkit.wire.checksum falls back to pure Python (one
  * int.from_bytes and a modulo) when this extension is not built.  The pure
@@ -12,23 +13,13 @@
 #include <string.h>
 
 /*
- * The 16-bit ones'-complement sum of the buffer, as a big-endian value in
- * 0..0xFFFF (0 only for all-zero data; an odd length is padded with a zero
- * byte).  RFC 1071 1.2(B): summing in native byte order and swapping the
- * folded result gives the same answer as summing big-endian words.
+ * Add the buffer to a running sum of 16-bit words in native byte order.
+ * An odd last byte is the high byte of a big-endian word, so only the last
+ * piece of a sum may have an odd length.
  */
-static PyObject *
-ones_sum(PyObject *self, PyObject *args)
+static uint64_t
+add_words(const unsigned char *p, Py_ssize_t n, uint64_t sum)
 {
-    Py_buffer view;
-    if (!PyArg_ParseTuple(args, "y*", &view)) {
-        return NULL;
-    }
-    const unsigned char *p = view.buf;
-    Py_ssize_t n = view.len;
-    uint64_t sum = 0;
-
-    Py_BEGIN_ALLOW_THREADS
     while (n >= 32) {
         uint32_t w[8];
         memcpy(w, p, 32);
@@ -51,15 +42,22 @@ ones_sum(PyObject *self, PyObject *args)
         n -= 2;
     }
     if (n) {
-        /* The last odd byte is the high byte of a big-endian word. */
         unsigned char last[2] = {p[0], 0};
         uint16_t h;
         memcpy(&h, last, 2);
         sum += h;
     }
-    Py_END_ALLOW_THREADS
+    return sum;
+}
 
-    PyBuffer_Release(&view);
+/*
+ * Fold a native-order sum to 16 bits and return it as a big-endian value
+ * (RFC 1071 1.2(B): summing in native byte order and swapping the folded
+ * result gives the same answer as summing big-endian words).
+ */
+static uint16_t
+fold(uint64_t sum)
+{
     while (sum >> 16) {
         sum = (sum & 0xFFFF) + (sum >> 16);
     }
@@ -67,12 +65,70 @@ ones_sum(PyObject *self, PyObject *args)
 #if PY_LITTLE_ENDIAN
     folded = (uint16_t)((folded >> 8) | (folded << 8));
 #endif
-    return PyLong_FromUnsignedLong(folded);
+    return folded;
+}
+
+/*
+ * The 16-bit ones'-complement sum of the buffer, as a big-endian value in
+ * 0..0xFFFF (0 only for all-zero data; an odd length is padded with a zero
+ * byte).
+ */
+static PyObject *
+ones_sum(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    if (!PyArg_ParseTuple(args, "y*", &view)) {
+        return NULL;
+    }
+    uint64_t sum;
+    Py_BEGIN_ALLOW_THREADS
+    sum = add_words(view.buf, view.len, 0);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    return PyLong_FromUnsignedLong(fold(sum));
+}
+
+/*
+ * finishChecksum(header, start, offset, payload=b"") -> header with the
+ * checksum at start + offset complete: the complement of the sum of
+ * header[start:] (the field holds a partial sum) and payload.  As
+ * vpnkit.wire.checksum.pythonFinishChecksum.
+ */
+static PyObject *
+finish_checksum(PyObject *self, PyObject *args)
+{
+    Py_buffer header, payload = {0};
+    Py_ssize_t start, offset;
+    if (!PyArg_ParseTuple(args, "y*nn|y*", &header, &start, &offset, &payload)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_ssize_t position = start + offset;
+    if (start < 0 || offset < 0 || position + 2 > header.len || ((header.len - start) & 1)) {
+        PyErr_SetString(PyExc_ValueError, "checksum field outside the header, or an odd header");
+        goto done;
+    }
+    const unsigned char *h = header.buf;
+    uint64_t sum = add_words(h + start, header.len - start, 0);
+    sum = add_words(payload.buf, payload.len, sum);
+    uint16_t csum = (uint16_t)~fold(sum);
+    result = PyBytes_FromStringAndSize((const char *)h, header.len);
+    if (result != NULL) {
+        unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+        out[position] = (unsigned char)(csum >> 8);
+        out[position + 1] = (unsigned char)(csum & 0xFF);
+    }
+done:
+    PyBuffer_Release(&header);
+    PyBuffer_Release(&payload);
+    return result;
 }
 
 static PyMethodDef methods[] = {
     {"onesSum", ones_sum, METH_VARARGS,
      "onesSum(data) -> the 16-bit ones'-complement sum of data (RFC 1071)."},
+    {"finishChecksum", finish_checksum, METH_VARARGS,
+     "finishChecksum(header, start, offset, payload=b'') -> header with its partial checksum complete."},
     {NULL, NULL, 0, NULL},
 };
 

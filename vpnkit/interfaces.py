@@ -8,6 +8,7 @@ __all__ = [
     "IFrameReceiver",
     "IFrameTransmitter",
     "ILink",
+    "IChecksumOffloadLink",
     "IGuests",
     "IEthernetPayloadReceiver",
     "IIPv4Receiver",
@@ -68,6 +69,27 @@ class ILink(IFrameTransmitter):
         """
         Close the link (after a framing error or at shutdown), logging
         C{reason}.  The switch is told through L{IFrameReceiver} detach.
+        """
+
+
+class IChecksumOffloadLink(ILink):
+    """
+    A link whose guest's kernel completes checksums left partial (a tap
+    with offload): a TCP segment reaches it as headers and payload, the
+    payload never copied to join them.
+    """
+
+    checksumOffload = Attribute("Whether it does (a tap opened with offload does).")
+
+    def sendFrameParts(head, payload, checksumStart, checksumOffset):
+        """
+        Queue one frame: C{head} (its Ethernet, IPv4 and TCP headers, all
+        of them) then C{payload} (any bytes-like object; the link must not
+        hold on to a small view of a large one).  The TCP checksum, at
+        C{checksumStart + checksumOffset}, holds only the pseudo-header
+        sum; the guest's kernel completes it.  A frame beyond the MTU is a
+        segmentation-offload super-segment.  Never blocks, as
+        L{IFrameTransmitter.sendFrame}.
         """
 
 
@@ -150,11 +172,18 @@ class IIPv4Sender(Interface):
     The IPv4 layer, as seen by the layers above it.
     """
 
-    def sendIPv4(src, dst, protocol, payload, ttl=64, dstMAC=None):
+    def sendIPv4(src, dst, protocol, payload, ttl=64, dstMAC=None, tail=b"", partialChecksum=None):
         """
         Build the IPv4 header and checksum and send the datagram to the
         guest that owns C{dst} (or to C{dstMAC} when given, for DHCP
         replies to a guest that has no address yet).
+
+        @param tail: more of the datagram's payload, after C{payload},
+            handed down without being copied (a view of a send buffer).
+        @param partialChecksum: the offset in C{payload} of a checksum
+            field that holds only the pseudo-header sum (see
+            L{vpnkit.wire.tcp.emitTCPHeader}): completed by the guest's
+            kernel through a link with checksum offload, else in software.
 
         @return: C{True} if a frame was handed to a link.
         """

@@ -8,6 +8,12 @@ listeners close their links when stopped; every listener can be probed
 before twistd forks and abandoned when start-up fails.
 L{UnixDatagramLinkService} serves the datagram links (C{--qemu-dgram},
 C{--vfkit}).
+
+The endpoints are the reactor's own calls (L{ReactorEndpoint},
+L{AdoptedEndpoint}) rather than C{twisted.internet.endpoints}, which
+imports pyOpenSSL and Twisted's plugin system for TLS and string
+endpoints that vpnkit never uses (docs/performance.md, "Start-up and
+footprint").
 """
 
 import os
@@ -15,20 +21,20 @@ import socket
 import stat
 
 from twisted.application.service import Service
-from twisted.internet.defer import DeferredList, maybeDeferred, succeed
-from twisted.internet.endpoints import (
-    AdoptedStreamServerEndpoint,
-    TCP4ServerEndpoint,
-    UNIXServerEndpoint,
-)
-from twisted.internet.error import CannotListenError
+from twisted.internet import fdesc
+from twisted.internet.defer import DeferredList, execute, fail, maybeDeferred, succeed
+from twisted.internet.error import AlreadyListened, CannotListenError
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from vpnkit.config import ConfigError
 from vpnkit.log import logger
 from vpnkit.protocols.dgramlinks import SOCKET_BUFFER, sizeBuffers
 
 __all__ = [
+    "ReactorEndpoint",
+    "AdoptedEndpoint",
     "ListenService",
     "LinkListenService",
     "UnixListenService",
@@ -47,6 +53,50 @@ def _reason(error):
     """
     error = getattr(error, "socketError", None) or error
     return getattr(error, "strerror", None) or str(error)
+
+
+@implementer(IStreamServerEndpoint)
+class ReactorEndpoint:
+    """
+    Listen with one call to the reactor, as Twisted's UNIX and TCP server
+    endpoints do.
+
+    @param listen: C{listen(factory)} returns the listening port
+        (C{lambda f: reactor.listenUNIX(path, f)}).
+    """
+
+    def __init__(self, listen):
+        self._listen = listen
+
+    def listen(self, factory):
+        return execute(self._listen, factory)
+
+
+@implementer(IStreamServerEndpoint)
+class AdoptedEndpoint:
+    """
+    Listen on an inherited listening socket C{fd} of C{family} (as
+    Twisted's C{AdoptedStreamServerEndpoint}): the reactor adopts a copy
+    and C{fd} itself is closed.  Once only.
+    """
+
+    def __init__(self, reactor, fd, family):
+        self._reactor = reactor
+        self._fd = fd
+        self._family = family
+        self._used = False
+
+    def listen(self, factory):
+        if self._used:
+            return fail(AlreadyListened())
+        self._used = True
+        try:
+            fdesc.setNonBlocking(self._fd)
+            port = self._reactor.adoptStreamPort(self._fd, self._family, factory)
+            os.close(self._fd)
+        except BaseException:
+            return fail()
+        return succeed(port)
 
 
 class ListenService(Service):
@@ -198,7 +248,9 @@ class UnixListenService(ListenService):
         self, path, factory, reactor, mode=0o600, flag="--ethernet", backlog=50, group=None
     ):
         super().__init__(
-            UNIXServerEndpoint(reactor, path, backlog=backlog, mode=mode),
+            ReactorEndpoint(
+                lambda factory: reactor.listenUNIX(path, factory, backlog=backlog, mode=mode)
+            ),
             factory,
             f"{flag} {path}",
             ("unix", path),
@@ -258,10 +310,12 @@ def listenService(
         )
     cls = LinkListenService if links else ListenService
     if kind == "fd":
-        endpoint = AdoptedStreamServerEndpoint(reactor, address[1], socket.AF_UNIX)
+        endpoint = AdoptedEndpoint(reactor, address[1], socket.AF_UNIX)
         return cls(endpoint, factory, f"{flag} fd:{address[1]}", address)
     host, port = address[1], address[2]
-    endpoint = TCP4ServerEndpoint(reactor, port, backlog=backlog, interface=host)
+    endpoint = ReactorEndpoint(
+        lambda factory: reactor.listenTCP(port, factory, backlog=backlog, interface=host)
+    )
     return cls(endpoint, factory, f"{flag} tcp:{host}:{port}", address)
 
 

@@ -30,7 +30,6 @@ from vpnkit.dropin import DropInFlags
 from vpnkit.forwards import ForwardError, parseSpec
 from vpnkit.gatewayforwards import parseForwardsFlag, parseForwardsJSON
 from vpnkit.host.tundev import netnsPath
-from vpnkit.httpproxy.config import parseHTTPConfig
 from vpnkit.protocols.dhcp import parseDHCPSettings
 from vpnkit.protocols.dnsconfig import parseDNSConfig
 from vpnkit.watch import readConfigText
@@ -498,6 +497,9 @@ class Options(DropInFlags, usage.Options):
         self.httpConfig = self.httpText = None
         path = self["http"]
         if path is not None and os.path.exists(path):
+            # --http only: the proxy's package stays unimported without it.
+            from vpnkit.httpproxy.config import parseHTTPConfig
+
             try:
                 self.httpText = readConfigText(path)
                 self.httpConfig = parseHTTPConfig(self.httpText, path)

@@ -6,22 +6,21 @@ and L{makeService}.
 L{makeService} returns a L{MultiService} that an C{Application} can embed:
 the stack, one service per guest link listener or tap device, the capture,
 diagnostics, API and proxy listeners, and the watched configuration files.
+
+What only a flag needs is imported when that flag is given (the API and
+the HTTP proxy bring twisted.web, the proxy TLS too; the capture and the
+diagnostics their own modules): one stack per container starts sooner and
+holds less memory (docs/performance.md, "Start-up and footprint").
 """
 
 import sys
 
-from vpnkit.api import makeAPI
-from vpnkit.capture import Capture, CaptureReaderFactory, CaptureService
 from vpnkit.config import ConfigError
-from vpnkit.diagnostics import DiagnosticsFactory
 from vpnkit.readiness import Readiness
 from vpnkit.forwards import StackConnector
 from vpnkit.gatewayforwards import parseForwardsJSON
 from vpnkit.host.network import HostNetwork
 from vpnkit.host.resolvers import getaddrinfoLookup
-from vpnkit.httpproxy.api import makeHTTPConfigAPI
-from vpnkit.httpproxy.config import parseHTTPConfig
-from vpnkit.httpproxy.proxy import HTTPProxy
 from vpnkit.log import logger, setDebug
 from vpnkit.protocols.dhcp import parseDHCPSettings
 from vpnkit.protocols.dns import parseHosts
@@ -51,7 +50,7 @@ from vpnkit.services import (  # noqa: F401 (re-exported for embedders and tests
 from vpnkit.stack import Stack
 from vpnkit.watch import WatchedFile, readConfigText
 
-__all__ = ["Options", "makeService", "VPNKitService"]
+__all__ = ["Options", "makeService", "VPNKitService", "defaultReactor"]
 
 log = logger("vpnkit.tap")
 
@@ -88,14 +87,57 @@ def _linkService(spec, stack, reactor, backlog=None, socketGroup=None):
     )
 
 
+def _wantsHTTPProxy(options):
+    """
+    The HTTP proxy runs (and may reach https:// upstreams over TLS).
+    """
+    return options["http"] is not None or options["http-api-path"] is not None
+
+
+def defaultReactor(options):
+    """
+    Twisted's default reactor, for a process vpnkit owns (the C{vpnkit}
+    command, C{twistd vpnkit}), installed if no reactor is yet.
+
+    The reactor imports pyOpenSSL and cryptography whenever they are
+    installed, only to offer C{connectSSL}, C{listenSSL} and C{startTLS},
+    which vpnkit never calls: 13 MiB and a quarter of the start-up CPU
+    (docs/performance.md, "Start-up and footprint").  So unless the HTTP
+    proxy may need TLS (C{--http}, C{--http-api-path}: its https://
+    upstreams), the reactor is installed while pyOpenSSL cannot be
+    imported; it can be afterwards, as usual.  Twisted without pyOpenSSL
+    is a configuration it supports (TLS is an optional extra of Twisted).
+    """
+    if (
+        "twisted.internet.reactor" not in sys.modules
+        and "OpenSSL" not in sys.modules
+        and not _wantsHTTPProxy(options)
+    ):
+        sys.modules["OpenSSL"] = None
+        try:
+            from twisted.internet import reactor
+        except ImportError:
+            pass  # a Twisted that requires pyOpenSSL: imported whole below
+        finally:
+            del sys.modules["OpenSSL"]
+    from twisted.internet import reactor
+
+    return reactor
+
+
 def makeService(options, reactor=None):
     """
     Build vpnkit from parsed L{Options}.
 
+    @param reactor: by default the global reactor; under twistd the one
+        L{defaultReactor} installs.
     @return: a L{VPNKitService} (a L{MultiService}).
     """
     if reactor is None:
-        from twisted.internet import reactor
+        if options.underTwistd:
+            reactor = defaultReactor(options)
+        else:
+            from twisted.internet import reactor
     setDebug(bool(options["debug"]))
     dnsConfig, systemLookup = options.dnsConfig, None
     if dnsConfig is None:
@@ -108,7 +150,10 @@ def makeService(options, reactor=None):
             resolvText = ""
         dnsConfig = parseResolvConf(resolvText, RESOLV_CONF)
     httpProxy = None
-    if options["http"] is not None or options["http-api-path"] is not None:
+    if _wantsHTTPProxy(options):
+        # --http only: the proxy brings twisted.web and TLS.
+        from vpnkit.httpproxy.proxy import HTTPProxy
+
         httpProxy = HTTPProxy(
             options.config,
             HostNetwork(reactor),
@@ -175,6 +220,11 @@ def _diagnosticsServices(options, stack, reactor, top, capture):
     """
     C{--diagnostics}: a listener per address, each client getting one tar.
     """
+    if not options.diagnosticsListen:
+        return
+    # --diagnostics only: the archive brings tarfile.
+    from vpnkit.diagnostics import DiagnosticsFactory
+
     for address in options.diagnosticsListen:
         factory = DiagnosticsFactory(stack, sys.argv, capture)
         listener = listenService(
@@ -188,6 +238,10 @@ def _httpProxyServices(options, proxy, reactor, top):
     """
     C{--http}, watched, and the C{--http-api-path} listener.
     """
+    # --http and --http-api-path only (twisted.web).
+    from vpnkit.httpproxy.api import makeHTTPConfigAPI
+    from vpnkit.httpproxy.config import parseHTTPConfig
+
     if options["http"] is not None:
         if options.httpConfig is not None:
             proxy.setConfig(options.httpConfig)
@@ -216,6 +270,9 @@ def _captureService(options, stack, reactor, top):
     """
     if options.pcapListen is None and options["pcap-file"] is None and not options.diagnosticsListen:
         return None
+    # --pcap, --pcap-file and --diagnostics only.
+    from vpnkit.capture import Capture, CaptureReaderFactory, CaptureService
+
     capture = Capture(stack.counters.capture, options.pcapSnaplen, reactor)
     stack.switch.addObserver(capture)
     service = CaptureService(capture, options["pcap-file"])
@@ -248,6 +305,9 @@ def _forwardingServices(options, stack, reactor, top):
     forwarder.setName("forwards")
     forwarder.setServiceParent(top)
     if options["api"] is not None:
+        # --api only: it brings twisted.web.
+        from vpnkit.api import makeAPI
+
         api = listenService(
             ("unix", options["api"]),
             makeAPI(stack, forwarder),

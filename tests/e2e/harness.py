@@ -41,6 +41,7 @@ __all__ = [
     "Tool",
     "TOOLS",
     "E2EMixin",
+    "Cleanups",
     "blackHole",
     "netemAvailable",
 ]
@@ -482,6 +483,28 @@ def netemAvailable():
         return result.returncode == 0
     finally:
         _run(["ip", "netns", "del", name], check=False)
+
+
+class Cleanups:
+    """
+    What the helpers here expect of a test case, for the benchmarks that
+    use them outside one: somewhere to register cleanups, run in reverse
+    order at the end, each failure reported and the rest still run.
+    """
+
+    def __init__(self):
+        self._cleanups = []
+
+    def addCleanup(self, function, *args, **kwargs):
+        self._cleanups.append((function, args, kwargs))
+
+    def run(self):
+        while self._cleanups:
+            function, args, kwargs = self._cleanups.pop()
+            try:
+                function(*args, **kwargs)
+            except Exception as e:  # keep cleaning up
+                sys.stderr.write(f"cleanup {function!r} failed: {e}\n")
 
 
 class E2EMixin:

@@ -373,11 +373,11 @@ class TCPEndToEndTests(TCPTestsMixin, SynchronousTestCase):
         The bound is the baseline RSS (after the lease, before the
         connection) plus 64 MiB.  What vpnkit may hold for one connection:
         its receive buffer (1 MiB) towards the host, or its send buffer
-        (high water 1 MiB plus at most one 64 KiB read from the host socket
+        (high water 1 MiB plus at most one 1 MiB read from the host socket
         before the pause takes effect) towards the guest, and Twisted's
         write buffer of the host transport, which pauses its producer at
-        64 KiB; about 3 MiB in all.  The rest of the allowance is for the
-        allocator's slack (short-lived bytes objects of up to 256 KiB) and
+        64 KiB; about 4 MiB in all.  The rest of the allowance is for the
+        allocator's slack (short-lived bytes objects of up to 1 MiB) and
         the Python heap's growth while segments are in flight.  A proxy
         that buffered instead of pushing back would pass 64 MiB within
         seconds, since the sender offers well over 100 MiB/s.

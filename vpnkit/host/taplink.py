@@ -9,9 +9,12 @@ dropped, and the link stays up.
 With C{offload}, each frame travels behind a virtio-net header and the
 guest's kernel may hand over TCP segments of up to 64 KiB with partial
 checksums (see L{vpnkit.wire.virtio}); the link completes the checksums, so
-everything above it sees ordinary (if large) frames.  Writes that find the device full wait in a
-bounded queue; beyond it frames are dropped, as a NIC with a full ring
-would.
+everything above it sees ordinary (if large) frames.  The other way, the
+guest's kernel does that work: vpnkit's TCP segments come as headers and
+payload (L{TapLink.sendFrameParts}) with their checksums left partial, and
+go out in one C{writev} without being joined or summed in Python.  Writes
+that find the device full wait in a bounded queue; beyond it frames are
+dropped, as a NIC with a full ring would.
 """
 
 from collections import deque
@@ -22,7 +25,7 @@ from twisted.python.failure import Failure
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from zope.interface import implementer
 
-from vpnkit.interfaces import ILink
+from vpnkit.interfaces import IChecksumOffloadLink
 from vpnkit.log import logger
 from vpnkit.wire import ParseError
 from vpnkit.wire.ethernet import HEADER_LENGTH
@@ -33,6 +36,7 @@ from vpnkit.wire.virtio import (
     GSO_TCPV4,
     NO_OFFLOAD,
     completeChecksum,
+    partialChecksumHeader,
     segmentationOffload,
 )
 from vpnkit.wire.virtio import LENGTH as VNET_HEADER
@@ -51,7 +55,20 @@ GSO_MAX_FRAME = HEADER_LENGTH + 0xFFFF
 _vnet = Struct("=BBHHHH")
 
 
-@implementer(ILink, IReadDescriptor, IWriteDescriptor, IPushProducer)
+def _queueable(item):
+    """
+    C{item} as it may wait in the queue: a payload that is a small view of
+    a large buffer (a segment's worth of a host read) is copied out, so
+    that a full queue never holds on to much more than its frames.
+    """
+    if type(item) is tuple:
+        payload = item[-1]
+        if type(payload) is memoryview and 2 * payload.nbytes < len(payload.obj):
+            return (*item[:-1], bytes(payload))
+    return item
+
+
+@implementer(IChecksumOffloadLink, IReadDescriptor, IWriteDescriptor, IPushProducer)
 class TapLink:
     """
     @param fd: the tap descriptor, from L{vpnkit.interfaces.ITunSystem.openTap}.
@@ -83,6 +100,9 @@ class TapLink:
         self._counters = counters
         self._maxFrame = maxFrame
         self._offload = offload
+        # The guest's kernel completes partial checksums (see
+        # sendFrameParts).
+        self.checksumOffload = offload
         self._mtu = mtu if mtu is not None else maxFrame - 50
         # With offload, TCP frames beyond the MTU go to the guest's kernel
         # as segmentation-offload super-segments: their largest payload.
@@ -234,31 +254,53 @@ class TapLink:
     def sendFrame(self, frame):
         if self._closed:
             return
-        counters = self._counters
         try:
             item = self._prepare(frame)
         except ParseError:
-            counters.txErrors += 1
+            self._counters.txErrors += 1
             return
-        if self._queue:
-            if len(self._queue) >= TX_QUEUE_FRAMES:
+        self._send(item, len(frame))
+
+    def sendFrameParts(self, head, payload, checksumStart, checksumOffset):
+        """
+        One frame as C{head} (its Ethernet, IPv4 and TCP headers) and
+        C{payload}, its TCP checksum left partial: written behind a
+        virtio-net header that asks the guest's kernel to complete it
+        (and, beyond the MTU, to take it as a super-segment), all three
+        pieces in one C{writev}.
+        """
+        if self._closed:
+            return
+        length = len(head) + len(payload)
+        try:
+            vnet = partialChecksumHeader(head, length, checksumStart, checksumOffset, self._mtu)
+        except ParseError:
+            self._counters.txErrors += 1
+            return
+        self._send((vnet, head, payload), length)
+
+    def _send(self, item, length):
+        counters = self._counters
+        queue = self._queue
+        if queue:
+            if len(queue) >= TX_QUEUE_FRAMES:
                 counters.txQueueFull += 1
                 return
-            self._queue.append(item)
+            queue.append(_queueable(item))
             counters.framesOut += 1
-            counters.bytesOut += len(frame)
+            counters.bytesOut += length
             return
         try:
             self._write(item)
         except BlockingIOError:
-            self._queue.append(item)
+            queue.append(_queueable(item))
             self._reactor.addWriter(self)
         except OSError as e:
             counters.txErrors += 1
             log.debug("dropping a frame on {link}: {e}", link=self.description, e=e)
             return
         counters.framesOut += 1
-        counters.bytesOut += len(frame)
+        counters.bytesOut += length
 
     def closeLink(self, reason):
         log.info("closing {link}: {reason}", link=self.description, reason=reason)

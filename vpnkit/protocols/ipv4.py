@@ -19,6 +19,7 @@ from vpnkit.interfaces import IEthernetPayloadReceiver, IIPv4Sender
 from vpnkit.log import logger
 from vpnkit.protocols import fragments
 from vpnkit.wire import ChecksumError, ParseError, TruncatedError
+from vpnkit.wire.checksum import finishChecksum
 from vpnkit.wire.ethernet import ETHERTYPE_IPV4
 from vpnkit.wire.icmp import DEST_UNREACHABLE, TIME_EXCEEDED, ICMPMessage, emitICMP
 from vpnkit.wire.ipv4 import (
@@ -244,14 +245,19 @@ class IPv4Layer:
 
     # -- send --------------------------------------------------------------
 
-    def sendIPv4(self, src, dst, protocol, payload, ttl=64, dstMAC=None):
+    def sendIPv4(
+        self, src, dst, protocol, payload, ttl=64, dstMAC=None, tail=b"", partialChecksum=None
+    ):
         counters = self._counters
+        partial = None if partialChecksum is None else (20, partialChecksum)
         if dstMAC is not None:
             # To a guest known only by its MAC (DHCP): routed by the switch.
             head = dstMAC + self._serverMAC + _ETHERTYPE
             segmentLimit = 0
 
-            def transmit(ethertype, header, payload=b""):
+            def transmit(ethertype, header, payload=b"", partial=None):
+                if partial is not None:
+                    header = finishChecksum(header, partial[0], partial[1], payload)
                 self._switch.sendToMAC(b"".join((head, header, payload)))
 
         else:
@@ -261,7 +267,7 @@ class IPv4Layer:
                 return False
             segmentLimit = port.segmentLimit
             transmit = port.sendPayload
-        n = len(payload)
+        n = len(payload) + len(tail)
         if 20 + n <= self._mtu or (
             # A TCP super-segment for a link with segmentation offload: the
             # guest's kernel takes it whole.
@@ -270,11 +276,19 @@ class IPv4Layer:
         ):
             header = buildHeader(src, dst, protocol, n, ttl, 0, FLAG_DF)
             counters.sent += 1
-            transmit(_ETHERTYPE, header, payload)
+            if tail or partial is not None:
+                # The tail (a view of a send buffer) is handed on uncopied.
+                transmit(_ETHERTYPE, header + payload, tail, partial)
+            else:
+                transmit(_ETHERTYPE, header, payload)
             return True
         if n > MAX_PAYLOAD:
             counters.tooBig += 1
             return False
+        if partialChecksum is not None:
+            payload = finishChecksum(payload, 0, partialChecksum, tail)
+        if tail:
+            payload = b"".join((payload, tail))
         # Larger than the link: fragments (the reference drops these).
         self._ident = (self._ident + 1) & 0xFFFF
         whole = IPv4Header(0, 20 + n, self._ident, 0, 0, ttl, protocol, 0, src, dst)

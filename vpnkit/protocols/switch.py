@@ -5,8 +5,10 @@ The Ethernet switch every guest link plugs into.
 Each link gets a L{SwitchPort}, and every frame between a guest and the
 rest of vpnkit passes through it: L{SwitchPort.frameReceived} for what the
 guest sends, L{SwitchPort.transmit} for what it is sent (the one place a
-frame is handed to a link).  Observers added with
-L{EthernetSwitch.addObserver} (the packet capture) see both.
+whole frame is handed to a link; a TCP segment for a link with checksum
+offload goes from L{SwitchPort.sendPayload} in two pieces instead, its
+payload uncopied).  Observers added with L{EthernetSwitch.addObserver}
+(the packet capture) see both ways, and only whole frames.
 
 A frame from a guest is either switched to another guest (unicast to that
 guest's MAC), flooded (broadcast and multicast) and also handed to vpnkit's
@@ -35,9 +37,10 @@ from struct import Struct
 
 from zope.interface import implementer
 
-from vpnkit.interfaces import IFrameReceiver
+from vpnkit.interfaces import IChecksumOffloadLink, IFrameReceiver
 from vpnkit.log import GuestLog, logger
 from vpnkit.wire import ParseError
+from vpnkit.wire.checksum import finishChecksum
 from vpnkit.wire.gso import segmentTCPv4
 from vpnkit.wire.ethernet import (
     ETHERTYPE_ARP,
@@ -102,6 +105,7 @@ class SwitchPort:
         "_headers",
         "_wireFrame",
         "_counters",
+        "_checksumOffload",
     )
 
     def __init__(self, switch, link, lease, mac, wireFrame, observers, counters):
@@ -118,6 +122,8 @@ class SwitchPort:
         self._observers = observers
         self._counters = counters
         self._head = None if mac is None else mac + switch.serverMAC
+        # Whether the guest's kernel completes partial checksums.
+        self._checksumOffload = IChecksumOffloadLink.providedBy(link) and link.checksumOffload
         # The Ethernet header of this guest's frames to vpnkit, by
         # EtherType: the same few every time, and immutable.
         self._headers = {}
@@ -148,15 +154,31 @@ class SwitchPort:
         self._head = mac + self._switch.serverMAC
         self._headers = {}
 
-    def sendPayload(self, ethertype, header, payload=b""):
+    def sendPayload(self, ethertype, header, payload=b"", partial=None):
         """
         Send the guest a frame from vpnkit's MAC to its own: C{ethertype}
         (two bytes), then C{header} and C{payload}.
 
+        @param partial: C{(start, offset)} when a checksum in the frame is
+            left partial (see L{vpnkit.wire.tcp.emitTCPHeader}): the field
+            at C{header[start + offset]} holds the pseudo-header sum, and
+            everything from C{header[start]} on, C{payload} included, is
+            to be summed into it.  A link with checksum offload takes the
+            frame in two pieces (C{payload} uncopied) and leaves that to
+            the guest's kernel; for any other link, or while someone
+            observes the frames, it is done here.
         @return: C{False} when the guest's MAC is not known yet.
         """
         if self._head is None:
             return False
+        if partial is not None:
+            start, offset = partial
+            if self._checksumOffload and not self._observers:
+                head = b"".join((self._head, ethertype, header))
+                if len(head) + len(payload) <= self.maxFrame:
+                    self._deliverParts(head, payload, HEADER_LENGTH + start, offset)
+                    return True
+            header = finishChecksum(header, start, offset, payload)
         self.transmit(b"".join((self._head, ethertype, header, payload)))
         return True
 
@@ -184,10 +206,16 @@ class SwitchPort:
             self._deliver(piece)
 
     def _deliver(self, frame):
-        # The one place a frame is handed to a link.
+        # The one place a whole frame is handed to a link.
         for observer in self._observers:
             observer.frameObserved(frame)
         self.link.sendFrame(frame)
+
+    def _deliverParts(self, head, payload, checksumStart, checksumOffset):
+        # The one place a frame in pieces is: only to a link with checksum
+        # offload, only while nobody observes frames.
+        if self.attached:
+            self.link.sendFrameParts(head, payload, checksumStart, checksumOffset)
 
     def __repr__(self):
         mac = formatMAC(self.mac) if self.mac else "?"

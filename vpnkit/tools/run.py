@@ -18,16 +18,18 @@ from twisted.logger import globalLogBeginner, textFileLogObserver
 from twisted.python import usage
 
 from vpnkit.config import ConfigError
-from vpnkit.tap import Options, makeService
+from vpnkit.tap import Options, defaultReactor, makeService
 
 __all__ = ["main", "run"]
 
 
-def run(argv, reactor, stderr=sys.stderr, beginLogging=True):
+def run(argv, reactor=None, stderr=sys.stderr, beginLogging=True):
     """
     Parse C{argv}, start vpnkit on C{reactor} and run it until a signal
     stops it.
 
+    @param reactor: by default the one L{defaultReactor} installs once
+        the flags are known.
     @return: the exit status.
     """
     options = Options()
@@ -36,6 +38,8 @@ def run(argv, reactor, stderr=sys.stderr, beginLogging=True):
     except usage.UsageError as e:
         stderr.write(f"vpnkit: {e}\n")
         return 2
+    if reactor is None:
+        reactor = defaultReactor(options)
     if beginLogging:
         globalLogBeginner.beginLoggingTo([textFileLogObserver(stderr)], redirectStandardIO=False)
     service = makeService(options, reactor)
@@ -60,6 +64,4 @@ def run(argv, reactor, stderr=sys.stderr, beginLogging=True):
 
 
 def main():
-    from twisted.internet import reactor
-
-    sys.exit(run(sys.argv[1:], reactor))
+    sys.exit(run(sys.argv[1:]))

@@ -5,7 +5,13 @@ Nothing in this package imports Twisted or touches the OS.  Every parser either
 returns a value or raises a L{ParseError} subclass; callers count and drop.
 """
 
-__all__ = ["ParseError", "TruncatedError", "ChecksumError", "MalformedError"]
+__all__ = [
+    "ParseError",
+    "TruncatedError",
+    "ChecksumError",
+    "MalformedError",
+    "WithOptions",
+]
 
 
 class ParseError(ValueError):
@@ -30,3 +36,26 @@ class MalformedError(ParseError):
     """
     A field holds a value the format does not allow.
     """
+
+
+class WithOptions:
+    """
+    For messages that carry a tuple C{options} of option dataclasses.
+    """
+
+    __slots__ = ()
+
+    def option(self, kind):
+        """
+        The first option of class C{kind}, or C{None}.
+        """
+        for option in self.options:
+            if type(option) is kind:
+                return option
+        return None
+
+    def optionsOf(self, kind):
+        """
+        Every option of class C{kind}, in order.
+        """
+        return [option for option in self.options if type(option) is kind]

@@ -30,6 +30,8 @@ __all__ = [
     "Segment",
     "parseTCP",
     "emitTCP",
+    "emitTCPHeader",
+    "CHECKSUM_OFFSET",
     "formatSegment",
 ]
 
@@ -44,6 +46,8 @@ CWR = 0x80
 
 _PROTO = 6
 HEADER_LENGTH = 20
+# Where the checksum field is in the header.
+CHECKSUM_OFFSET = 16
 
 OPT_END = 0
 OPT_NOP = 1
@@ -224,30 +228,49 @@ def parseTCP(data, src, dst, verifyChecksum=True):
     return Segment(srcPort, dstPort, seq, ack, flags, window, options, data[offset:], urgent)
 
 
-def emitTCP(seg, src, dst):
+def emitTCPHeader(seg, src, dst, partial=False):
     """
-    The bytes of C{seg} between packed addresses C{src} and C{dst}, with
-    the checksum computed.
+    The header of C{seg} (options included) between packed addresses
+    C{src} and C{dst}, to be followed on the wire by C{seg.payload}.
+
+    @param partial: leave the checksum partial, the way a kernel hands a
+        segment to a NIC with checksum offload (Linux's
+        C{CHECKSUM_PARTIAL}): the field holds only the folded
+        pseudo-header sum and the payload is not read; whoever sends it
+        on sums everything from the header's first byte into the field
+        (L{vpnkit.wire.checksum.finishChecksum}, or the guest's kernel).
+        Otherwise the checksum is complete.
     """
     opts = encodeOptions(seg.options)
     offset = HEADER_LENGTH + len(opts)
     payload = seg.payload
     length = offset + len(payload)
-    offsetWord = ((offset // 4) << 12) | seg.flags
-    partial = (
-        pseudoHeaderSum(src, dst, _PROTO, length)
-        + seg.srcPort
-        + seg.dstPort
-        + seg.seq
-        + seg.ack
-        + offsetWord
-        + seg.window
-        + seg.urgent
-    )
-    if opts:
-        partial += int.from_bytes(opts, "big")
-    csum = internetChecksum(payload, partial)
+    if partial:
+        csum = pseudoHeaderSum(src, dst, _PROTO, length) % 0xFFFF or 0xFFFF
+    else:
+        offsetWord = ((offset // 4) << 12) | seg.flags
+        initial = (
+            pseudoHeaderSum(src, dst, _PROTO, length)
+            + seg.srcPort
+            + seg.dstPort
+            + seg.seq
+            + seg.ack
+            + offsetWord
+            + seg.window
+            + seg.urgent
+        )
+        if opts:
+            initial += int.from_bytes(opts, "big")
+        csum = internetChecksum(payload, initial)
     header = _header.pack(
         seg.srcPort, seg.dstPort, seg.seq, seg.ack, offset // 4 << 4, seg.flags, seg.window, csum, seg.urgent
     )
-    return header + opts + payload
+    return header + opts if opts else header
+
+
+def emitTCP(seg, src, dst):
+    """
+    The bytes of C{seg} between packed addresses C{src} and C{dst}, with
+    the checksum computed.
+    """
+    return emitTCPHeader(seg, src, dst) + seg.payload

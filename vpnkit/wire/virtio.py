@@ -29,6 +29,7 @@ __all__ = [
     "emitVirtioNetHeader",
     "completeChecksum",
     "segmentationOffload",
+    "partialChecksumHeader",
 ]
 
 F_NEEDS_CSUM = 1
@@ -118,3 +119,28 @@ def segmentationOffload(frame, mtu):
     frame = b"".join((frame[:position], partial.to_bytes(2, "big"), frame[position + 2 :]))
     header = _header.pack(F_NEEDS_CSUM, GSO_TCPV4, tcpStart + doff, gsoSize, tcpStart, 16)
     return header, frame
+
+
+def partialChecksumHeader(head, length, csumStart, csumOffset, mtu):
+    """
+    The virtio-net header for a frame of C{length} bytes whose checksum is
+    left partial (the field at C{csumStart + csumOffset} holds the
+    pseudo-header sum, see L{vpnkit.wire.tcp.emitTCPHeader}): one that
+    fits C{mtu} goes as it is, a larger one as a C{GSO_TCPV4}
+    super-segment, C{head} being then its Ethernet, IPv4 and TCP headers,
+    all of them and nothing more (the frame's payload is not needed).
+
+    @raise MalformedError: beyond C{mtu} but not IPv4/TCP, or no room for
+        payload in C{mtu}.
+    """
+    if length <= mtu + 14:
+        return _header.pack(F_NEEDS_CSUM, GSO_NONE, 0, 0, csumStart, csumOffset)
+    if len(head) < 14 + 20 + 20 or head[12:14] != b"\x08\x00" or head[23] != 6:
+        raise MalformedError("segmentation offload needs an IPv4/TCP frame")
+    ihl = (head[14] & 0x0F) * 4
+    if len(head) < 14 + ihl + 20 or len(head) != 14 + ihl + (head[14 + ihl + 12] >> 4) * 4:
+        raise MalformedError("segmentation offload needs the headers, all of them")
+    gsoSize = mtu - (len(head) - 14)
+    if gsoSize <= 0:
+        raise MalformedError("no room for TCP payload")
+    return _header.pack(F_NEEDS_CSUM, GSO_TCPV4, len(head), gsoSize, csumStart, csumOffset)

@@ -9,42 +9,130 @@ byte offsets relative to a base the control block tracks; sequence-number
 arithmetic stays in the control block.
 """
 
+from collections import deque
+
 __all__ = ["SendBuffer", "Assembler"]
+
+# Writes shorter than this are gathered into one chunk (see SendBuffer).
+_COALESCE = 2048
 
 
 class SendBuffer:
     """
     Bytes from C{snd.una} onward: first those in flight, then those not yet
-    sent.  CPython's C{bytearray} drops a prefix without moving the rest, so
-    acknowledging is cheap.
+    sent.
+
+    Kept as the chunks the application wrote rather than copied into one
+    buffer: a 64 KiB write from a host socket stays the C{bytes} object the
+    socket returned, and L{peek} hands out read-only views of it, so a
+    segment's payload can reach the guest's link without a copy in Python.
+    Writes shorter than C{_COALESCE} bytes are gathered into one
+    C{bytearray} chunk instead (a chunk per one-byte write would cost far
+    more than the byte), which L{peek} copies from: no view of a buffer
+    that may still grow is ever handed out.
     """
 
-    __slots__ = ("_data",)
+    __slots__ = ("_chunks", "_length", "_skip", "_cursor")
 
     def __init__(self):
-        self._data = bytearray()
+        # Each chunk is a view of bytes (a large write) or a bytearray (small
+        # ones), never empty; the first _skip bytes of the first chunk (a
+        # view only) were acknowledged.
+        self._chunks = deque()
+        self._length = 0
+        self._skip = 0
+        # Where the last peek started: (index of its chunk, position of
+        # that chunk's first byte counted from the first chunk's), so that
+        # a window sent segment by segment is not searched from the start
+        # for each segment.
+        self._cursor = (0, 0)
 
     def __len__(self):
-        return len(self._data)
+        return self._length
 
     def append(self, data):
-        self._data += data
+        n = len(data)
+        if not n:
+            return
+        chunks = self._chunks
+        if n < _COALESCE:
+            if chunks and type(chunks[-1]) is bytearray:
+                chunks[-1] += data
+            else:
+                chunks.append(bytearray(data))
+        else:
+            # Immutable, so that views of it stay what they were: bytes as
+            # they are, anything else copied.
+            chunks.append(memoryview(data if type(data) is bytes else bytes(data)))
+        self._length += n
 
     def peek(self, offset, size):
         """
         Up to C{size} bytes starting C{offset} bytes after the acknowledged
-        point.
+        point: a read-only view of the bytes written when they lie in one
+        large write; else a copy.
         """
-        return bytes(self._data[offset : offset + size])
+        offset += self._skip
+        index, start = self._cursor
+        if offset < start:
+            index = start = 0
+        chunks = self._chunks
+        count = len(chunks)
+        while index < count:
+            chunk = chunks[index]
+            end = start + len(chunk)
+            if offset < end:
+                break
+            start = end
+            index += 1
+        else:
+            return b""
+        self._cursor = (index, start)
+        begin = offset - start
+        if begin + size <= end - start:
+            if type(chunk) is memoryview:
+                return chunk[begin : begin + size]
+            return bytes(memoryview(chunk)[begin : begin + size])
+        # Across chunks (or past the end): one copy.
+        pieces = [memoryview(chunk)[begin:]]
+        size -= end - offset
+        index += 1
+        while size > 0 and index < count:
+            chunk = chunks[index]
+            pieces.append(memoryview(chunk)[:size])
+            size -= len(chunk)
+            index += 1
+        return b"".join(pieces)
 
     def drop(self, count):
         """
         Forget the first C{count} bytes (they were acknowledged).
         """
-        del self._data[:count]
+        count = min(count, self._length)
+        if count <= 0:
+            return
+        self._length -= count
+        chunks = self._chunks
+        # Everything below is counted from the first chunk's first byte.
+        count += self._skip
+        removed = popped = 0
+        while chunks and count - removed >= len(chunks[0]):
+            removed += len(chunks.popleft())
+            popped += 1
+        skip = count - removed
+        if skip and type(chunks[0]) is bytearray:
+            # The chunk small writes grow: forget its prefix for good.
+            del chunks[0][:skip]
+            removed += skip
+            skip = 0
+        self._skip = skip
+        index, start = self._cursor
+        self._cursor = (index - popped, start - removed) if index > popped else (0, 0)
 
     def clear(self):
-        self._data.clear()
+        self._chunks.clear()
+        self._length = self._skip = 0
+        self._cursor = (0, 0)
 
 
 class Assembler:

@@ -33,7 +33,7 @@ from vpnkit.protocols.tcp.connection import TCPConnection
 from vpnkit.protocols.tcp.state import State, TCPConfig, TCPControlBlock, refuse, resetFor
 from vpnkit.wire import ChecksumError, ParseError
 from vpnkit.wire.ipv4 import PROTO_TCP
-from vpnkit.wire.tcp import ACK, RST, SYN, emitTCP, parseTCP
+from vpnkit.wire.tcp import ACK, CHECKSUM_OFFSET, RST, SYN, emitTCPHeader, parseTCP
 
 __all__ = ["Flow", "TCPLayer", "SelfConnectError"]
 
@@ -395,7 +395,17 @@ class TCPLayer:
             if seg.flags & RST:
                 counters.resetsSent += 1
             counters.segmentsOut += 1
-            send(src, dst, PROTO_TCP, emitTCP(seg, src, dst))
+            # The header alone, its checksum left for the link (the guest's
+            # kernel, or software for a link without offload) to complete;
+            # the payload (a view of the send buffer) follows uncopied.
+            send(
+                src,
+                dst,
+                PROTO_TCP,
+                emitTCPHeader(seg, src, dst, partial=True),
+                tail=seg.payload,
+                partialChecksum=CHECKSUM_OFFSET,
+            )
 
     def connectionClosed(self, connection):
         if self._connections.get(connection.flow) is connection:
