@@ -23,8 +23,8 @@ from vpnkit.config import DEFAULT_SERVER_MAC, StackConfig
 from vpnkit.interfaces import (
     IHostNetwork,
     IEthernetPayloadReceiver,
-    IIPv4Receiver,
-    IIPv4Sender,
+    IIPReceiver,
+    IIPSender,
     ILink,
     IUDPService,
 )
@@ -152,7 +152,7 @@ class PayloadRecorder:
         self.received.append((header, bytes(payload)))
 
 
-@implementer(IIPv4Receiver)
+@implementer(IIPReceiver)
 class DatagramRecorder:
     """
     An IP protocol receiver that keeps C{(header, payload)} pairs.
@@ -178,10 +178,10 @@ class ServiceRecorder:
         self.received.append((ipHeader, udpHeader, bytes(payload)))
 
 
-@implementer(IIPv4Sender)
+@implementer(IIPSender)
 class SenderRecorder:
     """
-    An L{IIPv4Sender} that keeps what it is asked to send and answers
+    An L{IIPSender} that keeps what it is asked to send and answers
     C{result}.
     """
 
@@ -189,7 +189,7 @@ class SenderRecorder:
         self.sent = []
         self.result = result
 
-    def sendIPv4(
+    def sendIP(
         self, src, dst, protocol, payload, ttl=64, dstMAC=None, tail=b"", partialChecksum=None
     ):
         # Kept as a link without checksum offload would carry it.

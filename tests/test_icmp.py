@@ -10,7 +10,7 @@ from zope.interface.verify import verifyObject
 
 from vpnkit.config import StackConfig
 from vpnkit.counters import StackCounters
-from vpnkit.interfaces import IIPv4Receiver
+from vpnkit.interfaces import IIPReceiver
 from vpnkit.protocols.icmp import ICMPLayer
 from vpnkit.wire.icmp import ECHO_REPLY, ECHO_REQUEST, ICMPMessage, echoID, emitICMP, parseICMP
 from vpnkit.wire.ipv4 import FLAG_DF, PROTO_ICMP, IPv4Header
@@ -274,9 +274,9 @@ class LayerTests(SynchronousTestCase):
 
     def test_interface(self):
         """
-        The layer provides L{IIPv4Receiver}.
+        The layer provides L{IIPReceiver}.
         """
-        self.assertTrue(verifyObject(IIPv4Receiver, self.layer))
+        self.assertTrue(verifyObject(IIPReceiver, self.layer))
 
     def test_reply(self):
         """

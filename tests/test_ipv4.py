@@ -8,7 +8,7 @@ from zope.interface.verify import verifyObject
 
 from vpnkit.config import StackConfig
 from vpnkit.counters import StackCounters
-from vpnkit.interfaces import IEthernetPayloadReceiver, IIPv4Sender
+from vpnkit.interfaces import IEthernetPayloadReceiver, IIPSender
 from vpnkit.leases import AddressPool
 from vpnkit.protocols.ipv4 import IPv4Layer
 from vpnkit.protocols.switch import EthernetSwitch
@@ -111,10 +111,10 @@ class ReceiveTests(IPv4TestMixin, SynchronousTestCase):
 
     def test_interfaces(self):
         """
-        The layer provides L{IEthernetPayloadReceiver} and L{IIPv4Sender}.
+        The layer provides L{IEthernetPayloadReceiver} and L{IIPSender}.
         """
         self.assertTrue(verifyObject(IEthernetPayloadReceiver, self.layer))
-        self.assertTrue(verifyObject(IIPv4Sender, self.layer))
+        self.assertTrue(verifyObject(IIPSender, self.layer))
 
     def test_addProtoTwice(self):
         """
@@ -459,7 +459,7 @@ class ForwardTests(IPv4TestMixin, SynchronousTestCase):
 
 class SendTests(IPv4TestMixin, SynchronousTestCase):
     """
-    L{IPv4Layer.sendIPv4} builds datagrams for guests.
+    L{IPv4Layer.sendIP} builds datagrams for guests.
     """
 
     def test_header(self):
@@ -468,7 +468,7 @@ class SendTests(IPv4TestMixin, SynchronousTestCase):
         TTL 64, the given protocol and addresses, and a valid checksum, and
         goes to the guest owning the destination from the server MAC.
         """
-        self.assertTrue(self.layer.sendIPv4(REMOTE_IP, self.ipA, PROTO_UDP, PAYLOAD))
+        self.assertTrue(self.layer.sendIP(REMOTE_IP, self.ipA, PROTO_UDP, PAYLOAD))
         [frame] = self.linkA.frames
         eth, payload = parseEthernet(frame)
         self.assertEqual(eth, EthernetHeader(self.leaseA.mac, SERVER_MAC, ETHERTYPE_IPV4))
@@ -497,7 +497,7 @@ class SendTests(IPv4TestMixin, SynchronousTestCase):
         The header bytes are exactly what RFC 791 says for this datagram
         (checksum worked out by hand).
         """
-        self.layer.sendIPv4(ip("192.168.65.1"), self.ipA, PROTO_ICMP, b"\0" * 8, ttl=64)
+        self.layer.sendIP(ip("192.168.65.1"), self.ipA, PROTO_ICMP, b"\0" * 8, ttl=64)
         [frame] = self.linkA.frames
         self.assertEqual(
             frame[14:34].hex(),
@@ -508,7 +508,7 @@ class SendTests(IPv4TestMixin, SynchronousTestCase):
         """
         The TTL passed in is the one sent.
         """
-        self.layer.sendIPv4(REMOTE_IP, self.ipB, PROTO_ICMP, PAYLOAD, ttl=3)
+        self.layer.sendIP(REMOTE_IP, self.ipB, PROTO_ICMP, PAYLOAD, ttl=3)
         [frame] = self.linkB.frames
         self.assertEqual(parseIPv4(frame[14:])[0].ttl, 3)
 
@@ -517,7 +517,7 @@ class SendTests(IPv4TestMixin, SynchronousTestCase):
         A destination no guest holds is counted as C{noRoute} and nothing
         is sent.
         """
-        self.assertFalse(self.layer.sendIPv4(REMOTE_IP, ip("192.168.65.99"), PROTO_UDP, PAYLOAD))
+        self.assertFalse(self.layer.sendIP(REMOTE_IP, ip("192.168.65.99"), PROTO_UDP, PAYLOAD))
         self.assertNothingDelivered()
         self.assertEqual(nonZeroCounters(self.counters), {"link.linksOpened": 2, "ipv4.noRoute": 1})
 
@@ -526,7 +526,7 @@ class SendTests(IPv4TestMixin, SynchronousTestCase):
         A guest whose MAC is not known yet cannot be sent to.
         """
         linkQ, _, leaseQ = self.plug("q", learn=True)
-        self.assertFalse(self.layer.sendIPv4(REMOTE_IP, leaseQ.ip.packed, PROTO_UDP, PAYLOAD))
+        self.assertFalse(self.layer.sendIP(REMOTE_IP, leaseQ.ip.packed, PROTO_UDP, PAYLOAD))
         self.assertEqual(linkQ.frames, [])
         self.assertEqual(self.counters.ipv4.noRoute, 1)
 
@@ -536,7 +536,7 @@ class SendTests(IPv4TestMixin, SynchronousTestCase):
         address (a DHCP reply to a guest without an address yet).
         """
         self.assertTrue(
-            self.layer.sendIPv4(
+            self.layer.sendIP(
                 ip("192.168.65.1"), ip("192.168.65.200"), PROTO_UDP, PAYLOAD, dstMAC=self.leaseB.mac
             )
         )
@@ -550,7 +550,7 @@ class SendTests(IPv4TestMixin, SynchronousTestCase):
         """
         A broadcast C{dstMAC} reaches every guest.
         """
-        self.layer.sendIPv4(
+        self.layer.sendIP(
             ip("192.168.65.1"), BROADCAST_IP, PROTO_UDP, PAYLOAD, dstMAC=BROADCAST_MAC
         )
         self.assertEqual(len(self.linkA.frames), 1)
@@ -562,12 +562,12 @@ class SendTests(IPv4TestMixin, SynchronousTestCase):
         identification, each at most the MTU) that reassemble to it; one of
         exactly the MTU goes out whole with DF set.
         """
-        self.assertTrue(self.layer.sendIPv4(REMOTE_IP, self.ipA, PROTO_UDP, b"x" * 1480))
+        self.assertTrue(self.layer.sendIP(REMOTE_IP, self.ipA, PROTO_UDP, b"x" * 1480))
         [frame] = self.linkA.takeFrames()
         self.assertEqual(len(frame), 14 + 1500)
         self.assertEqual(parseIPv4(frame[14:])[0].flags, FLAG_DF)
         payload = bytes(range(256)) * 12
-        self.assertTrue(self.layer.sendIPv4(REMOTE_IP, self.ipA, PROTO_UDP, payload, ttl=9))
+        self.assertTrue(self.layer.sendIP(REMOTE_IP, self.ipA, PROTO_UDP, payload, ttl=9))
         frames = self.linkA.takeFrames()
         self.assertEqual([len(f) for f in frames], [1514, 1514, 14 + 20 + 112])
         headers = [parseIPv4(f[14:])[0] for f in frames]
@@ -598,7 +598,7 @@ class SendTests(IPv4TestMixin, SynchronousTestCase):
         """
         header, tail, complete = self.tcpParts(self.ipA, 1000)
         self.assertTrue(
-            self.layer.sendIPv4(REMOTE_IP, self.ipA, PROTO_TCP, header, tail=tail, partialChecksum=16)
+            self.layer.sendIP(REMOTE_IP, self.ipA, PROTO_TCP, header, tail=tail, partialChecksum=16)
         )
         [frame] = self.linkA.frames
         ip, data = parseIPv4(frame[14:])
@@ -609,7 +609,7 @@ class SendTests(IPv4TestMixin, SynchronousTestCase):
         The same, sent to a MAC.
         """
         header, tail, complete = self.tcpParts(self.ipB, 100)
-        self.layer.sendIPv4(
+        self.layer.sendIP(
             REMOTE_IP, self.ipB, PROTO_TCP, header, dstMAC=self.leaseB.mac, tail=tail, partialChecksum=16
         )
         [frame] = self.linkB.frames
@@ -621,7 +621,7 @@ class SendTests(IPv4TestMixin, SynchronousTestCase):
         offload: the fragments carry the completed segment.
         """
         header, tail, complete = self.tcpParts(self.ipA, 2000)
-        self.layer.sendIPv4(REMOTE_IP, self.ipA, PROTO_TCP, header, tail=tail, partialChecksum=16)
+        self.layer.sendIP(REMOTE_IP, self.ipA, PROTO_TCP, header, tail=tail, partialChecksum=16)
         frames = self.linkA.takeFrames()
         self.assertEqual(len(frames), 2)
         self.assertEqual(b"".join(bytes(parseIPv4(f[14:])[1]) for f in frames), complete)
@@ -630,7 +630,7 @@ class SendTests(IPv4TestMixin, SynchronousTestCase):
         """
         A payload no IPv4 datagram can carry is refused (C{tooBig}).
         """
-        self.assertFalse(self.layer.sendIPv4(REMOTE_IP, self.ipA, PROTO_UDP, b"x" * 65516))
+        self.assertFalse(self.layer.sendIP(REMOTE_IP, self.ipA, PROTO_UDP, b"x" * 65516))
         self.assertEqual(self.linkA.frames, [])
         self.assertEqual(nonZeroCounters(self.counters), {"link.linksOpened": 2, "ipv4.tooBig": 1})
 
@@ -648,8 +648,8 @@ class JumboSendTests(IPv4TestMixin, SynchronousTestCase):
         one in two fragments (the first carrying 8,976 bytes, the largest
         multiple of 8 that fits).
         """
-        self.assertTrue(self.layer.sendIPv4(REMOTE_IP, self.ipA, PROTO_UDP, b"x" * 8980))
-        self.assertTrue(self.layer.sendIPv4(REMOTE_IP, self.ipA, PROTO_UDP, b"x" * 8981))
+        self.assertTrue(self.layer.sendIP(REMOTE_IP, self.ipA, PROTO_UDP, b"x" * 8980))
+        self.assertTrue(self.layer.sendIP(REMOTE_IP, self.ipA, PROTO_UDP, b"x" * 8981))
         self.assertEqual([len(f) for f in self.linkA.frames], [9014, 14 + 20 + 8976, 14 + 20 + 5])
         self.assertEqual(self.counters.ipv4.fragmentsSent, 2)
         self.assertEqual(self.counters.ipv4.sent, 2)
@@ -703,6 +703,6 @@ class SwitchPathTests(IPv4TestMixin, SynchronousTestCase):
         linkQ, portQ, leaseQ = self.plug("q", learn=True)
         qmac = mac("52:54:00:00:00:07")
         portQ.frameReceived(buildIPv4(qmac, leaseQ.ip.packed, REMOTE_IP, PROTO_UDP, PAYLOAD))
-        self.assertTrue(self.layer.sendIPv4(REMOTE_IP, leaseQ.ip.packed, PROTO_UDP, PAYLOAD))
+        self.assertTrue(self.layer.sendIP(REMOTE_IP, leaseQ.ip.packed, PROTO_UDP, PAYLOAD))
         [frame] = linkQ.frames
         self.assertEqual(frame[:6], qmac)

@@ -9,7 +9,7 @@ from zope.interface.verify import verifyObject
 
 from vpnkit.config import StackConfig
 from vpnkit.counters import StackCounters
-from vpnkit.interfaces import IIPv4Receiver, IUDPService
+from vpnkit.interfaces import IIPReceiver, IUDPService
 from vpnkit.protocols.udp import UDPLayer
 from vpnkit.wire.ipv4 import PROTO_UDP, IPv4Header
 from vpnkit.wire.udp import UDPHeader, emitUDP, parseUDP
@@ -60,10 +60,10 @@ class UDPLayerTests(SynchronousTestCase):
 
     def test_interfaces(self):
         """
-        The layer provides L{IIPv4Receiver}; the recording service provides
+        The layer provides L{IIPReceiver}; the recording service provides
         L{IUDPService}.
         """
-        self.assertTrue(verifyObject(IIPv4Receiver, self.layer))
+        self.assertTrue(verifyObject(IIPReceiver, self.layer))
         self.assertTrue(verifyObject(IUDPService, self.service))
 
     def test_bindTwice(self):

@@ -8,7 +8,7 @@ configuration.
 
 import json
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 
 from vpnkit.wire.ethernet import parseMAC
 
@@ -17,6 +17,8 @@ __all__ = ["StackConfig", "ConfigError", "MIN_MTU", "MAX_MTU", "DEFAULT_SERVER_M
 MIN_MTU = 576
 MAX_MTU = 65520
 DEFAULT_SERVER_MAC = parseMAC("f6:16:36:bc:f9:c6")
+# RFC 8200 5: every link that carries IPv6 has an MTU of at least 1280.
+IPV6_MIN_MTU = 1280
 
 
 class ConfigError(ValueError):
@@ -63,6 +65,11 @@ class StackConfig:
         C{None} when the alias is disabled (C{--host-ip 0.0.0.0}).
     @ivar domain: the DHCP domain name given on the command line, or
         C{None} to use C{dhcp.json} or C{"localdomain"}.
+    @ivar ipv6Prefix: the guests' IPv6 /64 (C{--ipv6-prefix}), or C{None}
+        for IPv4 only (C{--no-ipv6}).
+    @ivar ipv6: the L{vpnkit.ipv6config.IPv6Config} built from
+        C{ipv6Prefix}, the server MAC and the MTU, or C{None} (IPv6 off,
+        also on a link whose MTU is under IPv6's minimum of 1280).
     """
 
     mtu: int = 1500
@@ -76,7 +83,9 @@ class StackConfig:
     gatewayNames: tuple = ("gateway.internal",)
     vmNames: tuple = ("vm.internal",)
     maxUDPFlows: int = 1024
+    ipv6Prefix: IPv6Network | None = IPv6Network("fd00:65::/64")
     subnet: IPv4Network = field(init=False)
+    ipv6: object = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if not MIN_MTU <= self.mtu <= MAX_MTU:
@@ -134,6 +143,15 @@ class StackConfig:
         if len(self.serverMAC) != 6 or self.serverMAC[0] & 1:
             raise ConfigError("--server-macaddr must be a unicast MAC address")
         object.__setattr__(self, "subnet", subnet)
+        object.__setattr__(self, "ipv6", self._ipv6Plan())
+
+    def _ipv6Plan(self):
+        if self.ipv6Prefix is None or self.mtu < IPV6_MIN_MTU:
+            return None
+        # Imported here: vpnkit.ipv6config builds on this module.
+        from vpnkit.ipv6config import IPv6Config
+
+        return IPv6Config.forPrefix(self.ipv6Prefix, serverMAC=self.serverMAC, mtu=self.mtu)
 
     @property
     def maxFrameSize(self):

@@ -11,8 +11,9 @@ __all__ = [
     "IChecksumOffloadLink",
     "IGuests",
     "IEthernetPayloadReceiver",
-    "IIPv4Receiver",
-    "IIPv4Sender",
+    "IIPReceiver",
+    "IIPSender",
+    "IICMPErrors",
     "IUDPService",
     "ITunSystem",
     "ITCPRouter",
@@ -153,31 +154,43 @@ class IEthernetPayloadReceiver(Interface):
         """
 
 
-class IIPv4Receiver(Interface):
+class IIPReceiver(Interface):
     """
-    A transport-protocol layer registered with the IPv4 layer.
+    A transport-protocol layer registered with an IP layer (IPv4 or IPv6:
+    the same receiver serves both).
     """
 
     def ipPayloadReceived(header, payload):
         """
-        Receive an unfragmented datagram whose header checksum and lengths
-        verified.
+        Receive a whole datagram (reassembled, extension headers gone)
+        whose header checksum and lengths verified.
 
-        @param header: its L{vpnkit.wire.ipv4.IPv4Header}; addresses packed.
+        @param header: its L{vpnkit.wire.ipv4.IPv4Header} or
+            L{vpnkit.wire.ipv6.IPv6Header}; either has C{src} and C{dst},
+            packed (4 or 16 bytes: the family is the address length).  An
+            IPv6 header is given with C{nextHeader} the upper-layer
+            protocol and C{payloadLength} that of C{payload}, as if there
+            had been no extension headers.
         """
 
 
-class IIPv4Sender(Interface):
+class IIPSender(Interface):
     """
-    The IPv4 layer, as seen by the layers above it.
+    An IP layer, as seen by the layers above it: L{IPv4Layer}, L{IPv6Layer},
+    and L{vpnkit.protocols.ip.IPSender}, which picks one by the length of
+    the addresses.
     """
 
-    def sendIPv4(src, dst, protocol, payload, ttl=64, dstMAC=None, tail=b"", partialChecksum=None):
+    def sendIP(src, dst, protocol, payload, ttl=64, dstMAC=None, tail=b"", partialChecksum=None):
         """
-        Build the IPv4 header and checksum and send the datagram to the
-        guest that owns C{dst} (or to C{dstMAC} when given, for DHCP
-        replies to a guest that has no address yet).
+        Build the IP header and send the datagram to the guest that owns
+        C{dst} (or to C{dstMAC} when given: DHCP replies to a guest that
+        has no address yet, IPv6 multicast and replies to link-local
+        addresses).
 
+        @param src: packed source address (4 or 16 bytes, as C{dst}).
+        @param protocol: the upper-layer protocol (IPv6: the next header).
+        @param ttl: the TTL, or IPv6's hop limit.
         @param tail: more of the datagram's payload, after C{payload},
             handed down without being copied (a view of a send buffer).
         @param partialChecksum: the offset in C{payload} of a checksum
@@ -186,6 +199,36 @@ class IIPv4Sender(Interface):
             kernel through a link with checksum offload, else in software.
 
         @return: C{True} if a frame was handed to a link.
+        """
+
+
+class IICMPErrors(Interface):
+    """
+    The ICMP errors the layers above IP send to a guest, one provider per
+    family (L{vpnkit.protocols.icmp.ICMPLayer},
+    L{vpnkit.protocols.icmpv6.ICMPv6Layer}) and L{vpnkit.protocols.ip.ICMPErrors},
+    which picks one by the length of C{header.src}.
+    """
+
+    def sendUnreachable(reason, header, quote):
+        """
+        Tell the guest that sent a datagram (its C{header}, the first bytes
+        of its payload C{quote}) that its destination cannot be reached,
+        from the gateway.
+
+        @param reason: one of L{vpnkit.protocols.ip.Unreachable}; each
+            family has its own code for it.
+        @return: whether a message was sent.
+        """
+
+    def sendHostError(error, header, quote):
+        """
+        Pass what the host heard about a guest's datagram (a
+        L{vpnkit.host.sockets.HostSocketError}) back to the guest:
+        unreachable, time exceeded or too big, from the router that said
+        so; nothing for an error that says nothing about the destination.
+
+        @return: whether a message was sent.
         """
 
 

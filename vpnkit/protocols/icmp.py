@@ -28,7 +28,7 @@ import errno
 
 from zope.interface import implementer
 
-from vpnkit.interfaces import IIPv4Receiver
+from vpnkit.interfaces import IIPReceiver
 from vpnkit.log import RateLimitedLog, logger
 from vpnkit.protocols.destinations import RESERVED, SUBNET, refusal
 from vpnkit.protocols.flowtable import FlowExpiry, FlowTable, SocketFlow
@@ -65,7 +65,7 @@ _NO_PERMISSION = (errno.EACCES, errno.EPERM, errno.EPROTONOSUPPORT, errno.EAFNOS
 _REFUSAL_CODES = {SUBNET: 1, RESERVED: 13}
 
 
-@implementer(IIPv4Receiver)
+@implementer(IIPReceiver)
 class ICMPLayer:
     """
     @param sockets: the L{vpnkit.interfaces.IHostDatagramSockets} echo is
@@ -113,7 +113,7 @@ class ICMPLayer:
             if header.dst in self._local:
                 counters.echoRequests += 1
                 reply = ICMPMessage(ECHO_REPLY, 0, 0, message.rest, message.payload)
-                if self._ipv4.sendIPv4(header.dst, header.src, PROTO_ICMP, emitICMP(reply)):
+                if self._ipv4.sendIP(header.dst, header.src, PROTO_ICMP, emitICMP(reply)):
                     counters.echoReplies += 1
                 return
             reason = refusal(self._config, header.dst)
@@ -136,7 +136,7 @@ class ICMPLayer:
         the first 8 bytes of its payload (C{quote}).
         """
         message = ICMPMessage(DEST_UNREACHABLE, code, 0, b"\0\0\0\0", quoteHeader(header) + quote)
-        if self._ipv4.sendIPv4(self._gateway, header.src, PROTO_ICMP, emitICMP(message)):
+        if self._ipv4.sendIP(self._gateway, header.src, PROTO_ICMP, emitICMP(message)):
             self._counters.unreachableSent += 1
 
     # -- echo through host ICMP sockets ---------------------------------------------
@@ -230,7 +230,7 @@ class ICMPLayer:
             source = self._hostAlias
         rest = ident.to_bytes(2, "big") + message.rest[2:]
         reply = emitICMP(ICMPMessage(ECHO_REPLY, 0, 0, rest, message.payload))
-        if self._ipv4.sendIPv4(source, guestIP, PROTO_ICMP, reply):
+        if self._ipv4.sendIP(source, guestIP, PROTO_ICMP, reply):
             counters.echoForwardReplies += 1
 
     def flowError(self, flow, error):

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from zope.interface import implementer
 
-from vpnkit.interfaces import IEthernetPayloadReceiver, IIPv4Sender
+from vpnkit.interfaces import IEthernetPayloadReceiver, IIPSender
 from vpnkit.log import logger
 from vpnkit.protocols import fragments
 from vpnkit.wire import ChecksumError, ParseError, TruncatedError
@@ -65,7 +65,7 @@ def _countFragment(counters, outcome):
         counters.fragmentsDropped += 1
 
 
-@implementer(IEthernetPayloadReceiver, IIPv4Sender)
+@implementer(IEthernetPayloadReceiver, IIPSender)
 class IPv4Layer:
     """
     @param switch: the L{vpnkit.protocols.switch.EthernetSwitch}.
@@ -90,7 +90,7 @@ class IPv4Layer:
     def addProto(self, number, receiver):
         """
         Deliver datagrams of IP protocol C{number} to C{receiver} (an
-        L{vpnkit.interfaces.IIPv4Receiver}).
+        L{vpnkit.interfaces.IIPReceiver}).
         """
         if number in self._protocols:
             raise ValueError(f"IP protocol {number} already registered")
@@ -241,11 +241,11 @@ class IPv4Layer:
 
     def _sendError(self, src, type_, code, header, quote, rest=b"\0\0\0\0"):
         message = ICMPMessage(type_, code, 0, rest, quoteHeader(header) + bytes(quote[:8]))
-        self.sendIPv4(src, header.src, PROTO_ICMP, emitICMP(message))
+        self.sendIP(src, header.src, PROTO_ICMP, emitICMP(message))
 
     # -- send --------------------------------------------------------------
 
-    def sendIPv4(
+    def sendIP(
         self, src, dst, protocol, payload, ttl=64, dstMAC=None, tail=b"", partialChecksum=None
     ):
         counters = self._counters

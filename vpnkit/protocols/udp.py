@@ -17,7 +17,7 @@ from twisted.internet.address import IPv4Address as TwistedIPv4Address
 from twisted.internet.interfaces import IListeningPort, IUDPTransport
 from zope.interface import implementer
 
-from vpnkit.interfaces import IIPv4Receiver
+from vpnkit.interfaces import IIPReceiver
 from vpnkit.log import GuestLog, logger
 from vpnkit.wire import ChecksumError, ParseError
 from vpnkit.wire.ipv4 import PROTO_UDP, formatIP, packIP
@@ -108,13 +108,13 @@ class UDPSender:
         @return: whether it was handed to a link.
         """
         datagram = emitUDP(srcPort, dstPort, payload, src, dst)
-        sent = self._ipv4.sendIPv4(src, dst, PROTO_UDP, datagram, ttl, dstMAC)
+        sent = self._ipv4.sendIP(src, dst, PROTO_UDP, datagram, ttl, dstMAC)
         if sent:
             self._counters.sent += 1
         return sent
 
 
-@implementer(IIPv4Receiver)
+@implementer(IIPReceiver)
 class UDPLayer:
     """
     @param icmp: the L{vpnkit.protocols.icmp.ICMPLayer}, for port

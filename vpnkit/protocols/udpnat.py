@@ -145,7 +145,7 @@ def sendUnreachable(ipv4, limit, clock, gateway, error, header, quote):
         return None
     if not limit.allow(header.src, clock.seconds()):
         return False
-    ipv4.sendIPv4(gateway, header.src, PROTO_ICMP, message)
+    ipv4.sendIP(gateway, header.src, PROTO_ICMP, message)
     return True
 
 
@@ -198,7 +198,7 @@ def sendHostError(ipv4, error, remembered, gateway, hostAlias):
     if translated is None:
         return False
     source, message = translated
-    ipv4.sendIPv4(source, header.src, PROTO_ICMP, message)
+    ipv4.sendIP(source, header.src, PROTO_ICMP, message)
     return True
 
 

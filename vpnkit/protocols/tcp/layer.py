@@ -26,7 +26,7 @@ from twisted.internet.address import IPv4Address as TwistedIPv4Address
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from vpnkit.interfaces import IIPv4Receiver
+from vpnkit.interfaces import IIPReceiver
 from vpnkit.log import GuestLog, logger
 from vpnkit.protocols.tcp.config import TCPLimits
 from vpnkit.protocols.tcp.connection import TCPConnection
@@ -144,7 +144,7 @@ class _HalfOpen:
         return max(self._byGuest, key=lambda guest: len(self._byGuest[guest]))
 
 
-@implementer(IIPv4Receiver)
+@implementer(IIPReceiver)
 class TCPLayer:
     """
     @param router: the L{vpnkit.interfaces.ITCPRouter} that decides where
@@ -388,7 +388,7 @@ class TCPLayer:
         Send segments to the guest of C{flow}, from the address it dialled.
         """
         counters = self._counters
-        send = self._ipv4.sendIPv4
+        send = self._ipv4.sendIP
         src = flow.localIP
         dst = flow.guestIP
         for seg in segments:
