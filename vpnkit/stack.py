@@ -25,6 +25,7 @@ from vpnkit.protocols.dns import BuiltinResolver, GatewayDNSFactory, HostsResolv
 from vpnkit.protocols.dnsupstream import UpstreamResolver
 from vpnkit.protocols.icmp import ICMPLayer
 from vpnkit.protocols.icmpv6 import ICMPv6Layer
+from vpnkit.protocols.ip import ICMPErrors, IPSender
 from vpnkit.protocols.ipv4 import IPv4Layer
 from vpnkit.protocols.ipv6 import IPv6Layer
 from vpnkit.protocols.localtcp import LocalServiceRoute
@@ -117,22 +118,31 @@ class Stack:
                 searchDomains=self._searchDomains,
             )
             self.ipv6.errors = self.icmpv6
+        # What the layers above IP send through, for both families.
+        self.ip = IPSender(self.ipv4, self.ipv6)
+        self.icmpErrors = ICMPErrors(self.icmp, self.icmpv6)
 
         # UDP: the sender first, then what replies through it, then the
         # layer that hands them datagrams.
         self.gatewayForwards = GatewayForwardTable(gatewayForwards)
-        udpSender = UDPSender(self.ipv4, counters)
+        udpSender = UDPSender(self.ip, counters)
         self.udpNAT = UDPNAT(
-            config, udpSender, self.ipv4, sockets, reactor, counters, maxFlows=config.maxUDPFlows
+            config,
+            udpSender,
+            self.icmpErrors,
+            sockets,
+            reactor,
+            counters,
+            maxFlows=config.maxUDPFlows,
         )
         self.udpGatewayForwards = GatewayUDPForwards(
             config, self.gatewayForwards, udpSender, sockets, reactor, counters
         )
         self.udp = UDPLayer(
             config,
-            self.ipv4,
+            self.ip,
             counters,
-            self.icmp,
+            self.icmpErrors,
             nat=self.udpNAT,
             gatewayForwards=self.udpGatewayForwards,
             sender=udpSender,
@@ -170,8 +180,8 @@ class Stack:
         )
         self.tcp = TCPLayer(
             config,
-            self.ipv4,
-            self.icmp,
+            self.ip,
+            self.icmpErrors,
             counters,
             self.tcpRouter,
             reactor,
@@ -214,11 +224,27 @@ class Stack:
         """
         self.switch.addProto(ETHERTYPE_IPV6, self.ipv6)
         self.ipv6.addProto(NEXT_ICMPV6, self.icmpv6)
+        # The same receivers as IPv4's: TCP and UDP are family-neutral.
+        self.ipv6.addProto(PROTO_UDP, self.udp)
+        self.ipv6.addProto(PROTO_TCP, self.tcp)
         self.switch.attachHooks.append(self.icmpv6.portAttached)
         self.switch.detachHooks.append(self.icmpv6.portDetached)
+        self.switch.detachHooks.append(self._ipv6PortGone)
         self.dhcpv6 = DHCPv6Server(
             self.config, self.switch, udpSender, self.counters, self._searchDomains
         )
+        self.udp.bindService(DHCPV6_SERVER_PORT, self.dhcpv6, ipv6=True)
+
+    def _ipv6PortGone(self, port):
+        """
+        A guest went: what its IPv6 addresses held goes too (its IPv4
+        address's goes through L{Guests}).
+        """
+        for address in port.ipv6:
+            self.tcp.guestDetached(address)
+            self.udpNAT.guestDetached(address)
+            self.udpGatewayForwards.guestDetached(address)
+            self.icmpv6.guestDetached(address)
 
     def _searchDomains(self):
         """

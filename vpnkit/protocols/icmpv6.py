@@ -36,6 +36,7 @@ from zope.interface import implementer
 from vpnkit.interfaces import IICMPErrors, IIPReceiver
 from vpnkit.log import RateLimitedLog, logger
 from vpnkit.protocols import ndp
+from vpnkit.protocols.ip import ICMPV6_CODES, forSendError
 from vpnkit.protocols.flowtable import FlowExpiry, FlowTable, SocketFlow
 from vpnkit.protocols.udpnat import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FLOWS, GuestRateLimit
 from vpnkit.wire import ChecksumError, ParseError
@@ -79,17 +80,6 @@ _ETHERTYPE = b"\x86\xdd"
 _ALL_NODES_MAC = multicastMAC(ALL_NODES)
 _LOCALHOST = "::1"
 _NO_PERMISSION = (errno.EACCES, errno.EPERM, errno.EPROTONOSUPPORT, errno.EAFNOSUPPORT)
-# ICMPv6 destination unreachable codes (RFC 4443 3.1) by the name of an
-# L{vpnkit.protocols.ip.Unreachable} reason (names, not values: they are
-# the same whichever way that enum spells its values).
-_UNREACHABLE_CODES = {
-    "NETWORK": 0,
-    "NO_ROUTE": 0,
-    "HOST": 3,
-    "HOST_BLOCKED": 3,
-    "PORT": 4,
-    "PROHIBITED": 1,
-}
 # Echo requests vpnkit refuses to pass to the host, by refusal: nobody holds
 # the address in the prefix (address unreachable), or policy
 # (administratively prohibited).  Multicast gets nothing.
@@ -128,20 +118,6 @@ def _refusal6(config, dst):
         or dst[:12] == bytes(10) + b"\xff\xff"
     ):
         return destinations.RESERVED
-    return None
-
-
-def _reasonForSendError(error):
-    """
-    The L{vpnkit.protocols.ip.Unreachable} name for an C{OSError} a host
-    send raised, or C{None} when it says nothing about the destination.
-    """
-    if error.errno in (errno.ENETUNREACH, errno.ENETDOWN):
-        return "NETWORK"
-    if error.errno in (errno.EHOSTUNREACH, errno.EHOSTDOWN):
-        return "HOST"
-    if error.errno in (errno.EACCES, errno.EPERM):
-        return "PROHIBITED"
     return None
 
 
@@ -375,14 +351,11 @@ class ICMPv6Layer:
 
     def portDetached(self, port):
         """
-        Forget a guest that went away: its pending advertisement, and the
-        echo flows of its IPv6 addresses.
+        Forget a guest that went away: its pending advertisement.
         """
         timer = self._attachTimers.pop(port, None)
         if timer is not None and timer.active():
             timer.cancel()
-        for address in port.ipv6:
-            self.guestDetached(address)
 
     def _advertiseTo(self, port):
         self._attachTimers.pop(port, None)
@@ -459,12 +432,12 @@ class ICMPv6Layer:
             flow.socket.sendTo(request, formatIPv6(header.dst), 0, ttl=header.hopLimit)
         except OSError as e:
             counters.forwardFailed += 1
-            name = _reasonForSendError(e)
-            if name is not None and self._sendError(
+            reason = forSendError(e)
+            if reason is not None and self._sendError(
                 self._gateway,
                 header,
                 _invoking(header, quote),
-                DestinationUnreachable(_UNREACHABLE_CODES[name], b""),
+                DestinationUnreachable(ICMPV6_CODES[reason], b""),
             ):
                 counters.forwardUnreachable += 1
             log.debug("echo to {dst} failed: {error}", dst=formatIPv6(header.dst), error=e)
@@ -598,7 +571,7 @@ class ICMPv6Layer:
         ICMPv6 destination unreachable (type 1, the code for C{reason})
         from the gateway, quoting the datagram's header and C{quote}.
         """
-        code = _UNREACHABLE_CODES.get(reason.name, 0)
+        code = ICMPV6_CODES[reason]
         sent = self._sendError(
             self._gateway, header, _invoking(header, quote), DestinationUnreachable(code, b"")
         )
