@@ -219,15 +219,16 @@ class Stack:
 
     def _wireIPv6(self, udpSender):
         """
-        Plug the IPv6 layers in: EtherType 0x86DD, ICMPv6, the Router
-        Advertisements each newly attached guest gets, and DHCPv6.
+        Plug the IPv6 layers in: EtherType 0x86DD, ICMPv6 and its Router
+        Advertisements to the guests that speak IPv6, TCP and UDP, and
+        DHCPv6.
         """
         self.switch.addProto(ETHERTYPE_IPV6, self.ipv6)
         self.ipv6.addProto(NEXT_ICMPV6, self.icmpv6)
         # The same receivers as IPv4's: TCP and UDP are family-neutral.
         self.ipv6.addProto(PROTO_UDP, self.udp)
         self.ipv6.addProto(PROTO_TCP, self.tcp)
-        self.switch.attachHooks.append(self.icmpv6.portAttached)
+        self.switch.ipv6Hooks.append(self.icmpv6.portSpeaksIPv6)
         self.switch.detachHooks.append(self.icmpv6.portDetached)
         self.switch.detachHooks.append(self._ipv6PortGone)
         self.dhcpv6 = DHCPv6Server(

@@ -6,9 +6,11 @@ errors vpnkit sends to guests.
 Neighbor Discovery (the answers are L{vpnkit.protocols.ndp}'s pure
 functions): a Router Solicitation is answered with the Router
 Advertisement (to the asker, or to all nodes when it has no address yet);
-the same advertisement goes to all nodes every C{raInterval} seconds once
-a guest is attached, faster (at most 16 s apart) for the first three after
-each attach, and at once to each newly attached guest.  A Neighbor
+the same advertisement goes to the all-nodes group of every guest that
+speaks IPv6 (one that sent an IPv6 datagram: guests that never do see
+none) every C{raInterval} seconds, faster (at most 16 s apart) for the
+first three after a guest starts, and shortly after its first datagram to
+each guest that starts (in case its solicitation went unheard).  A Neighbor
 Solicitation for one of vpnkit's addresses (router link-local, gateway,
 host alias) is answered with the server MAC; one for another guest's
 address (as the switch learned it) with that guest's MAC, without the
@@ -71,7 +73,7 @@ from vpnkit.wire.ipv6 import (
     parseExtensions,
 )
 
-__all__ = ["ICMPv6Layer", "ATTACH_ADVERTISEMENT_DELAY"]
+__all__ = ["ICMPv6Layer", "FIRST_ADVERTISEMENT_DELAY"]
 
 log = logger("vpnkit.icmpv6")
 
@@ -84,9 +86,10 @@ _NO_PERMISSION = (errno.EACCES, errno.EPERM, errno.EPROTONOSUPPORT, errno.EAFNOS
 # the address in the prefix (address unreachable), or policy
 # (administratively prohibited).  Multicast gets nothing.
 _REFUSAL_CODES = {"SUBNET": 3, "RESERVED": 1, "LOCAL": 1}
-# How soon after a guest attaches it gets its own advertisement: long enough
-# for the link's first frames to flow, short enough not to be noticed.
-ATTACH_ADVERTISEMENT_DELAY = 0.5
+# How soon after a guest's first IPv6 datagram it gets its own
+# advertisement: after its solicitation's answer, short enough not to be
+# noticed.
+FIRST_ADVERTISEMENT_DELAY = 0.5
 
 
 def _refusal6(config, dst):
@@ -222,7 +225,7 @@ class ICMPv6Layer:
         self._errorLimit = GuestRateLimit()
         self._timer = None
         self._fast = 0
-        self._attachTimers = {}
+        self._firstTimers = {}
         self._stopped = False
 
     # -- receive -----------------------------------------------------------
@@ -308,11 +311,25 @@ class ICMPv6Layer:
 
     def advertise(self):
         """
-        Send the Router Advertisement to all nodes, now.
+        Send the Router Advertisement to the all-nodes group of every guest
+        that speaks IPv6, now.
+        """
+        frame = None
+        for port in self._switch.ports():
+            if port.speaksIPv6:
+                if frame is None:
+                    frame = self._advertisementFrame()
+                port.transmit(frame)
+                self._counters.unsolicitedAdvertisements += 1
+
+    def _advertisementFrame(self):
+        """
+        The unsolicited advertisement as a frame to the all-nodes group: to
+        be sent port by port (a port's MAC may not be known yet).
         """
         data = self._advertisement()
-        if self._ipv6.sendIP(self._routerLinkLocal, ALL_NODES, NEXT_ICMPV6, data, _ND_HOP_LIMIT):
-            self._counters.unsolicitedAdvertisements += 1
+        ip = buildHeader(self._routerLinkLocal, ALL_NODES, NEXT_ICMPV6, len(data), _ND_HOP_LIMIT)
+        return b"".join((_ALL_NODES_MAC, self._serverMAC, _ETHERTYPE, ip, data))
 
     def _interval(self):
         if self._fast:
@@ -331,41 +348,37 @@ class ICMPv6Layer:
         self.advertise()
         self._arm()
 
-    def portAttached(self, port):
+    def portSpeaksIPv6(self, port):
         """
-        A guest attached: send it an advertisement of its own shortly, and
-        the next few to all nodes sooner than the interval (RFC 4861 6.2.4
-        allows the first three at most 16 s apart).
+        A guest sent its first IPv6 datagram: send it an advertisement of
+        its own shortly, and the next few sooner than the interval (RFC
+        4861 6.2.4 allows the first three at most 16 s apart).
         """
         if self._stopped:
             return
         self._fast = ndp.MAX_INITIAL_RTR_ADVERTISEMENTS
         if self._timer is None or self._interval() < self._timer.getTime() - self._clock.seconds():
             self._arm()
-        old = self._attachTimers.pop(port, None)
+        old = self._firstTimers.pop(port, None)
         if old is not None and old.active():
             old.cancel()
-        self._attachTimers[port] = self._clock.callLater(
-            ATTACH_ADVERTISEMENT_DELAY, self._advertiseTo, port
+        self._firstTimers[port] = self._clock.callLater(
+            FIRST_ADVERTISEMENT_DELAY, self._advertiseTo, port
         )
 
     def portDetached(self, port):
         """
         Forget a guest that went away: its pending advertisement.
         """
-        timer = self._attachTimers.pop(port, None)
+        timer = self._firstTimers.pop(port, None)
         if timer is not None and timer.active():
             timer.cancel()
 
     def _advertiseTo(self, port):
-        self._attachTimers.pop(port, None)
+        self._firstTimers.pop(port, None)
         if not port.attached:
             return
-        # To the all-nodes group, on this port only: its MAC may not be
-        # known yet.
-        data = self._advertisement()
-        ip = buildHeader(self._routerLinkLocal, ALL_NODES, NEXT_ICMPV6, len(data), _ND_HOP_LIMIT)
-        port.transmit(b"".join((_ALL_NODES_MAC, self._serverMAC, _ETHERTYPE, ip, data)))
+        port.transmit(self._advertisementFrame())
         self._counters.unsolicitedAdvertisements += 1
 
     def stop(self):
@@ -377,10 +390,10 @@ class ICMPv6Layer:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        for timer in self._attachTimers.values():
+        for timer in self._firstTimers.values():
             if timer.active():
                 timer.cancel()
-        self._attachTimers.clear()
+        self._firstTimers.clear()
         self.close()
 
     # -- echo ----------------------------------------------------------------

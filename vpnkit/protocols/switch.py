@@ -103,6 +103,8 @@ class SwitchPort:
     @ivar ipv6: the packed IPv6 addresses the guest has been seen using
         (link-local and in the prefix), oldest first: a C{dict} used as
         an ordered set (only its keys mean anything).
+    @ivar speaksIPv6: the guest has sent an IPv6 datagram (one the port
+        let through).
     @ivar spoofedIP: IPv4 and IPv6 datagrams dropped for a source not the
         port's.
     @ivar spoofedARP: ARP packets dropped for a sender not the port's.
@@ -117,6 +119,7 @@ class SwitchPort:
         "segmentLimit",
         "ip",
         "ipv6",
+        "speaksIPv6",
         "spoofedMAC",
         "spoofedIP",
         "spoofedARP",
@@ -139,6 +142,7 @@ class SwitchPort:
         self.segmentLimit = link.segmentLimit
         self.ip = lease.ip.packed
         self.ipv6 = {}
+        self.speaksIPv6 = False
         self.spoofedMAC = self.spoofedIP = self.spoofedARP = 0
         self._wireFrame = wireFrame
         self._observers = observers
@@ -263,9 +267,10 @@ class EthernetSwitch:
         # None with IPv6 off.
         self._ipv6Local = plan.localAddresses if plan is not None else None
         self._ipv6Prefix = plan.prefix.network_address.packed[:8] if plan is not None else None
-        # Called with each port attached / detached (the ICMPv6 layer's
-        # first Router Advertisement).
-        self.attachHooks = []
+        # Called with a port whose guest sent its first IPv6 datagram (the
+        # ICMPv6 layer's first Router Advertisement), and with each port
+        # detached.
+        self.ipv6Hooks = []
         self.detachHooks = []
         self._linkCounters = counters.link
         self._receivers = {}
@@ -310,8 +315,6 @@ class EthernetSwitch:
             self._byMAC[mac] = port
         self._linkCounters.linksOpened += 1
         guestLog.info("guest attached: {port}", port=port)
-        for hook in self.attachHooks:
-            hook(port)
         return port
 
     def detach(self, port):
@@ -411,6 +414,10 @@ class EthernetSwitch:
                     self._ipv6Counters.spoofedNDP += 1
                     port.spoofedIP += 1
                     return
+                if not port.speaksIPv6:
+                    port.speaksIPv6 = True
+                    for hook in self.ipv6Hooks:
+                        hook(port)
         elif ethertype == ETHERTYPE_ARP:
             if n >= 42 and frame[16:20] == _ARP_IPV4_ETHERNET:
                 sender = frame[28:32]
