@@ -601,6 +601,28 @@ class OffloadForwardingTests(SynchronousTestCase):
         self.assertEqual(joined, payload)
         self.assertEqual(self.stack.counters.ethernet.segmented, 1)
 
+    def test_ipv6SuperSegmentCut(self):
+        """
+        So is an IPv6 one (from vpnkit's own TCP to a guest without offload,
+        or forwarded): MTU-sized frames carrying the same bytes.
+        """
+        from vpnkit.wire.ipv6 import buildHeader, parseIPv6
+        from vpnkit.wire.tcp import ACK, Segment, emitTCP, parseTCP
+
+        from tests.ipv6helpers import GATEWAY6, ip6
+
+        src, dst = GATEWAY6, ip6("fd00:65::b")
+        payload = bytes(i % 249 for i in range(20000))
+        tcp = emitTCP(Segment(1, 2, 100, 200, ACK, 50, payload=payload), src, dst)
+        self.b.port.transmit(
+            self.b.mac + SERVER_MAC + b"\x86\xdd" + buildHeader(src, dst, 6, len(tcp)) + tcp
+        )
+        frames = self.b.link.frames
+        self.assertTrue(all(len(f) <= 1514 for f in frames))
+        joined = b"".join(parseTCP(parseIPv6(f[14:])[1], src, dst).payload for f in frames)
+        self.assertEqual(joined, payload)
+        self.assertEqual(self.stack.counters.ethernet.segmented, 1)
+
     def test_oversizeNonTCPDropped(self):
         """
         An oversize frame that is not TCP cannot be cut and is counted

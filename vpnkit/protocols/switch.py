@@ -51,7 +51,7 @@ from vpnkit.interfaces import IChecksumOffloadLink, IFrameReceiver
 from vpnkit.log import GuestLog, logger
 from vpnkit.wire import ParseError
 from vpnkit.wire.checksum import finishChecksum
-from vpnkit.wire.gso import segmentTCPv4
+from vpnkit.wire.gso import segmentTCP
 from vpnkit.wire.ethernet import (
     ETHERTYPE_ARP,
     ETHERTYPE_IPV4,
@@ -223,7 +223,7 @@ class SwitchPort:
             self._deliver(frame)
             return
         try:
-            pieces = segmentTCPv4(frame, self._wireFrame)
+            pieces = segmentTCP(frame, self._wireFrame)
         except ParseError:
             self._counters.tooBigForLink += 1
             return
