@@ -130,7 +130,7 @@ class NeighborDiscoveryTests(ICMPv6TestMixin, SynchronousTestCase):
         self.assertEqual(message.option(PrefixInformation).prefix, ip6("fd00:65::"))
         self.assertEqual(message.option(MTUOption).mtu, 1500)
         self.assertEqual(message.option(RecursiveDNSServers).servers, (GATEWAY6,))
-        self.assertEqual(self.counters().routerAdvertisements, 1)
+        self.assertEqual(self.counters().routerAdvertisementsSent, 1)
 
     def test_routerSolicitationUnspecified(self):
         """

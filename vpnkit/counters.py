@@ -191,7 +191,8 @@ class ICMPv6Counters:
     badChecksum: int = 0
     ignored: int = 0
     routerSolicitations: int = 0
-    routerAdvertisements: int = 0
+    # Every Router Advertisement sent; of them, the unsolicited ones.
+    routerAdvertisementsSent: int = 0
     unsolicitedAdvertisements: int = 0
     neighborSolicitations: int = 0
     neighborAdvertisements: int = 0

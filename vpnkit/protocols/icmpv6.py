@@ -278,7 +278,7 @@ class ICMPv6Layer:
             return
         advertisement, dst, dstMAC = answer
         if self._sendND(self._routerLinkLocal, advertisement, dst, dstMAC):
-            counters.routerAdvertisements += 1
+            counters.routerAdvertisementsSent += 1
 
     def _neighborSolicitation(self, header, solicitation):
         counters = self._counters
@@ -320,6 +320,7 @@ class ICMPv6Layer:
                 if frame is None:
                     frame = self._advertisementFrame()
                 port.transmit(frame)
+                self._counters.routerAdvertisementsSent += 1
                 self._counters.unsolicitedAdvertisements += 1
 
     def _advertisementFrame(self):
@@ -379,6 +380,7 @@ class ICMPv6Layer:
         if not port.attached:
             return
         port.transmit(self._advertisementFrame())
+        self._counters.routerAdvertisementsSent += 1
         self._counters.unsolicitedAdvertisements += 1
 
     def stop(self):
