@@ -241,6 +241,18 @@ class ReassemblyTests(IPv6TestMixin, SynchronousTestCase):
         self.assertEqual(self.received.received, [])
         self.assertEqual(self.counters().fragmentOverlap, 1)
 
+    def test_badFragmentProblems(self):
+        """
+        A middle fragment whose length is not a multiple of 8 draws
+        Parameter Problem at the payload length; one reaching beyond 65,535
+        bytes, at its fragment offset.
+        """
+        self.send(GATEWAY6, NEXT_FRAGMENT, _fragment(0, True, 7, bytes(12)))
+        self.send(GATEWAY6, NEXT_FRAGMENT, _fragment(65528, False, 8, bytes(16)))
+        pointers = [parseICMPv6Frame(f)[2].pointer for f in self.a.takeFrames()]
+        self.assertEqual(pointers, [4, 42])
+        self.assertEqual(self.counters().fragmentMalformed, 2)
+
     def test_boundedAsIPv4(self):
         """
         The reassembler has IPv4's bounds and a 60 s timeout.

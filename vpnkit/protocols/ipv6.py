@@ -237,6 +237,18 @@ class IPv6Layer:
             start = HEADER_LENGTH + offset
             nextHeader = fragment.nextHeader
         else:
+            length = len(data) - offset
+            if (fragment.more and length % 8) or (
+                unfragmentable + fragment.offset + length > MAX_PAYLOAD
+            ):
+                # RFC 8200 4.5: a middle fragment not a multiple of 8
+                # bytes (pointing at the payload length), or one reaching
+                # beyond 65,535 bytes (pointing at its offset).
+                counters.fragmentMalformed += 1
+                if self.errors is not None:
+                    pointer = 4 if length % 8 and fragment.more else HEADER_LENGTH + offset - 6
+                    self.errors.sendParameterProblem(ip, packet, 0, pointer)
+                return None
             reassembler = self.reassembler
             evicted = reassembler.evicted
             first = (ip, bytes(packet[: min(HEADER_LENGTH + offset, 1232)]), fragment.nextHeader)
