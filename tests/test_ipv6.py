@@ -479,3 +479,34 @@ class EchoErrorsTests(IPv6TestMixin, SynchronousTestCase):
         self.assertEqual(message.code, 4)
         self.assertEqual(message.invoking[40:], PAYLOAD[:8])
         self.assertEqual(message.invoking[8:24], self.aAddress)
+
+
+class WiringTests(IPv6TestMixin, SynchronousTestCase):
+    """
+    The stack hands IPv6 to the same TCP and UDP layers as IPv4, and their
+    errors come back as ICMPv6.
+    """
+
+    def test_tcpDials(self):
+        """
+        A SYN over IPv6 to a remote address makes the host dial it.
+        """
+        from vpnkit.wire.tcp import SYN, emitTCP
+
+        syn = emitTCP(Segment(40000, 80, 1000, 0, SYN, 65535), self.aAddress, REMOTE6)
+        self.send(REMOTE6, NEXT_TCP, syn)
+        [pending] = self.stack.hostNetwork.connects
+        self.assertEqual((pending.host, pending.port), ("2001:db8::10", 80))
+
+    def test_udpPortUnreachable(self):
+        """
+        UDP to a port of the gateway nothing serves draws ICMPv6 port
+        unreachable (code 4) from the gateway, through the stack's
+        family-neutral errors.
+        """
+        from vpnkit.wire.udp import emitUDP
+
+        self.send(GATEWAY6, NEXT_UDP, emitUDP(40000, 9, b"hello", self.aAddress, GATEWAY6))
+        [frame] = self.a.takeFrames()
+        _, header, message = parseICMPv6Frame(frame)
+        self.assertEqual((type(message), message.code, header.src), (DestinationUnreachable, 4, GATEWAY6))
