@@ -39,6 +39,7 @@ from zope.interface.verify import verifyObject
 from vpnkit.host.sockets import HostDatagramSockets
 from vpnkit.interfaces import IDatagramReceiver, IDatagramSocket, IHostDatagramSockets
 from vpnkit.wire.icmp import ECHO_REPLY, ECHO_REQUEST, ICMPMessage, echoID, emitICMP, parseICMP
+from vpnkit.wire.icmpv6 import EchoReply, EchoRequest, emitICMPv6, parseICMPv6
 
 from tests.fakesockets import FakeDatagramSockets, portUnreachable
 
@@ -92,6 +93,8 @@ def inPrivateNamespace(function, mtu=None, pingGroups=None):
 
 
 TIMEOUT = 5.0
+LOOPBACK = {socket.AF_INET: "127.0.0.1", socket.AF_INET6: "::1"}
+LOOPBACK6 = socket.inet_pton(socket.AF_INET6, "::1")
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root for a private network namespace"
@@ -164,21 +167,21 @@ def sockets():
 @pytest.fixture
 def openPair(sockets, receiver):
     """
-    A function that opens a host socket (C{"udp"} or C{"icmp"}) and a plain
-    UDP peer bound to 127.0.0.1 in a private namespace, both closed after
-    the test.
+    A function that opens a host socket (C{"udp"} or C{"icmp"}, of
+    C{family}) and a plain UDP peer bound to the family's loopback address
+    (127.0.0.1 or ::1) in a private namespace, both closed after the test.
     """
     opened = []
 
-    def openPair(kind="udp", **namespace):
+    def openPair(kind="udp", family=socket.AF_INET, **namespace):
         opener = sockets.openUDP if kind == "udp" else sockets.openICMP
 
         def make():
-            sock = opener(receiver)
+            sock = opener(receiver, family)
             opened.append(sock)
-            peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            peer = socket.socket(family, socket.SOCK_DGRAM)
             opened.append(peer)
-            peer.bind(("127.0.0.1", 0))
+            peer.bind((LOOPBACK[family], 0))
             return sock, peer
 
         sock, peer = inPrivateNamespace(make, **namespace)
@@ -408,4 +411,129 @@ def test_pingRefused(openPair):
     """
     with pytest.raises(OSError) as e:
         openPair("icmp", pingGroups="1 0")
+    assert e.value.errno == errno.EACCES
+
+
+# -- IPv6 ------------------------------------------------------------------------
+
+
+def test_family(openPair):
+    """
+    Each socket is of the family it was opened for, as the fake records
+    it: UDP and ICMP, IPv4 and IPv6, IPv4 the default.
+    """
+    fake = FakeDatagramSockets()
+    for kind in ("udp", "icmp"):
+        for family in (socket.AF_INET, socket.AF_INET6):
+            sock, _ = openPair(kind, family, pingGroups="0 2147483647")
+            faked = (fake.openUDP if kind == "udp" else fake.openICMP)(Receiver(), family)
+            assert (sock.family, faked.family) == (family, family)
+            assert verifyObject(IDatagramSocket, sock)
+    assert fake.openUDP(Receiver()).family == socket.AF_INET
+    assert fake.openICMP(Receiver()).family == socket.AF_INET
+
+
+def test_ipv6Only(openPair):
+    """
+    An IPv6 UDP socket carries no IPv4: a send to an IPv4-mapped address
+    (here the host's 127.0.0.1) is refused, so only the IPv4 sockets reach
+    IPv4 destinations.
+    """
+    sock, _ = openPair(family=socket.AF_INET6)
+    with pytest.raises(OSError):
+        sock.sendTo(b"x", "::ffff:127.0.0.1", 9)
+
+
+@pytest_twisted.inlineCallbacks
+def test_exchange6(openPair, receiver):
+    """
+    Over IPv6: C{sendTo} reaches the peer on ::1 from the socket's port
+    with the hop limit asked for (C{ttl}); the answer arrives as
+    C{datagramReceived(data, "::1", port)}.
+    """
+    sock, peer = openPair(family=socket.AF_INET6)
+    peer.setsockopt(socket.IPPROTO_IPV6, getattr(socket, "IPV6_RECVHOPLIMIT", 51), 1)
+    sock.sendTo(b"ping", "::1", peer.getsockname()[1], ttl=7, dontFragment=True)
+    data, ancillary, _, source = peer.recvmsg(100, socket.CMSG_SPACE(4))
+    assert (data, source[:2]) == (b"ping", ("::1", sock.port))
+    [(_, _, hopLimit)] = ancillary
+    assert int.from_bytes(hopLimit, "little") == 7
+    peer.sendto(b"pong", ("::1", sock.port))
+    yield receiver.until(lambda: receiver.datagrams)
+    assert receiver.datagrams == [(b"pong", "::1", peer.getsockname()[1])]
+
+
+@pytest_twisted.inlineCallbacks
+def test_portUnreachable6(openPair, receiver):
+    """
+    A datagram to a closed port on ::1 comes back as ICMPv6 destination
+    unreachable, port unreachable (type 1, code 4), origin C{"icmp6"},
+    from ::1: exactly the L{HostSocketError} C{fakesockets.portUnreachable}
+    builds for an IPv6 address.  The next send still goes.
+    """
+    sock, peer = openPair(family=socket.AF_INET6)
+    closed = peer.getsockname()[1]
+    peer.close()
+    sock.sendTo(b"knock", "::1", closed)
+    yield receiver.until(lambda: receiver.errors)
+    [error] = receiver.errors
+    assert (error.origin, error.icmpType, error.icmpCode, error.offender) == ("icmp6", 1, 4, "::1")
+    assert receiver.errors == [portUnreachable("::1", closed, b"knock")]
+    sock.sendTo(b"again", "::1", closed)
+    yield receiver.until(lambda: len(receiver.errors) == 2)
+
+
+@pytest_twisted.inlineCallbacks
+def test_packetTooBig6(openPair, receiver):
+    """
+    Over IPv6 with C{dontFragment}, a datagram larger than the path MTU
+    (loopback at 1280 here) is refused at once with C{EMSGSIZE} and
+    reported as a local error with the MTU in C{info} and no offender;
+    the kernel reports its destination address and port.  Without
+    C{dontFragment} the host fragments it, and it arrives whole.
+    """
+    sock, peer = openPair(family=socket.AF_INET6, mtu=1280)
+    port = peer.getsockname()[1]
+    with pytest.raises(OSError) as e:
+        sock.sendTo(b"x" * 1400, "::1", port, 64, True)
+    assert e.value.errno == errno.EMSGSIZE
+    yield receiver.until(lambda: receiver.errors)
+    [error] = receiver.errors
+    assert (error.origin, error.errno, error.info, error.offender, error.host, error.port) == (
+        "local",
+        errno.EMSGSIZE,
+        1280,
+        None,
+        "::1",
+        port,
+    )
+    sock.sendTo(b"x" * 1400, "::1", port, 64, False)
+    assert len(peer.recv(2000)) == 1400
+
+
+@pytest_twisted.inlineCallbacks
+def test_pingSocket6(openPair, receiver):
+    """
+    With C{ping_group_range} open, an ICMPv6 socket's echo request to ::1
+    is answered with the socket's own identifier (C{port}); the reply is
+    delivered from its ICMPv6 header on (checksum valid for ::1 to ::1),
+    from ::1, port 0.
+    """
+    sock, _ = openPair("icmp", socket.AF_INET6, pingGroups="0 2147483647")
+    request = emitICMPv6(EchoRequest(0x1234, 7, b"payload"), LOOPBACK6, LOOPBACK6)
+    sock.sendTo(request, "::1", 0, ttl=9)
+    yield receiver.until(lambda: receiver.datagrams)
+    [(data, host, port)] = receiver.datagrams
+    reply = parseICMPv6(data, LOOPBACK6, LOOPBACK6)
+    assert reply == EchoReply(sock.port, 7, b"payload")
+    assert (host, port) == ("::1", 0)
+
+
+def test_pingRefused6(openPair):
+    """
+    The same C{ping_group_range} governs ICMPv6 ping sockets: closed, the
+    open raises C{EACCES}, as for IPv4.
+    """
+    with pytest.raises(OSError) as e:
+        openPair("icmp", socket.AF_INET6, pingGroups="1 0")
     assert e.value.errno == errno.EACCES
