@@ -24,9 +24,9 @@ with two differences that matter when a guest exchanges small messages
 
 A dial to a port nothing listens on can connect to itself: when the
 kernel picks an ephemeral local port equal to the destination port on the
-same address (only possible on the host's own addresses, the host alias's
-127.0.0.1 first of all), the SYN meets itself and TCP's simultaneous open
-completes.  The guest would then see a closed port as open (nmap does).
+same address (only possible on the host's own addresses, the host
+aliases' 127.0.0.1 and ::1 first of all), the SYN meets itself and TCP's
+simultaneous open completes.  The guest would then see a closed port as open (nmap does).
 Every connection is checked before its protocol is connected: one whose
 local address is its peer address is aborted and the dial fails with
 L{SelfConnectError}, a C{ConnectionRefusedError}, exactly as if the port
