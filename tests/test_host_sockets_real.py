@@ -24,6 +24,7 @@ import fcntl
 import os
 import socket
 import struct
+import subprocess
 import threading
 
 import pytest
@@ -537,3 +538,174 @@ def test_pingRefused6(openPair):
     with pytest.raises(OSError) as e:
         openPair("icmp", socket.AF_INET6, pingGroups="1 0")
     assert e.value.errno == errno.EACCES
+
+
+# -- IPv6 errors from a router ------------------------------------------------------
+
+_ROUTER = "2001:db8:1::1"
+_BEYOND = "2001:db8:2::2"
+
+
+def _ip(*argv):
+    subprocess.run(["ip", *argv], check=True, capture_output=True, timeout=10)
+
+
+@pytest.fixture
+def routed():
+    """
+    Two namespaces of our own: a host (2001:db8:1::2, default route via
+    2001:db8:1::1) and a router between 2001:db8:1::/64 and
+    2001:db8:2::/64, whose link onwards has an MTU of 1280 and nothing
+    beyond it.  A function running its argument in the host namespace;
+    both namespaces are deleted after the test.
+    """
+    suffix = f"{os.getpid()}-{threading.get_ident() % 10000}"
+    host, router = f"vpkh6-{suffix}", f"vpkr6-{suffix}"
+    made = []
+    try:
+        for name in (host, router):
+            _ip("netns", "add", name)
+            made.append(name)
+            _ip("-n", name, "link", "set", "lo", "up")
+        _ip("-n", host, "link", "add", "h0", "type", "veth", "peer", "name", "r0", "netns", router)
+        _ip("-n", router, "link", "add", "r1", "mtu", "1280", "type", "veth", "peer", "name", "r2")
+        _ip("-n", host, "addr", "add", "2001:db8:1::2/64", "dev", "h0", "nodad")
+        _ip("-n", router, "addr", "add", f"{_ROUTER}/64", "dev", "r0", "nodad")
+        _ip("-n", router, "addr", "add", "2001:db8:2::1/64", "dev", "r1", "nodad")
+        for name, device in ((host, "h0"), (router, "r0"), (router, "r1"), (router, "r2")):
+            _ip("-n", name, "link", "set", device, "up")
+        _ip("-n", host, "-6", "route", "add", "default", "via", _ROUTER)
+        # Neighbour entries both ways, so that the first datagram is not
+        # held behind a Neighbour Solicitation that may go out before the
+        # veth is ready, and be retried only a second later.
+        _ip("-n", host, "neigh", "replace", _ROUTER, "lladdr", _mac(router, "r0"), "dev", "h0")
+        _ip("-n", router, "neigh", "replace", "2001:db8:1::2", "lladdr", _mac(host, "h0"), "dev", "r0")
+        for setting in ("net.ipv6.conf.all.forwarding=1",):
+            _ip("netns", "exec", router, "sysctl", "-qw", setting)
+        _ip("netns", "exec", host, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647")
+        yield lambda function: _inNamedNamespace(host, function)
+    finally:
+        for name in made:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+
+
+def _mac(namespace, device):
+    output = subprocess.run(
+        ["ip", "-n", namespace, "-o", "link", "show", device],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout
+    return output.split("link/ether ")[1].split()[0]
+
+
+def _inNamedNamespace(name, function):
+    """
+    Run C{function} in a thread that has joined the named namespace; its
+    sockets stay there (see L{inPrivateNamespace}).
+    """
+    outcome = {}
+
+    def run():
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+            with open(f"/var/run/netns/{name}") as f:
+                if libc.setns(f.fileno(), CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "setns")
+            outcome["value"] = function()
+        except BaseException as e:
+            outcome["error"] = e
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_hopLimitExceeded6(sockets, receiver, routed):
+    """
+    A datagram sent with hop limit 1 beyond a router comes back as the
+    router's ICMPv6 time exceeded (type 3, code 0): origin C{"icmp6"},
+    the router's address as offender, the datagram's destination, port and
+    payload.
+    """
+    sock = routed(lambda: sockets.openUDP(receiver, socket.AF_INET6))
+    try:
+        sock.sendTo(b"hop", _BEYOND, 9, ttl=1)
+        yield receiver.until(lambda: receiver.errors)
+        [error] = receiver.errors
+        assert (error.origin, error.icmpType, error.icmpCode, error.offender) == (
+            "icmp6",
+            3,
+            0,
+            _ROUTER,
+        )
+        assert (error.errno, error.host, error.port, error.payload) == (
+            errno.EHOSTUNREACH,
+            _BEYOND,
+            9,
+            b"hop",
+        )
+    finally:
+        sock.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_packetTooBigFromRouter6(sockets, receiver, routed):
+    """
+    A datagram with C{dontFragment} too big for the router's next link
+    comes back as its ICMPv6 Packet Too Big (type 2) with that link's MTU
+    in C{info}; the host learns the path MTU, so the next such send is
+    refused at once with a local error carrying it.
+    """
+    sock = routed(lambda: sockets.openUDP(receiver, socket.AF_INET6))
+    try:
+        sock.sendTo(b"x" * 1400, _BEYOND, 9, ttl=64, dontFragment=True)
+        yield receiver.until(lambda: receiver.errors)
+        [error] = receiver.errors
+        assert (error.origin, error.icmpType, error.icmpCode, error.info, error.offender) == (
+            "icmp6",
+            2,
+            0,
+            1280,
+            _ROUTER,
+        )
+        assert (error.errno, error.host, error.port) == (errno.EMSGSIZE, _BEYOND, 9)
+        with pytest.raises(OSError) as e:
+            sock.sendTo(b"x" * 1400, _BEYOND, 9, ttl=64, dontFragment=True)
+        assert e.value.errno == errno.EMSGSIZE
+        yield receiver.until(lambda: len(receiver.errors) == 2)
+        local = receiver.errors[1]
+        assert (local.origin, local.info, local.offender) == ("local", 1280, None)
+    finally:
+        sock.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_pingHopLimitExceeded6(sockets, receiver, routed):
+    """
+    An ICMPv6 ping socket's echo request sent with hop limit 1 beyond a
+    router comes back as the router's time exceeded, port 0, with the
+    echo request (as the socket sent it: its identifier set) as payload.
+    """
+    sock = routed(lambda: sockets.openICMP(receiver, socket.AF_INET6))
+    try:
+        request = emitICMPv6(EchoRequest(0x1234, 3, b"ttl"), LOOPBACK6, LOOPBACK6)
+        sock.sendTo(request, _BEYOND, 0, ttl=1)
+        yield receiver.until(lambda: receiver.errors)
+        [error] = receiver.errors
+        assert (error.origin, error.icmpType, error.icmpCode, error.offender) == (
+            "icmp6",
+            3,
+            0,
+            _ROUTER,
+        )
+        assert (error.host, error.port) == (_BEYOND, 0)
+        echo = parseICMPv6(error.payload, LOOPBACK6, LOOPBACK6, verifyChecksum=False)
+        assert echo == EchoRequest(sock.port, 3, b"ttl")
+    finally:
+        sock.close()
