@@ -64,10 +64,9 @@ class HostConnection(tcp.Client):
             return
         self.realAddress = self.addr
         # A dial to the host's own addresses (the host aliases' 127.0.0.1
-        # and ::1)
-        # has its handshake done by the time connect() returns: a second
-        # look finds it made, and Twisted's doConnect then completes it at
-        # once instead of waiting a reactor turn for writability.  (A
+        # and ::1) has its handshake done by the time connect() returns: a
+        # second look finds it made, and Twisted's doConnect then completes
+        # it at once instead of waiting a reactor turn for writability.  (A
         # remote dial is still in progress: doConnect waits for it.)
         try:
             result = self.socket.connect_ex(self.realAddress)
