@@ -364,6 +364,7 @@ class IDatagramSocket(Interface):
         "The local port; for an ICMP socket the echo identifier the kernel "
         "puts in every request it sends."
     )
+    family = Attribute("C{socket.AF_INET} or C{socket.AF_INET6}, as opened.")
 
     def sendTo(data, host, port, ttl=None, dontFragment=False):
         """
