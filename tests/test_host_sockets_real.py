@@ -485,6 +485,32 @@ def test_portUnreachable6(openPair, receiver):
 
 
 @pytest_twisted.inlineCallbacks
+def test_errorOnlyWakeUp6(openPair, receiver):
+    """
+    Over IPv6 too, an error alone wakes the reactor as C{EPOLLERR}: it is
+    delivered from C{readConnectionLost}, and the socket is read again.
+    """
+    sock, peer = openPair(family=socket.AF_INET6)
+    lost = []
+    readConnectionLost = sock.readConnectionLost
+
+    def spy(reason):
+        lost.append(reason)
+        readConnectionLost(reason)
+
+    sock.readConnectionLost = spy
+    closed = peer.getsockname()[1]
+    peer.close()
+    sock.sendTo(b"knock", "::1", closed)
+    yield receiver.until(lambda: receiver.errors)
+    assert (len(lost), len(receiver.errors)) == (1, 1)
+    assert sock in reactor.getReaders()
+    sock.sendTo(b"ping", "::1", sock.port)
+    yield receiver.until(lambda: receiver.datagrams)
+    assert receiver.datagrams == [(b"ping", "::1", sock.port)]
+
+
+@pytest_twisted.inlineCallbacks
 def test_packetTooBig6(openPair, receiver):
     """
     Over IPv6 with C{dontFragment}, a datagram larger than the path MTU
