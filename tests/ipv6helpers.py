@@ -1,11 +1,9 @@
 """
 Shared helpers for the IPv6 layer and stack tests: frames built through
-the L{vpnkit.wire} emitters, frames vpnkit sent taken apart again (every
-checksum verified), and a fake host sockets whose ICMP sockets take a
-family (as the IPv6 host seam's do).
+the L{vpnkit.wire} emitters, and frames vpnkit sent taken apart again
+(every checksum verified).
 """
 
-import socket
 from ipaddress import IPv6Address
 
 from vpnkit.wire.ethernet import ETHERTYPE_IPV6, parseEthernet
@@ -20,7 +18,6 @@ from vpnkit.wire.ipv6 import (
 )
 from vpnkit.wire.udp import emitUDP, parseUDP
 
-from tests.fakesockets import FakeDatagramSockets
 from tests.helpers import SERVER_MAC, buildEthernet
 
 __all__ = [
@@ -37,7 +34,6 @@ __all__ = [
     "parseIPv6Frame",
     "parseICMPv6Frame",
     "parseUDP6Frame",
-    "FamilySockets",
 ]
 
 
@@ -116,15 +112,3 @@ def parseUDP6Frame(frame):
     assert upper == NEXT_UDP, upper
     udp, payload = parseUDP(data, header.src, header.dst)
     return eth, header, udp, bytes(payload)
-
-
-class FamilySockets(FakeDatagramSockets):
-    """
-    L{FakeDatagramSockets} whose C{openICMP} takes a family, as the IPv6
-    host seam's does.
-    """
-
-    def openICMP(self, receiver, family=socket.AF_INET):
-        if self.icmpError is not None:
-            raise self.icmpError
-        return self._open("icmp", receiver, family)

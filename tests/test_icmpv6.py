@@ -38,6 +38,7 @@ from vpnkit.wire.icmpv6 import (
 )
 from vpnkit.wire.ipv6 import IPv6Header, solicitedNodeAddress
 
+from tests.fakesockets import FakeDatagramSockets
 from tests.helpers import SERVER_MAC, makeStack
 from tests.ipv6helpers import (
     ALL_NODES_MAC,
@@ -45,7 +46,6 @@ from tests.ipv6helpers import (
     HOST6,
     REMOTE6,
     ROUTER6,
-    FamilySockets,
     buildICMPv6,
     buildIPv6,
     ip6,
@@ -69,7 +69,7 @@ def _unsolicited(frame):
 
 class ICMPv6TestMixin:
     def setUp(self):
-        self.sockets = FamilySockets()
+        self.sockets = FakeDatagramSockets()
         self.stack, (self.a, self.b) = makeStack(2, sockets=self.sockets)
         self.clock = self.stack.reactor
         self.icmpv6 = self.stack.icmpv6

@@ -11,9 +11,9 @@ runs derandomized with no example database.
 from hypothesis import given
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.fakesockets import FakeDatagramSockets
 from tests.helpers import makeStack
 from tests.ipv6fixtures import FRAGMENTS, FRAMES
-from tests.ipv6helpers import FamilySockets
 from tests.test_wire_fuzz import FUZZ, inputs
 from vpnkit.wire import ParseError
 from vpnkit.wire.gso import segmentTCPv6
@@ -34,7 +34,7 @@ class StackFuzzTests(SynchronousTestCase):
         the capture's guest had), is handled without an exception, before
         and after the stack's clock runs out every timer.
         """
-        stack, (guest,) = makeStack(1, sockets=FamilySockets())
+        stack, (guest,) = makeStack(1, sockets=FakeDatagramSockets())
         frame = frame[:12] + b"\x86\xdd" + frame[14:] if len(frame) >= 14 else frame
         guest.send(frame)
         for fragment in FRAGMENTS[:1]:

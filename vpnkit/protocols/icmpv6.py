@@ -38,6 +38,7 @@ from zope.interface import implementer
 from vpnkit.interfaces import IICMPErrors, IIPReceiver
 from vpnkit.log import RateLimitedLog, logger
 from vpnkit.protocols import ndp
+from vpnkit.protocols.destinations import refusal6
 from vpnkit.protocols.ip import ICMPV6_CODES, forSendError
 from vpnkit.protocols.flowtable import FlowExpiry, FlowTable, SocketFlow
 from vpnkit.protocols.udpnat import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FLOWS, GuestRateLimit
@@ -82,46 +83,15 @@ _ETHERTYPE = b"\x86\xdd"
 _ALL_NODES_MAC = multicastMAC(ALL_NODES)
 _LOCALHOST = "::1"
 _NO_PERMISSION = (errno.EACCES, errno.EPERM, errno.EPROTONOSUPPORT, errno.EAFNOSUPPORT)
-# Echo requests vpnkit refuses to pass to the host, by refusal: nobody holds
-# the address in the prefix (address unreachable), or policy
-# (administratively prohibited).  Multicast gets nothing.
+# Echo requests vpnkit refuses to pass to the host (destinations.refusal6),
+# by refusal: an address of the link nobody answers for (address
+# unreachable), or policy (administratively prohibited).  Multicast gets
+# nothing.
 _REFUSAL_CODES = {"SUBNET": 3, "RESERVED": 1, "LOCAL": 1}
 # How soon after a guest's first IPv6 datagram it gets its own
 # advertisement: after its solicitation's answer, short enough not to be
 # noticed.
 FIRST_ADVERTISEMENT_DELAY = 0.5
-
-
-def _refusal6(config, dst):
-    """
-    Why an echo request for C{dst} is not passed to the host, or C{None}:
-    L{vpnkit.protocols.destinations.refusal6} when there is one, else the
-    same rule spelled here (the host alias goes; vpnkit's addresses, the
-    prefix, multicast, and the unspecified, loopback, link-local and
-    IPv4-mapped addresses do not).
-    """
-    from vpnkit.protocols import destinations
-
-    rule = getattr(destinations, "refusal6", None)
-    if rule is not None:
-        return rule(config, dst)
-    plan = config.ipv6
-    if dst == plan.hostAliasPacked:
-        return None
-    if dst in plan.localAddresses:
-        return destinations.LOCAL
-    if isMulticast(dst):
-        return destinations.GROUP
-    if dst[:8] == plan.prefix.network_address.packed[:8]:
-        return destinations.SUBNET
-    if (
-        dst == UNSPECIFIED
-        or dst == packIPv6("::1")
-        or (dst[0] == 0xFE and dst[1] & 0xC0 == 0x80)
-        or dst[:12] == bytes(10) + b"\xff\xff"
-    ):
-        return destinations.RESERVED
-    return None
 
 
 def _invoking(header, quote):
@@ -410,7 +380,7 @@ class ICMPv6Layer:
             if self._ipv6.sendIP(dst, header.src, NEXT_ICMPV6, data):
                 counters.echoReplies += 1
             return
-        reason = _refusal6(self._config, dst)
+        reason = refusal6(self._config, dst)
         if reason is not None:
             counters.echoRefused += 1
             code = _REFUSAL_CODES.get(reason.name)
