@@ -273,7 +273,7 @@ class ReassemblyTests(IPv6TestMixin, SynchronousTestCase):
         self.ipv6.stop()
         self.assertEqual(len(self.ipv6.reassembler), 0)
         self.assertFalse(
-            [c for c in self.clock.getDelayedCalls() if c.func == self.ipv6._expire]
+            [c for c in self.clock.getDelayedCalls() if c.func == self.ipv6._reassembly.expire]
         )
 
 

@@ -30,17 +30,15 @@ or (Packet Too Big and unrecognized options aside) about a datagram sent
 to a multicast group (RFC 4443 2.4); they are rate-limited per guest.
 """
 
-import errno
-import socket
-
 from zope.interface import implementer
 
 from vpnkit.interfaces import IICMPErrors, IIPReceiver
-from vpnkit.log import RateLimitedLog, logger
+from vpnkit.log import logger
 from vpnkit.protocols import ndp
 from vpnkit.protocols.destinations import refusal6
-from vpnkit.protocols.ip import ICMPV6_CODES, forSendError
-from vpnkit.protocols.flowtable import FlowExpiry, FlowTable, SocketFlow
+from vpnkit.protocols.ip import ICMPV6_CODES
+from vpnkit.protocols.echo import ICMPV6_ECHO, EchoForwarder
+from vpnkit.protocols.flowtable import FlowTable
 from vpnkit.protocols.udpnat import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FLOWS, GuestRateLimit
 from vpnkit.wire import ChecksumError, ParseError
 from vpnkit.wire.icmpv6 import (
@@ -67,7 +65,6 @@ from vpnkit.wire.ipv6 import (
     NEXT_ICMPV6,
     UNSPECIFIED,
     buildHeader,
-    formatIPv6,
     isMulticast,
     multicastMAC,
     packIPv6,
@@ -82,7 +79,6 @@ _ND_HOP_LIMIT = 255
 _ETHERTYPE = b"\x86\xdd"
 _ALL_NODES_MAC = multicastMAC(ALL_NODES)
 _LOCALHOST = "::1"
-_NO_PERMISSION = (errno.EACCES, errno.EPERM, errno.EPROTONOSUPPORT, errno.EAFNOSUPPORT)
 # Echo requests vpnkit refuses to pass to the host (destinations.refusal6),
 # by refusal: an address of the link nobody answers for (address
 # unreachable), or policy (administratively prohibited).  Multicast gets
@@ -185,13 +181,25 @@ class ICMPv6Layer:
         self._neighbors = _Neighbors(switch)
         self._counters = counters.icmpv6
         self._ipv6Counters = counters.ipv6
-        self._sockets = sockets
         self._clock = clock
         self._searchDomains = searchDomains
-        self.flows = FlowTable(maxFlows, idleTimeout)
-        self._expiry = FlowExpiry(self.flows, clock, self._expired)
-        self._unavailableLogged = False
-        self._failureLog = RateLimitedLog(log, clock)
+        self._echoForwarder = None
+        if sockets is not None:
+            self._echoForwarder = EchoForwarder(
+                ICMPV6_ECHO,
+                ipv6,
+                self,
+                sockets,
+                clock,
+                self._counters,
+                self._hostAlias,
+                log,
+                maxFlows,
+                idleTimeout,
+            )
+        self.flows = (
+            self._echoForwarder.flows if self._echoForwarder else FlowTable(maxFlows, idleTimeout)
+        )
         self._errorLimit = GuestRateLimit()
         self._timer = None
         self._fast = 0
@@ -392,123 +400,24 @@ class ICMPv6Layer:
                     DestinationUnreachable(code, b""),
                 )
             return
-        if self._sockets is None:
+        if self._echoForwarder is None:
             counters.unsupported += 1
             return
-        self._forwardEcho(header, message, bytes(payload[:8]))
-
-    def _forwardEcho(self, header, message, quote):
-        counters = self._counters
-        key = (header.src, message.ident)
-        now = self._clock.seconds()
-        flow = self.flows.get(key)
-        if flow is None:
-            flow = self._open(key, now)
-            if flow is None:
-                return
-        else:
-            self.flows.touch(key, now)
-        flow.remember(message.sequence, header, quote)
-        # The kernel puts the socket's own identifier in, and the checksum.
-        request = emitICMPv6(
-            EchoRequest(message.ident, message.sequence, message.data), UNSPECIFIED, UNSPECIFIED
+        self._echoForwarder.forward(
+            header, message.ident, message.sequence, message.data, bytes(payload[:8])
         )
-        try:
-            flow.socket.sendTo(request, formatIPv6(header.dst), 0, ttl=header.hopLimit)
-        except OSError as e:
-            counters.forwardFailed += 1
-            reason = forSendError(e)
-            if reason is not None and self._sendError(
-                self._gateway,
-                header,
-                _invoking(header, quote),
-                DestinationUnreachable(ICMPV6_CODES[reason], b""),
-            ):
-                counters.forwardUnreachable += 1
-            log.debug("echo to {dst} failed: {error}", dst=formatIPv6(header.dst), error=e)
-            return
-        counters.echoForwarded += 1
-
-    def _open(self, key, now):
-        counters = self._counters
-        for old in self.flows.makeRoom():
-            counters.flowsEvicted += 1
-            old.close()
-        flow = SocketFlow(self, key)
-        try:
-            flow.socket = self._sockets.openICMP(flow, family=socket.AF_INET6)
-        except OSError as e:
-            if e.errno in _NO_PERMISSION:
-                counters.forwardUnavailable += 1
-                if not self._unavailableLogged:
-                    self._unavailableLogged = True
-                    log.warn(
-                        "ping -6 to remote hosts will not work: the host refuses ICMPv6 "
-                        "sockets ({error}); allow our group in net.ipv4.ping_group_range",
-                        error=e.strerror or e,
-                    )
-            else:
-                counters.forwardFailed += 1
-                self._failureLog.warn("cannot open a host ICMPv6 socket: {error}", error=e)
-            return None
-        counters.flowsOpened += 1
-        self.flows.add(key, flow, now)
-        self._expiry.arm()
-        return flow
-
-    def _expired(self, flows):
-        for flow in flows:
-            self._counters.flowsExpired += 1
-            flow.close()
-
-    def flowDatagram(self, flow, data, host, port):
-        counters = self._counters
-        if self.flows.get(flow.key) is not flow:
-            return
-        try:
-            # The host verified the checksum already.
-            message = parseICMPv6(data, UNSPECIFIED, UNSPECIFIED, verifyChecksum=False)
-            source = packIPv6(host.split("%", 1)[0])
-        except (ParseError, ValueError):
-            counters.unknownReplies += 1
-            return
-        if type(message) is not EchoReply:
-            counters.unknownReplies += 1
-            return
-        self.flows.touch(flow.key, self._clock.seconds())
-        guestIP, ident = flow.key
-        if host == _LOCALHOST and self._hostAlias is not None:
-            source = self._hostAlias
-        reply = emitICMPv6(EchoReply(ident, message.sequence, message.data), source, guestIP)
-        if self._ipv6.sendIP(source, guestIP, NEXT_ICMPV6, reply):
-            counters.echoForwardReplies += 1
-
-    def flowError(self, flow, error):
-        counters = self._counters
-        if self.flows.get(flow.key) is not flow:
-            return
-        # The failed request comes back from its ICMPv6 header on.
-        seq = int.from_bytes(error.payload[6:8], "big") if len(error.payload) >= 8 else None
-        remembered = flow.quotes.get(seq)
-        if remembered is None and error.origin == "local" and flow.quotes:
-            remembered = next(reversed(flow.quotes.values()))
-        if remembered is not None and self.sendHostError(error, *remembered):
-            counters.hostErrorsTranslated += 1
-        else:
-            counters.hostErrorsDropped += 1
 
     def guestDetached(self, guestIP):
         """
         Close the echo flows of a guest address that went away.
         """
         self._errorLimit.forget(guestIP)
-        for flow in self.flows.removeGuest(guestIP):
-            flow.close()
+        if self._echoForwarder is not None:
+            self._echoForwarder.guestDetached(guestIP)
 
     def close(self):
-        self._expiry.stop()
-        for flow in self.flows.removeAll():
-            flow.close()
+        if self._echoForwarder is not None:
+            self._echoForwarder.close()
 
     # -- errors (IICMPErrors, and the IPv6 layer's) ---------------------------
 

@@ -31,6 +31,7 @@ from zope.interface import implementer
 from vpnkit.interfaces import IEthernetPayloadReceiver, IIPSender
 from vpnkit.log import logger
 from vpnkit.protocols import fragments
+from vpnkit.protocols.reassembly import Reassembly
 from vpnkit.wire import ParseError, TruncatedError
 from vpnkit.wire.checksum import finishChecksum
 from vpnkit.wire.ethernet import ETHERTYPE_IPV6
@@ -72,26 +73,6 @@ _UNRECOGNIZED_NEXT_HEADER = 1
 _FRAGMENT_HEADER = 8
 
 
-def _countFragment(counters, outcome):
-    """
-    Count what the reassembler did with a fragment.
-    """
-    if outcome is fragments.QUEUED:
-        counters.fragmentsQueued += 1
-    elif outcome is fragments.COMPLETE:
-        counters.reassembled += 1
-    elif outcome is fragments.DUPLICATE:
-        counters.fragmentsDuplicate += 1
-    elif outcome is fragments.OVERLAP:
-        counters.fragmentOverlap += 1
-    elif outcome is fragments.LIMIT:
-        counters.fragmentLimit += 1
-    elif outcome is fragments.MALFORMED:
-        counters.fragmentMalformed += 1
-    else:
-        counters.fragmentsDropped += 1
-
-
 @implementer(IEthernetPayloadReceiver, IIPSender)
 class IPv6Layer:
     """
@@ -117,14 +98,12 @@ class IPv6Layer:
         self._switch = switch
         self._counters = counters.ipv6
         self._protocols = {}
-        self._clock = reactor
         self.reassembler = (
             reassembler
             if reassembler is not None
             else fragments.Reassembler(timeout=REASSEMBLY_TIMEOUT)
         )
-        self._timer = None
-        self._timerAt = None
+        self._reassembly = Reassembly(self.reassembler, self._counters, reactor, self._gaveUp)
         self._ident = 0
         self.errors = None
 
@@ -251,6 +230,7 @@ class IPv6Layer:
                 return None
             reassembler = self.reassembler
             evicted = reassembler.evicted
+            now = self._reassembly.now()
             first = (ip, bytes(packet[: min(HEADER_LENGTH + offset, 1232)]), fragment.nextHeader)
             outcome, whole = reassembler.addFragment(
                 (ip.src, ip.dst, fragment.ident),
@@ -260,11 +240,9 @@ class IPv6Layer:
                 unfragmentable,
                 first,
                 data[offset:],
-                self._now(),
+                now,
             )
-            _countFragment(counters, outcome)
-            counters.reassemblyEvicted += reassembler.evicted - evicted
-            self._rearm()
+            self._reassembly.settled(outcome, evicted)
             if whole is None:
                 return None
             (ip, _, nextHeader), body = whole
@@ -312,56 +290,22 @@ class IPv6Layer:
         )
         port.sendPayload(_ETHERTYPE, head, data)
 
-    # -- reassembly timer ------------------------------------------------------
-
-    def _reactor(self):
-        if self._clock is None:
-            from twisted.internet import reactor
-
-            self._clock = reactor
-        return self._clock
-
-    def _now(self):
-        return self._reactor().seconds()
-
-    def _rearm(self):
-        at = self.reassembler.pollAt()
-        if at is None:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = self._timerAt = None
-            return
-        if self._timer is not None:
-            if self._timerAt <= at:
-                return
-            self._timer.cancel()
-        clock = self._reactor()
-        self._timerAt = at
-        self._timer = clock.callLater(max(0.0, at - clock.seconds()), self._expire)
+    # -- reassembly --------------------------------------------------------------
 
     def stop(self):
         """
         Drop every partial datagram and the reassembly timer.
         """
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = self._timerAt = None
-        self.reassembler.clear()
+        self._reassembly.stop()
 
-    def _expire(self):
-        self._timer = self._timerAt = None
-        for expired in self.reassembler.expire(self._now()):
-            self._counters.reassemblyTimeout += 1
-            if expired.first is not None and self.errors is not None:
-                # RFC 8200 4.5: fragment zero arrived, so the source is
-                # told, from the address it wrote to (which vpnkit stands
-                # for), quoting that fragment.
-                ip, head, _ = expired.first
-                self._counters.timeExceededSent += 1
-                self.errors.sendTimeExceeded(
-                    ip, head + expired.quote, _REASSEMBLY_TIME_EXCEEDED, ip.dst
-                )
-        self._rearm()
+    def _gaveUp(self, expired):
+        if expired.first is not None and self.errors is not None:
+            # RFC 8200 4.5: fragment zero arrived, so the source is told,
+            # from the address it wrote to (which vpnkit stands for),
+            # quoting that fragment.
+            ip, head, _ = expired.first
+            self._counters.timeExceededSent += 1
+            self.errors.sendTimeExceeded(ip, head + expired.quote, _REASSEMBLY_TIME_EXCEEDED, ip.dst)
 
     # -- send --------------------------------------------------------------
 
