@@ -318,21 +318,14 @@ class IPv6Layer:
             dstMAC = multicastMAC(dst)
         if dstMAC is not None:
             # Multicast (every guest), or a guest known by its MAC.
-            head = dstMAC + self._serverMAC + _ETHERTYPE
-            segmentLimit = 0
-
-            def transmit(ethertype, header, payload=b"", partial=None):
-                if partial is not None:
-                    header = finishChecksum(header, partial[0], partial[1], payload)
-                self._switch.sendToMAC(b"".join((head, header, payload)))
-
+            target = self._switch.toMAC(dstMAC)
         else:
-            port = self._switch.portForIP(dst)
-            if port is None or port.mac is None:
+            target = self._switch.portForIP(dst)
+            if target is None or target.mac is None:
                 counters.noRoute += 1
                 return False
-            segmentLimit = port.segmentLimit
-            transmit = port.sendPayload
+        segmentLimit = target.segmentLimit
+        transmit = target.sendPayload
         n = len(payload) + len(tail)
         if HEADER_LENGTH + n <= self._mtu or (
             # A TCP super-segment for a link with segmentation offload.

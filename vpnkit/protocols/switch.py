@@ -248,6 +248,31 @@ class SwitchPort:
         return f"<SwitchPort {self.link.description} {self.lease.ip} {mac}>"
 
 
+class MACDestination:
+    """
+    A frame destination known only by its MAC (a DHCP client with no
+    address yet, a multicast group): what vpnkit's IP layers send through
+    in place of a L{SwitchPort}, routed by L{EthernetSwitch.sendToMAC}.
+    No segmentation offload: every frame fits the MTU.
+    """
+
+    segmentLimit = 0
+
+    def __init__(self, switch, mac):
+        self._switch = switch
+        self._head = mac + switch.serverMAC
+
+    def sendPayload(self, ethertype, header, payload=b"", partial=None):
+        """
+        As L{SwitchPort.sendPayload}, a partial checksum always completed
+        here.
+        """
+        if partial is not None:
+            header = finishChecksum(header, partial[0], partial[1], payload)
+        self._switch.sendToMAC(b"".join((self._head, ethertype, header, payload)))
+        return True
+
+
 class EthernetSwitch:
     """
     The switch, and the link-layer entry point of vpnkit's own stack.
@@ -525,6 +550,12 @@ class EthernetSwitch:
                 port.transmit(frame)
 
     # -- frames from vpnkit ----------------------------------------------
+
+    def toMAC(self, mac):
+        """
+        A L{MACDestination} for C{mac}.
+        """
+        return MACDestination(self, mac)
 
     def sendToMAC(self, frame):
         """
