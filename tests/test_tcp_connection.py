@@ -461,7 +461,8 @@ class CloseTests(ConnectionTestCase):
     def test_guestFinReadConnectionLost(self):
         """
         The guest's FIN after data: the data, then readConnectionLost; the
-        connection stays up for writing (CLOSE-WAIT).
+        connection stays up for writing (CLOSE-WAIT), and what is written
+        carries the ACK of the data and the FIN.
         """
         connection = self.connect()
         self.feed(fromGuest(1, 1, payload=b"req"))
@@ -469,22 +470,21 @@ class CloseTests(ConnectionTestCase):
         self.assertEqual(
             self.protocol.events, ["connectionMade", ("data", b"req"), "readConnectionLost"]
         )
-        [ack] = self.layer.take()
-        self.assertEqual(ack.ack, remote(5))
+        self.assertEqual(self.layer.take(), [])
         self.assertIs(connection.tcb.state, State.CLOSE_WAIT)
         connection.write(b"resp")
         [seg] = self.layer.take()
-        self.assertEqual(seg.payload, b"resp")
+        self.assertEqual((seg.payload, seg.ack), (b"resp", remote(5)))
 
     def test_plainProtocolClosesOnEOF(self):
         """
         A protocol that cannot half-close: the guest's FIN closes our side
-        too (FIN back).
+        too (FIN back, carrying the ACK of theirs: one segment).
         """
         self.connect(protocol=PlainProtocol())
         self.feed(fromGuest(1, 1, FIN | ACK))
         out = self.layer.take()
-        self.assertEqual([s.flags for s in out], [ACK, FIN | ACK])
+        self.assertEqual([(s.flags, s.ack) for s in out], [(FIN | ACK, remote(2))])
         self.assertTrue(self.connection.disconnecting)
 
     def test_loseWriteConnectionAfterQueueDrains(self):
@@ -614,8 +614,8 @@ class CloseTests(ConnectionTestCase):
     def test_abortFromDataReceived(self):
         """
         A protocol that aborts from inside dataReceived gets nothing more
-        (not the EOF that came with the data); the ACK already sent is
-        followed by the RST.
+        (not the EOF that came with the data); the RST carries the ACK
+        (delayed until then).
         """
 
         class Aborter(RecordingProtocol):
@@ -629,4 +629,4 @@ class CloseTests(ConnectionTestCase):
             [e if isinstance(e, str) else e[0] for e in self.protocol.events],
             ["connectionMade", "data", "connectionLost"],
         )
-        self.assertEqual([s.flags for s in self.layer.take()], [ACK, RST | ACK])
+        self.assertEqual([s.flags for s in self.layer.take()], [RST | ACK])

@@ -279,7 +279,15 @@ class TCPControlBlock:
         """
         data, announce = self._rx.take(size)
         if announce and self.state in _RECEIVING:
-            self._ackNow = True
+            # At once, unless an ACK is already due within the delayed-ACK
+            # time (it will carry the window) and the window the guest knows
+            # still takes two full segments (their arrival is acknowledged
+            # at once anyway): it is not stalled, and the answer the
+            # application is about to write carries the update instead of a
+            # bare segment (the first read after the handshake opens the
+            # 64 KiB of the SYN-ACK, every connection).
+            if self._ackAt is None or self._rx.window < 2 * self.config.mss:
+                self._ackNow = True
         return data
 
     def close(self):
@@ -510,7 +518,16 @@ class TCPControlBlock:
             return
         rx.nxt = (rx.nxt + 1) & _MASK
         self.eofReceived = True
-        self._ackNow = True
+        if self.state is S.ESTABLISHED:
+            # To CLOSE-WAIT: the application usually answers an EOF by
+            # closing, and our FIN then carries the ACK (a delayed ACK, as
+            # Linux's after a FIN in ESTABLISHED; the guest retransmits its
+            # FIN only after its RTO, 200 ms at least).
+            if self._ackAt is None:
+                self._ackAt = now + self.config.delayedAck
+        else:
+            # FIN-WAIT: the guest is waiting for nothing else from us.
+            self._ackNow = True
         self._transition("finReceived", now)
 
     def _synSentReceived(self, seg, now):
