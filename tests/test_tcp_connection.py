@@ -457,6 +457,69 @@ class HostToGuestFlowTests(ConnectionTestCase):
         self.assertEqual(producer.producerState, "stopped")
 
 
+class TimerTests(ConnectionTestCase):
+    """
+    The one timer follows the control block's C{pollAt}, asked once per
+    event.
+    """
+
+    def countPolls(self, tcb):
+        calls = []
+        pollAt = tcb.pollAt
+
+        def counting(now):
+            calls.append(now)
+            return pollAt(now)
+
+        tcb.pollAt = counting
+        return calls
+
+    def test_onePollPerEvent(self):
+        """
+        A segment, a write and a timer each cost one C{pollAt}, unless the
+        event leaves work due at once (then one more after dispatching it).
+        """
+        connection = self.connect()
+        calls = self.countPolls(connection.tcb)
+        self.feed(fromGuest(1, 1, payload=b"q"))
+        self.assertEqual(len(calls), 1)
+        connection.write(b"a")
+        self.assertEqual(len(calls), 2)
+        self.advance(CONFIG.delayedAck)
+        self.assertEqual(len(calls), 3)
+        # A read that reopens a closed window: the update is due at once.
+        connection.pauseProducing()
+        for i in range(8):
+            self.feed(fromGuest(2 + 1000 * i, 2, payload=b"c" * 1000))
+        del calls[:]
+        connection.resumeProducing()
+        self.assertEqual(len(calls), 2)
+
+    def test_reentrantWriteKeepsTimer(self):
+        """
+        A producer that writes from C{resumeProducing} (inside the event
+        that drained the queue) leaves the timer armed for what it wrote:
+        the outer event does not re-arm from its earlier C{pollAt}.
+        """
+        connection = self.connect(highWater=4000, lowWater=1000)
+
+        class WritingProducer(StringTransport):
+            def resumeProducing(self):
+                super().resumeProducing()
+                connection.write(b"more")
+
+        producer = WritingProducer()
+        connection.registerProducer(producer, True)
+        connection.write(b"x" * 4000)
+        self.assertEqual(producer.producerState, "paused")
+        self.layer.take()
+        self.feed(fromGuest(1, 4001))
+        [more] = self.layer.take()
+        self.assertEqual(more.payload, b"more")
+        [call] = self.checkTimer()
+        self.assertEqual(call.getTime(), connection.tcb.pollAt(self.clock.seconds()))
+
+
 class CloseTests(ConnectionTestCase):
     def test_guestFinReadConnectionLost(self):
         """

@@ -47,6 +47,11 @@ class State(enum.Enum):
     LAST_ACK = "LAST-ACK"
     TIME_WAIT = "TIME-WAIT"
 
+    # Members are singletons compared by identity: hash them so too, in C,
+    # rather than by Enum's Python-level hash of the name (the state sets
+    # and TRANSITIONS are looked up several times per segment).
+    __hash__ = object.__hash__
+
     def __str__(self):
         return self.value
 
@@ -640,8 +645,14 @@ class TCPControlBlock:
             return now
         if self.accepted and self._canSendNow():
             return now
-        times = [t for t in (self._rtoAt, self._ackAt, self._timeWaitAt) if t is not None]
-        return min(times) if times else None
+        at = self._rtoAt
+        t = self._ackAt
+        if t is not None and (at is None or t < at):
+            at = t
+        t = self._timeWaitAt
+        if t is not None and (at is None or t < at):
+            at = t
+        return at
 
     def _canSendNow(self):
         """
