@@ -568,6 +568,39 @@ class CloseTests(ConnectionTestCase):
         )
         self.assertIs(connection.tcb.state, State.FIN_WAIT_1)
 
+    def test_closeAgainSendsNothing(self):
+        """
+        The host's EOF, then its close (loseWriteConnection, then
+        loseConnection): one FIN, and nothing more for the second.
+        """
+        connection = self.connect()
+        connection.loseWriteConnection()
+        [fin] = self.layer.take()
+        self.assertEqual(fin.flags, FIN | ACK)
+        connection.loseWriteConnection()
+        connection.loseConnection()
+        self.assertEqual(self.layer.take(), [])
+        self.assertTrue(connection.disconnecting)
+        self.assertIs(connection.tcb.state, State.FIN_WAIT_1)
+        self.checkTimer()
+
+    def test_loseConnectionAfterHalfCloseDeliversHeld(self):
+        """
+        loseConnection after loseWriteConnection while the consumer paused
+        us: the held bytes still reach the protocol (and their window is
+        announced), no second FIN.
+        """
+        connection = self.connect()
+        connection.pauseProducing()
+        for i in range(8):
+            self.feed(fromGuest(1 + 1000 * i, 1, payload=b"c" * 1000))
+        connection.loseWriteConnection()
+        self.layer.take()
+        connection.loseConnection()
+        self.assertEqual(self.protocol.received(), b"c" * 8000)
+        [update] = self.layer.take()
+        self.assertEqual((update.flags, update.ack, update.window), (ACK, remote(8001), 8000))
+
     def test_bothClosedTimeWait(self):
         """
         Our FIN, its ACK, the guest's FIN: TIME-WAIT.  The protocol is told

@@ -262,7 +262,11 @@ class TCPConnection:
         """
         Send FIN once everything written has been sent.
         """
-        self.tcb.close()
+        tcb = self.tcb
+        if tcb.closeRequested:
+            # Already asked (a host's EOF, then its close): nothing new.
+            return
+        tcb.close()
         now = self._clock.seconds()
         self._emit(self.tcb.dispatch(now))
         self._afterEvent(now)
@@ -273,8 +277,12 @@ class TCPConnection:
         acknowledged and discarded.
         """
         self.disconnecting = True
-        self._readPaused = False
-        self.loseWriteConnection()
+        paused, self._readPaused = self._readPaused, False
+        if not self.tcb.closeRequested:
+            self.loseWriteConnection()
+        elif paused:
+            # Already closed our side: only the held bytes to hand over.
+            self._afterEvent(self._clock.seconds())
 
     def abortConnection(self):
         """

@@ -259,6 +259,13 @@ class TCPControlBlock:
         return self._sendMSS
 
     @property
+    def closeRequested(self):
+        """
+        Whether the application closed its side (L{close} was called).
+        """
+        return self._closeRequested
+
+    @property
     def canSend(self):
         """
         Whether L{send} still takes data (the application has not closed).
@@ -742,9 +749,12 @@ class TCPControlBlock:
             return
         buf = self._sndBuf
         una = self.sndUna
-        mss = self._sendMSS
         total = len(buf)
         offset = seqSub(self.sndNxt, una)
+        if offset >= total and (self._finSent or not self._closeRequested):
+            # Nothing new to send (most calls: a segment arrived).
+            return
+        mss = self._sendMSS
         if self.sndWnd == 0:
             # Zero window: probe with one byte once nothing is in flight,
             # again on every timeout (with backoff) until the guest opens
