@@ -34,6 +34,15 @@ C{twistd} with vpnkit installed (default: C{current=} the one next to this
 Python), so two builds can be compared in one run.  C{--profile DIR}
 records each vpnkit run with py-spy (next to this Python) into DIR.
 
+C{--callgrind} runs each vpnkit under C{valgrind --tool=callgrind} (a
+development tool: C{apt-get install valgrind}) and adds the instructions
+per operation of the whole vpnkit process (user space), counted from zero
+at the start of each probe to a dump at its end (C{callgrind_control});
+noise does not touch that count.  vpnkit runs some 50 times slower under
+valgrind, so its timed figures mean nothing then: give a longer
+C{--duration} (10 s) for enough operations, and compare instruction counts
+only with each other.
+
 """
 
 import argparse
@@ -72,11 +81,28 @@ def cpuSeconds(pid):
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def runProbes(guest, host, target, pid, duration, workdir, label, profile):
+def callgrindDump(pid, workdir, label):
+    """
+    Dump the counters of the callgrind run C{pid}; zero them for the next.
+
+    @return: the instructions counted since the last zeroing.
+    """
+    before = set(Path(workdir).glob(f"cg-{label}.{pid}.*"))
+    subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+    subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
+    [dump] = set(Path(workdir).glob(f"cg-{label}.{pid}.*")) - before
+    for line in dump.read_text(errors="replace").splitlines():
+        if line.startswith("summary:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no summary in {dump}")
+
+
+def runProbes(guest, host, target, pid, duration, workdir, label, profile, callgrind=False):
     """
     Run the three probes in C{guest} against servers in C{host}.
 
-    @return: C{{probe: (figure, cpu us per op)}}
+    @return: C{{probe: (figure, cpu us per op, errors, system cpu us per
+        op, instructions per op or None)}}
     """
     from tests.e2e.harness import _Process
 
@@ -110,6 +136,8 @@ def runProbes(guest, host, target, pid, duration, workdir, label, profile):
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )
                 time.sleep(0.5)
+            if callgrind:
+                callgrindDump(pid, workdir, label)
             before = cpuSeconds(pid)
             port = UDP_PORT if probe == "udp-rr" else TCP_PORT
             extra = ["--size", str(UDP_SIZE)] if probe == "udp-rr" else []
@@ -119,6 +147,7 @@ def runProbes(guest, host, target, pid, duration, workdir, label, profile):
                 timeout=duration + 30,
             ).stdout
             after = cpuSeconds(pid)
+            instructions = callgrindDump(pid, workdir, label) if callgrind else None
             user, system = after[0] - before[0], after[1] - before[1]
             if spy is not None:
                 spy.wait(timeout=duration + 30)
@@ -131,26 +160,34 @@ def runProbes(guest, host, target, pid, duration, workdir, label, profile):
             else:
                 figure, ops, errors = result["per_second"], result["answered"], result["lost"]
             ops = max(1, ops)
-            results[probe] = (figure, (user + system) * 1e6 / ops, errors, system * 1e6 / ops)
+            results[probe] = (
+                figure, (user + system) * 1e6 / ops, errors, system * 1e6 / ops,
+                instructions / ops if instructions is not None else None,
+            )
     finally:
         for f, a in reversed(owner.cleanups):
             f(*a)
     return results
 
 
-def measureVPNKit(scope, bindir, duration, workdir, label, profile):
+def measureVPNKit(scope, bindir, duration, workdir, label, profile, callgrind=False):
     from tests.e2e.harness import Namespace, _Process
 
     guest = Namespace(scope, "g")
     host = Namespace(scope, "h")
-    vpnkit = _Process(
-        scope,
-        host.argv([str(Path(bindir) / "twistd"), "-n", "--pidfile=", "vpnkit", "--netns", guest.name]),
-        Path(workdir) / f"vpnkit-{label}.log",
-    )
-    vpnkit.waitForLog("ready:")
+    argv = [str(Path(bindir) / "twistd"), "-n", "--pidfile=", "vpnkit", "--netns", guest.name]
+    if callgrind:
+        argv = [
+            "valgrind", "--tool=callgrind", f"--callgrind-out-file={workdir}/cg-{label}.%p",
+            str(Path(bindir) / "python3"), *argv,
+        ]
+    vpnkit = _Process(scope, host.argv(argv), Path(workdir) / f"vpnkit-{label}.log")
+    vpnkit.waitForLog("ready:", timeout=180 if callgrind else 15)
     guest.dhcp(scope)
-    return runProbes(guest, host, "192.168.65.2", vpnkit.process.pid, duration, workdir, label, profile)
+    return runProbes(
+        guest, host, "192.168.65.2", vpnkit.process.pid, duration, workdir, label, profile,
+        callgrind,
+    )
 
 
 def measureSlirp(scope, duration, workdir):
@@ -198,7 +235,7 @@ def driver(args):
                     else:
                         result = measureVPNKit(
                             scope, bindir, args.duration, workdir, label,
-                            args.profile if rep == 0 else None,
+                            args.profile if rep == 0 else None, args.callgrind,
                         )
                 finally:
                     scope.run()
@@ -227,7 +264,7 @@ def driver(args):
     header = (
         f"{'probe':<22} {'stack':<12} {'median':>8} {'best':>8} {'ratio':>6}"
         f" {'CPU us/op':>10} {'best':>7} {'of it sys':>10}"
-    )
+    ) + (f" {'k instr/op':>11}" if args.callgrind else "")
     print(header)
     print("-" * len(header))
     for probe in FIGURES:
@@ -240,6 +277,10 @@ def driver(args):
                 f"{names[probe]:<22} {label:<12} {figure:>8.0f} {best(label, probe, 0, lower):>8.0f}"
                 f" {ratio:>6.2f} {median(label, probe, 1):>10.1f}"
                 f" {best(label, probe, 1, True):>7.1f} {median(label, probe, 3):>10.1f}"
+                + (
+                    f" {median(label, probe, 4) / 1e3:>11.1f}"
+                    if args.callgrind and label != "slirp4netns" else ""
+                )
             )
     return 0
 
@@ -250,6 +291,10 @@ def main(argv=None):
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--vpnkit", action="append", help="LABEL=BINDIR (repeatable)")
     parser.add_argument("--profile", help="py-spy raw profiles of each vpnkit into this directory")
+    parser.add_argument(
+        "--callgrind", action="store_true",
+        help="run vpnkit under valgrind's callgrind: instructions per operation",
+    )
     return driver(parser.parse_args(argv))
 
 

@@ -457,11 +457,75 @@ class HostToGuestFlowTests(ConnectionTestCase):
         self.assertEqual(producer.producerState, "stopped")
 
 
+class TimerTests(ConnectionTestCase):
+    """
+    The one timer follows the control block's C{pollAt}, asked once per
+    event.
+    """
+
+    def countPolls(self, tcb):
+        calls = []
+        pollAt = tcb.pollAt
+
+        def counting(now):
+            calls.append(now)
+            return pollAt(now)
+
+        tcb.pollAt = counting
+        return calls
+
+    def test_onePollPerEvent(self):
+        """
+        A segment, a write and a timer each cost one C{pollAt}, unless the
+        event leaves work due at once (then one more after dispatching it).
+        """
+        connection = self.connect()
+        calls = self.countPolls(connection.tcb)
+        self.feed(fromGuest(1, 1, payload=b"q"))
+        self.assertEqual(len(calls), 1)
+        connection.write(b"a")
+        self.assertEqual(len(calls), 2)
+        self.advance(CONFIG.delayedAck)
+        self.assertEqual(len(calls), 3)
+        # A read that reopens a closed window: the update is due at once.
+        connection.pauseProducing()
+        for i in range(8):
+            self.feed(fromGuest(2 + 1000 * i, 2, payload=b"c" * 1000))
+        del calls[:]
+        connection.resumeProducing()
+        self.assertEqual(len(calls), 2)
+
+    def test_reentrantWriteKeepsTimer(self):
+        """
+        A producer that writes from C{resumeProducing} (inside the event
+        that drained the queue) leaves the timer armed for what it wrote:
+        the outer event does not re-arm from its earlier C{pollAt}.
+        """
+        connection = self.connect(highWater=4000, lowWater=1000)
+
+        class WritingProducer(StringTransport):
+            def resumeProducing(self):
+                super().resumeProducing()
+                connection.write(b"more")
+
+        producer = WritingProducer()
+        connection.registerProducer(producer, True)
+        connection.write(b"x" * 4000)
+        self.assertEqual(producer.producerState, "paused")
+        self.layer.take()
+        self.feed(fromGuest(1, 4001))
+        [more] = self.layer.take()
+        self.assertEqual(more.payload, b"more")
+        [call] = self.checkTimer()
+        self.assertEqual(call.getTime(), connection.tcb.pollAt(self.clock.seconds()))
+
+
 class CloseTests(ConnectionTestCase):
     def test_guestFinReadConnectionLost(self):
         """
         The guest's FIN after data: the data, then readConnectionLost; the
-        connection stays up for writing (CLOSE-WAIT).
+        connection stays up for writing (CLOSE-WAIT), and what is written
+        carries the ACK of the data and the FIN.
         """
         connection = self.connect()
         self.feed(fromGuest(1, 1, payload=b"req"))
@@ -469,22 +533,21 @@ class CloseTests(ConnectionTestCase):
         self.assertEqual(
             self.protocol.events, ["connectionMade", ("data", b"req"), "readConnectionLost"]
         )
-        [ack] = self.layer.take()
-        self.assertEqual(ack.ack, remote(5))
+        self.assertEqual(self.layer.take(), [])
         self.assertIs(connection.tcb.state, State.CLOSE_WAIT)
         connection.write(b"resp")
         [seg] = self.layer.take()
-        self.assertEqual(seg.payload, b"resp")
+        self.assertEqual((seg.payload, seg.ack), (b"resp", remote(5)))
 
     def test_plainProtocolClosesOnEOF(self):
         """
         A protocol that cannot half-close: the guest's FIN closes our side
-        too (FIN back).
+        too (FIN back, carrying the ACK of theirs: one segment).
         """
         self.connect(protocol=PlainProtocol())
         self.feed(fromGuest(1, 1, FIN | ACK))
         out = self.layer.take()
-        self.assertEqual([s.flags for s in out], [ACK, FIN | ACK])
+        self.assertEqual([(s.flags, s.ack) for s in out], [(FIN | ACK, remote(2))])
         self.assertTrue(self.connection.disconnecting)
 
     def test_loseWriteConnectionAfterQueueDrains(self):
@@ -504,6 +567,39 @@ class CloseTests(ConnectionTestCase):
             [(local(1), 1000, ACK), (local(1001), 500, ACK | PSH), (local(1501), 0, FIN | ACK)],
         )
         self.assertIs(connection.tcb.state, State.FIN_WAIT_1)
+
+    def test_closeAgainSendsNothing(self):
+        """
+        The host's EOF, then its close (loseWriteConnection, then
+        loseConnection): one FIN, and nothing more for the second.
+        """
+        connection = self.connect()
+        connection.loseWriteConnection()
+        [fin] = self.layer.take()
+        self.assertEqual(fin.flags, FIN | ACK)
+        connection.loseWriteConnection()
+        connection.loseConnection()
+        self.assertEqual(self.layer.take(), [])
+        self.assertTrue(connection.disconnecting)
+        self.assertIs(connection.tcb.state, State.FIN_WAIT_1)
+        self.checkTimer()
+
+    def test_loseConnectionAfterHalfCloseDeliversHeld(self):
+        """
+        loseConnection after loseWriteConnection while the consumer paused
+        us: the held bytes still reach the protocol (and their window is
+        announced), no second FIN.
+        """
+        connection = self.connect()
+        connection.pauseProducing()
+        for i in range(8):
+            self.feed(fromGuest(1 + 1000 * i, 1, payload=b"c" * 1000))
+        connection.loseWriteConnection()
+        self.layer.take()
+        connection.loseConnection()
+        self.assertEqual(self.protocol.received(), b"c" * 8000)
+        [update] = self.layer.take()
+        self.assertEqual((update.flags, update.ack, update.window), (ACK, remote(8001), 8000))
 
     def test_bothClosedTimeWait(self):
         """
@@ -614,8 +710,8 @@ class CloseTests(ConnectionTestCase):
     def test_abortFromDataReceived(self):
         """
         A protocol that aborts from inside dataReceived gets nothing more
-        (not the EOF that came with the data); the ACK already sent is
-        followed by the RST.
+        (not the EOF that came with the data); the RST carries the ACK
+        (delayed until then).
         """
 
         class Aborter(RecordingProtocol):
@@ -629,4 +725,4 @@ class CloseTests(ConnectionTestCase):
             [e if isinstance(e, str) else e[0] for e in self.protocol.events],
             ["connectionMade", "data", "connectionLost"],
         )
-        self.assertEqual([s.flags for s in self.layer.take()], [ACK, RST | ACK])
+        self.assertEqual([s.flags for s in self.layer.take()], [RST | ACK])

@@ -299,21 +299,22 @@ class ProxyTests(StackTestCase):
     def test_guestToHost(self):
         """
         The guest's bytes reach the host transport, in order.  The first
-        read opens the window far beyond the 65535 bytes of the SYN-ACK, so
-        it is announced at once; the next segment is acknowledged after the
-        delayed-ACK time.
+        read opens the window far beyond the 65535 bytes of the SYN-ACK, but
+        the guest is not stalled on it: the update waits for the delayed
+        ACK (an answer would carry it); the second segment is acknowledged
+        at once, with the new window.
         """
         synAck, transport, _ = self.establish()
         ours = seqAdd(synAck.seq, 1)
         self.sendSegment(self.fromGuest(1, ours, ACK | PSH, b"GET / HTTP/1.0\r\n"))
-        [update] = self.segments()
-        self.assertEqual((update.ack, update.window), (seqAdd(ISN, 17), (1 << 20) >> 5))
+        self.assertEqual(self.segments(), [])
         self.sendSegment(self.fromGuest(17, ours, ACK | PSH, b"\r\n"))
         self.assertEqual(transport.value(), b"GET / HTTP/1.0\r\n\r\n")
-        self.assertEqual(self.segments(), [])
-        self.clock.advance(0.02)
         [ack] = self.segments()
-        self.assertEqual(ack.ack, seqAdd(ISN, 19))
+        # (The ACK is made before the segment's 2 bytes are read.)
+        self.assertEqual((ack.ack, ack.window), (seqAdd(ISN, 19), ((1 << 20) - 2) >> 5))
+        self.clock.advance(0.02)
+        self.assertEqual(self.segments(), [])
 
     def test_hostToGuest(self):
         """
@@ -339,6 +340,50 @@ class ProxyTests(StackTestCase):
         self.assertIs(transport.producer, connection)
         self.assertTrue(transport.streaming)
         self.assertIs(connection._producer, transport)
+
+    def test_shortConnectionThreeSegments(self):
+        """
+        A short connection (connect, 1 byte each way, the guest closes
+        first, then the host) costs the guest exactly three segments from
+        us: the SYN-ACK, the echo (carrying the ACK of the guest's byte)
+        and our FIN (carrying the ACK of the guest's FIN); no bare ACK, not
+        even when the delayed-ACK timer runs out afterwards.
+        """
+        synAck, transport, protocol = self.establish()
+        ours = seqAdd(synAck.seq, 1)
+        self.sendSegment(self.fromGuest(1, ours, ACK | PSH, b"x"))
+        self.assertEqual(transport.value(), b"x")
+        protocol.dataReceived(b"x")
+        [echo] = self.segments()
+        self.assertEqual(
+            (echo.flags, echo.seq, echo.ack, echo.payload),
+            (ACK | PSH, ours, seqAdd(ISN, 2), b"x"),
+        )
+        self.sendSegment(self.fromGuest(2, seqAdd(ours, 1), FIN | ACK))
+        self.assertTrue(transport.disconnecting)
+        protocol.readConnectionLost()
+        [fin] = self.segments()
+        self.assertEqual((fin.flags, fin.seq, fin.ack), (FIN | ACK, seqAdd(ours, 1), seqAdd(ISN, 3)))
+        self.sendSegment(self.fromGuest(3, seqAdd(ours, 2)))
+        self.assertEqual(self.stack.tcp.connections(), [])
+        self.clock.advance(1.0)
+        self.assertEqual(self.segments(), [])
+
+    def test_roundTripOneSegment(self):
+        """
+        On an established connection, a request from the guest and the
+        host's answer cost the guest one segment: the answer, carrying the
+        ACK; the delayed-ACK timer then finds nothing to send.
+        """
+        synAck, transport, protocol = self.establish()
+        ours = seqAdd(synAck.seq, 1)
+        for i in range(3):
+            self.sendSegment(self.fromGuest(1 + i, seqAdd(ours, i), ACK | PSH, b"q"))
+            protocol.dataReceived(b"a")
+            [answer] = self.segments()
+            self.assertEqual((answer.ack, answer.payload), (seqAdd(ISN, 2 + i), b"a"))
+        self.clock.advance(0.05)
+        self.assertEqual(self.segments(), [])
 
     def test_hostEOF(self):
         """

@@ -199,11 +199,13 @@ class TCPTestCase(SynchronousTestCase):
 
     def tcbCloseWait(self, config=CONFIG):
         """
-        Established, then the guest's FIN (remote offset 1) at t=1.
+        Established, then the guest's FIN (remote offset 1) at t=1; its ACK
+        is delayed (our FIN or data usually carries it).
         """
         tcb = self.tcbEstablished(config)
         out = send(tcb, self.theirs(1, 1, FIN | ACK), 1.0)
-        self.recv(out, [self.ours(1, 2)])
+        self.recv(out, [])
+        self.assertAlmostEqual(tcb.pollAt(1.0), 1.0 + config.delayedAck)
         self.assertIs(tcb.state, State.CLOSE_WAIT)
         return tcb
 
@@ -413,12 +415,12 @@ class EstablishedTests(TCPTestCase):
 class CloseTests(TCPTestCase):
     def test_guestClosesFirst(self):
         """
-        Guest FIN: CLOSE-WAIT and EOF; our close sends FIN (LAST-ACK); its
-        ACK closes.
+        Guest FIN: CLOSE-WAIT and EOF, its ACK delayed; our close sends FIN
+        (LAST-ACK), which carries that ACK; its ACK closes.
         """
         tcb = self.tcbEstablished()
         out = send(tcb, self.guest(1, ack=seq(LOCAL_SEQ, 1), flags=FIN | ACK), 1.0)
-        self.recv(out, [replace(RECV, seq=seq(LOCAL_SEQ, 1), ack=seq(REMOTE_SEQ, 2))])
+        self.recv(out, [])
         self.assertIs(tcb.state, State.CLOSE_WAIT)
         self.assertTrue(tcb.eofReceived)
         tcb.close()
@@ -1348,6 +1350,36 @@ class ReceiveWindowTests(TCPTestCase):
         [update] = dispatch(tcb, 1.2)
         self.assertEqual(update.window, ((1 << 20) >> 5))
 
+
+    def test_firstReadUpdateRidesOnDelayedAck(self):
+        """
+        The first read after the handshake opens the SYN-ACK's 65535 bytes
+        to the whole buffer, but the guest still has room for two full
+        segments and an ACK is due within the delayed-ACK time anyway: no
+        segment of its own; what we send first carries the new window.
+        """
+        config = TCPConfig(mss=1460, receiveBuffer=1 << 20)
+        tcb = self.tcbEstablished(config)
+        self.assertEqual(send(tcb, self.theirs(1, 1, payload=b"q"), 1.0), [])
+        self.assertEqual(tcb.recv(), b"q")
+        self.assertAlmostEqual(tcb.pollAt(1.0), 1.0 + config.delayedAck)
+        tcb.send(b"a")
+        self.recv(dispatch(tcb, 1.001), [self.ours(1, 2, ACK | PSH, b"a", window=(1 << 20) >> 5)])
+
+    def test_readUpdateAtOnceWhenGuestMayStall(self):
+        """
+        With less than two full segments of window left, the update after
+        a read goes at once, even with a delayed ACK pending.
+        """
+        config = TCPConfig(mss=1000, receiveBuffer=4000)
+        tcb = self.tcbEstablished(config)
+        for i in range(2):
+            send(tcb, self.theirs(1 + i * 1000, 1, payload=b"f" * 1000), 1.0)
+        self.assertEqual(send(tcb, self.theirs(2001, 1, payload=b"f" * 500), 1.0), [])
+        self.assertEqual(tcb.advertisedWindow, 1500)
+        tcb.recv()
+        self.assertEqual(tcb.pollAt(1.0), 1.0)
+        self.recv(dispatch(tcb, 1.0), [self.ours(1, 2501, window=4000)])
 
 class OutOfOrderTests(TCPTestCase):
     def sack(self, *blocks):

@@ -58,6 +58,10 @@ class TCPConnection:
         self.protocol = None
         self._timer = None
         self._timerAt = None
+        # Counts _reschedule and _closed calls: an event's re-arming from
+        # its pollAt is skipped when another event (re-entering from the
+        # protocol or a producer) re-armed after it.
+        self._rearmed = 0
         # Host -> guest: the producer writing to us, and whether we paused it.
         self._producer = None
         self._producerPaused = False
@@ -131,8 +135,13 @@ class TCPConnection:
             d.callback(self)
             return
         self._deliver()
-        if tcb.pollAt(now) == now:
+        # One pollAt per event: the event's own dispatch already ran, so
+        # work is due now only when delivering made some (a window update).
+        at = tcb.pollAt(now)
+        if at == now:
             self._emit(tcb.dispatch(now))
+            at = tcb.pollAt(now)
+        rearmed = self._rearmed
         self._checkWriteFlow()
         state = tcb.state
         if state is State.CLOSED:
@@ -141,10 +150,17 @@ class TCPConnection:
         if state is State.TIME_WAIT:
             # Both directions are finished; only the control block lingers.
             self._notifyProtocol()
-        self._reschedule(now)
+        if self._rearmed == rearmed:
+            # (Otherwise a producer or the protocol acted on us since the
+            # pollAt above, and that event already re-armed from a later
+            # one.)
+            self._reschedule(now, at)
 
-    def _reschedule(self, now):
-        at = self.tcb.pollAt(now)
+    def _reschedule(self, now, at):
+        """
+        Arm the one timer for C{at} (the control block's C{pollAt}).
+        """
+        self._rearmed += 1
         if at is None:
             if self._timer is not None:
                 self._timer.cancel()
@@ -196,6 +212,7 @@ class TCPConnection:
             producer.resumeProducing()
 
     def _closed(self):
+        self._rearmed += 1
         if self._timer is not None:
             self._timer.cancel()
             self._timer = self._timerAt = None
@@ -245,7 +262,11 @@ class TCPConnection:
         """
         Send FIN once everything written has been sent.
         """
-        self.tcb.close()
+        tcb = self.tcb
+        if tcb.closeRequested:
+            # Already asked (a host's EOF, then its close): nothing new.
+            return
+        tcb.close()
         now = self._clock.seconds()
         self._emit(self.tcb.dispatch(now))
         self._afterEvent(now)
@@ -256,8 +277,12 @@ class TCPConnection:
         acknowledged and discarded.
         """
         self.disconnecting = True
-        self._readPaused = False
-        self.loseWriteConnection()
+        paused, self._readPaused = self._readPaused, False
+        if not self.tcb.closeRequested:
+            self.loseWriteConnection()
+        elif paused:
+            # Already closed our side: only the held bytes to hand over.
+            self._afterEvent(self._clock.seconds())
 
     def abortConnection(self):
         """

@@ -47,6 +47,11 @@ class State(enum.Enum):
     LAST_ACK = "LAST-ACK"
     TIME_WAIT = "TIME-WAIT"
 
+    # Members are singletons compared by identity: hash them so too, in C,
+    # rather than by Enum's Python-level hash of the name (the state sets
+    # and TRANSITIONS are looked up several times per segment).
+    __hash__ = object.__hash__
+
     def __str__(self):
         return self.value
 
@@ -254,6 +259,13 @@ class TCPControlBlock:
         return self._sendMSS
 
     @property
+    def closeRequested(self):
+        """
+        Whether the application closed its side (L{close} was called).
+        """
+        return self._closeRequested
+
+    @property
     def canSend(self):
         """
         Whether L{send} still takes data (the application has not closed).
@@ -279,7 +291,15 @@ class TCPControlBlock:
         """
         data, announce = self._rx.take(size)
         if announce and self.state in _RECEIVING:
-            self._ackNow = True
+            # At once, unless an ACK is already due within the delayed-ACK
+            # time (it will carry the window) and the window the guest knows
+            # still takes two full segments (their arrival is acknowledged
+            # at once anyway): it is not stalled, and the answer the
+            # application is about to write carries the update instead of a
+            # bare segment (the first read after the handshake opens the
+            # 64 KiB of the SYN-ACK, every connection).
+            if self._ackAt is None or self._rx.window < 2 * self.config.mss:
+                self._ackNow = True
         return data
 
     def close(self):
@@ -510,7 +530,16 @@ class TCPControlBlock:
             return
         rx.nxt = (rx.nxt + 1) & _MASK
         self.eofReceived = True
-        self._ackNow = True
+        if self.state is S.ESTABLISHED:
+            # To CLOSE-WAIT: the application usually answers an EOF by
+            # closing, and our FIN then carries the ACK (a delayed ACK, as
+            # Linux's after a FIN in ESTABLISHED; the guest retransmits its
+            # FIN only after its RTO, 200 ms at least).
+            if self._ackAt is None:
+                self._ackAt = now + self.config.delayedAck
+        else:
+            # FIN-WAIT: the guest is waiting for nothing else from us.
+            self._ackNow = True
         self._transition("finReceived", now)
 
     def _synSentReceived(self, seg, now):
@@ -623,8 +652,14 @@ class TCPControlBlock:
             return now
         if self.accepted and self._canSendNow():
             return now
-        times = [t for t in (self._rtoAt, self._ackAt, self._timeWaitAt) if t is not None]
-        return min(times) if times else None
+        at = self._rtoAt
+        t = self._ackAt
+        if t is not None and (at is None or t < at):
+            at = t
+        t = self._timeWaitAt
+        if t is not None and (at is None or t < at):
+            at = t
+        return at
 
     def _canSendNow(self):
         """
@@ -714,9 +749,12 @@ class TCPControlBlock:
             return
         buf = self._sndBuf
         una = self.sndUna
-        mss = self._sendMSS
         total = len(buf)
         offset = seqSub(self.sndNxt, una)
+        if offset >= total and (self._finSent or not self._closeRequested):
+            # Nothing new to send (most calls: a segment arrived).
+            return
+        mss = self._sendMSS
         if self.sndWnd == 0:
             # Zero window: probe with one byte once nothing is in flight,
             # again on every timeout (with backoff) until the guest opens
