@@ -299,22 +299,22 @@ class ProxyTests(StackTestCase):
     def test_guestToHost(self):
         """
         The guest's bytes reach the host transport, in order.  The first
-        read opens the window far beyond the 65535 bytes of the SYN-ACK, but
-        the guest is not stalled on it: the update waits for the delayed
-        ACK (an answer would carry it); the second segment is acknowledged
-        at once, with the new window.
+        read opens the window far beyond the 65535 bytes of the SYN-ACK, so
+        it is announced at once (acknowledging the guest's first segment at
+        once, as Linux's quick ACKs at the start of a connection do); the
+        next segment is acknowledged after the delayed-ACK time.
         """
         synAck, transport, _ = self.establish()
         ours = seqAdd(synAck.seq, 1)
         self.sendSegment(self.fromGuest(1, ours, ACK | PSH, b"GET / HTTP/1.0\r\n"))
-        self.assertEqual(self.segments(), [])
+        [update] = self.segments()
+        self.assertEqual((update.ack, update.window), (seqAdd(ISN, 17), (1 << 20) >> 5))
         self.sendSegment(self.fromGuest(17, ours, ACK | PSH, b"\r\n"))
         self.assertEqual(transport.value(), b"GET / HTTP/1.0\r\n\r\n")
-        [ack] = self.segments()
-        # (The ACK is made before the segment's 2 bytes are read.)
-        self.assertEqual((ack.ack, ack.window), (seqAdd(ISN, 19), ((1 << 20) - 2) >> 5))
-        self.clock.advance(0.02)
         self.assertEqual(self.segments(), [])
+        self.clock.advance(0.02)
+        [ack] = self.segments()
+        self.assertEqual(ack.ack, seqAdd(ISN, 19))
 
     def test_hostToGuest(self):
         """
@@ -341,18 +341,21 @@ class ProxyTests(StackTestCase):
         self.assertTrue(transport.streaming)
         self.assertIs(connection._producer, transport)
 
-    def test_shortConnectionThreeSegments(self):
+    def test_shortConnectionFourSegments(self):
         """
         A short connection (connect, 1 byte each way, the guest closes
-        first, then the host) costs the guest exactly three segments from
-        us: the SYN-ACK, the echo (carrying the ACK of the guest's byte)
-        and our FIN (carrying the ACK of the guest's FIN); no bare ACK, not
-        even when the delayed-ACK timer runs out afterwards.
+        first, then the host) costs the guest exactly four segments from
+        us: the SYN-ACK, the ACK of its first byte (at once: it opens the
+        window), the echo and our FIN (carrying the ACK of the guest's FIN);
+        no bare ACK for the FIN, not even when the delayed-ACK timer runs
+        out afterwards.
         """
         synAck, transport, protocol = self.establish()
         ours = seqAdd(synAck.seq, 1)
         self.sendSegment(self.fromGuest(1, ours, ACK | PSH, b"x"))
         self.assertEqual(transport.value(), b"x")
+        [ack] = self.segments()
+        self.assertEqual((ack.flags, ack.ack, ack.payload), (ACK, seqAdd(ISN, 2), b""))
         protocol.dataReceived(b"x")
         [echo] = self.segments()
         self.assertEqual(
@@ -371,13 +374,17 @@ class ProxyTests(StackTestCase):
 
     def test_roundTripOneSegment(self):
         """
-        On an established connection, a request from the guest and the
-        host's answer cost the guest one segment: the answer, carrying the
-        ACK; the delayed-ACK timer then finds nothing to send.
+        On an established connection, past the first exchange (whose read
+        opens the window, acknowledged at once), a request from the guest
+        and the host's answer cost the guest one segment: the answer,
+        carrying the ACK; the delayed-ACK timer then finds nothing to send.
         """
         synAck, transport, protocol = self.establish()
         ours = seqAdd(synAck.seq, 1)
-        for i in range(3):
+        self.sendSegment(self.fromGuest(1, ours, ACK | PSH, b"q"))
+        protocol.dataReceived(b"a")
+        self.assertEqual(len(self.segments()), 2)
+        for i in range(1, 4):
             self.sendSegment(self.fromGuest(1 + i, seqAdd(ours, i), ACK | PSH, b"q"))
             protocol.dataReceived(b"a")
             [answer] = self.segments()

@@ -291,15 +291,13 @@ class TCPControlBlock:
         """
         data, announce = self._rx.take(size)
         if announce and self.state in _RECEIVING:
-            # At once, unless an ACK is already due within the delayed-ACK
-            # time (it will carry the window) and the window the guest knows
-            # still takes two full segments (their arrival is acknowledged
-            # at once anyway): it is not stalled, and the answer the
-            # application is about to write carries the update instead of a
-            # bare segment (the first read after the handshake opens the
-            # 64 KiB of the SYN-ACK, every connection).
-            if self._ackAt is None or self._rx.window < 2 * self.config.mss:
-                self._ackNow = True
+            # At once.  The first read after the handshake opens the 64 KiB
+            # of the SYN-ACK: its update also acknowledges the guest's first
+            # segment at once, as Linux's quick-ACK mode does at the start
+            # of a connection, so a guest that writes twice before it reads
+            # (Nagle holding its second write for that ACK) never waits out
+            # the delayed-ACK time.
+            self._ackNow = True
         return data
 
     def close(self):
