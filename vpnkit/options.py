@@ -30,6 +30,8 @@ from vpnkit.dropin import DropInFlags
 from vpnkit.forwards import ForwardError, parseSpec
 from vpnkit.gatewayforwards import parseForwardsFlag, parseForwardsJSON
 from vpnkit.host.tundev import netnsPath
+from vpnkit.ipv6config import DEFAULT_PREFIX as DEFAULT_IPV6_PREFIX
+from vpnkit.ipv6config import IPv6Config
 from vpnkit.protocols.dhcp import parseDHCPSettings
 from vpnkit.protocols.dnsconfig import parseDNSConfig
 from vpnkit.watch import readConfigText
@@ -300,6 +302,8 @@ class Options(DropInFlags, usage.Options):
 
     optFlags = [
         ["debug", None, "Log debug events (also enabled by the VPNKIT_DEBUG variable)."],
+        ["no-ipv6", None, "IPv4 only: no IPv6 on the guests' link (no Router Advertisements, "
+         "DHCPv6 or AAAA for the builtin names)."],
     ]
     optParameters = [
         ["mtu", None, "1500", "MTU of the guest links (576..65520)."],
@@ -308,6 +312,8 @@ class Options(DropInFlags, usage.Options):
         ["lowest-ip", None, "192.168.65.3", "First address given to guests."],
         ["highest-ip", None, "192.168.65.254", "Last address given to guests."],
         ["server-macaddr", None, "f6:16:36:bc:f9:c6", "vpnkit's MAC address."],
+        ["ipv6-prefix", None, None, "The guests' IPv6 /64 (default fd00:65::/64): gateway ::1, "
+         "host alias ::2 (the host's ::1), guests from ::3."],
         ["domain", None, None, "DHCP domain name (wins over --dhcp-path)."],
         ["dhcp-path", None, None, "dhcp.json with searchDomains/domainName; re-read on change."],
         ["tap", None, "tap0", "Interface name for --netns when the spec names none."],
@@ -438,6 +444,7 @@ class Options(DropInFlags, usage.Options):
                 highestIP=_ip("highest-ip", self["highest-ip"]),
                 serverMAC=mac,
                 domain=self["domain"],
+                ipv6Prefix=self._ipv6Prefix(mac),
             )
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
@@ -488,6 +495,23 @@ class Options(DropInFlags, usage.Options):
         self._captureOptions()
         self.checkDropIn(_listenAddress)
         self._httpOptions()
+
+    def _ipv6Prefix(self, serverMAC):
+        """
+        C{--ipv6-prefix} (checked as the plan L{IPv6Config.forPrefix}
+        builds from it, so a bad one stops start-up naming the flag even
+        on a link too small for IPv6), or C{None} for C{--no-ipv6}.
+
+        @raise ConfigError: not an IPv6 /64.
+        """
+        prefix = self["ipv6-prefix"]
+        if self["no-ipv6"]:
+            if prefix is not None:
+                raise usage.UsageError("--ipv6-prefix: cannot be given with --no-ipv6")
+            return None
+        if prefix is None:
+            return DEFAULT_IPV6_PREFIX
+        return IPv6Config.forPrefix(prefix, serverMAC=serverMAC).prefix
 
     def _httpOptions(self):
         """
