@@ -19,7 +19,7 @@ from vpnkit.leases import AddressPool
 from vpnkit.log import logger
 from vpnkit.protocols.arp import ARPResponder
 from vpnkit.protocols.dhcp import SERVER_PORT, DHCPServer, DHCPSettings
-from vpnkit.protocols.dns import BuiltinResolver, GatewayDNSFactory, HostsResolver
+from vpnkit.protocols.dns import BuiltinResolver, GatewayDNSFactory, HostsResolver, builtinAddresses
 from vpnkit.protocols.dnsupstream import UpstreamResolver
 from vpnkit.protocols.icmp import ICMPLayer
 from vpnkit.protocols.ipv4 import IPv4Layer
@@ -128,7 +128,7 @@ class Stack:
             upstream = SystemResolver(systemLookup, self.dnsUpstream, counters)
         self.hosts = HostsResolver(counters)
         self.dns = GatewayDNSFactory(
-            [BuiltinResolver(config.builtinNames(), counters), self.hosts, upstream],
+            [BuiltinResolver(builtinAddresses(config), counters), self.hosts, upstream],
             counters,
             reactor,
         )
