@@ -20,7 +20,7 @@ import re
 import stat
 import sys
 from dataclasses import dataclass
-from ipaddress import AddressValueError, IPv4Address
+from ipaddress import AddressValueError, IPv4Address, ip_address
 from urllib.parse import unquote
 
 from twisted.python import usage
@@ -60,6 +60,20 @@ def _ip(flag, value):
         return IPv4Address(value)
     except AddressValueError:
         raise usage.UsageError(f"--{flag}: {value!r} is not an IPv4 address") from None
+
+
+def _bindAddress(value):
+    """
+    One C{--allowed-bind-addresses} entry: an IPv4 or IPv6 address, as
+    its canonical text.
+    """
+    try:
+        address = ip_address(value)
+    except ValueError:
+        raise usage.UsageError(
+            f"--allowed-bind-addresses: {value!r} is not an IPv4 or IPv6 address"
+        ) from None
+    return str(address)
 
 
 def _int(flag, value):
@@ -335,8 +349,8 @@ class Options(DropInFlags, usage.Options):
         ["vm-names", None, "vm.internal", "Comma-separated names DNS answers with --lowest-ip."],
         ["udp-max-flows", None, "1024", "Most guest UDP sources NATed at once (the least recently used goes)."],
         ["api", None, None, "Serve the HTTP control API on this Unix socket (mode 0600)."],
-        ["allowed-bind-addresses", None, None, "Comma-separated host addresses port forwards may bind "
-         "(0.0.0.0 allows any); default any."],
+        ["allowed-bind-addresses", None, None, "Comma-separated host addresses (IPv4 or IPv6) port "
+         "forwards may bind (0.0.0.0 allows any); default any."],
         ["tcpv4-forwards", None, "", "Gateway TCP forwards lport:ip:rport,... (guest -> gateway:lport -> ip:rport)."],
         ["udpv4-forwards", None, "", "Gateway UDP forwards lport:ip:rport,..."],
         ["gateway-forwards", None, None, "JSON file of gateway forwards; re-read on change."],
@@ -391,7 +405,8 @@ class Options(DropInFlags, usage.Options):
     def opt_expose(self, value):
         """
         Forward a host port into a guest: tcp:HOSTIP:HOSTPORT:tcp:GUESTIP:GUESTPORT
-        (or udp:...); host port 0 picks a free one (repeatable).
+        (or udp:...; IPv6 addresses in brackets, tcp:[::1]:8080:tcp:[fd00:65::3]:80);
+        host port 0 picks a free one (repeatable).
         """
         self["expose"].append(value)
 
@@ -568,7 +583,7 @@ class Options(DropInFlags, usage.Options):
         self.allowedBindAddresses = None
         if self["allowed-bind-addresses"]:
             self.allowedBindAddresses = [
-                str(_ip("allowed-bind-addresses", a.strip()))
+                _bindAddress(a.strip())
                 for a in self["allowed-bind-addresses"].split(",")
                 if a.strip()
             ]

@@ -326,8 +326,10 @@ class ExposeService(PortForwarder):
     that cannot be bound stops start-up.
     """
 
-    def __init__(self, reactor, connector, hostAlias, gateway, allowed, exposes, backlog=None):
-        super().__init__(reactor, connector, hostAlias, gateway, allowed, backlog)
+    def __init__(
+        self, reactor, connector, hostAlias, gateway, allowed, exposes, backlog=None, ipv6=None
+    ):
+        super().__init__(reactor, connector, hostAlias, gateway, allowed, backlog, ipv6=ipv6)
         self._exposes = exposes
 
     def startService(self):
