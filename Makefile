@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBS := iproute2 busybox iputils-ping procps curl iperf3 slirp4netns util-linux dnsutils tcpdump qemu-system-x86 tinyproxy openssl openssh-server openssh-client nmap
+DEBS := iproute2 busybox isc-dhcp-client iputils-ping procps curl iperf3 slirp4netns util-linux dnsutils tcpdump qemu-system-x86 tinyproxy openssl openssh-server openssh-client nmap
 # (openssh-server: the vpnkit-gvproxy tests start their own sshd in a guest
 # namespace; on a machine with systemd its package also enables the system's.)
 # Commands that prove the Debian packages above are present.

@@ -138,6 +138,8 @@ class UDPCounters:
     received: int = 0
     malformed: int = 0
     badChecksum: int = 0
+    # Over IPv6 a checksum is mandatory (RFC 8200 8.1).
+    zeroChecksum6: int = 0
     noHandler: int = 0
     sent: int = 0
     serviceErrors: int = 0

@@ -22,6 +22,7 @@ from vpnkit.protocols.dhcp import SERVER_PORT, DHCPServer, DHCPSettings
 from vpnkit.protocols.dns import BuiltinResolver, GatewayDNSFactory, HostsResolver, builtinAddresses
 from vpnkit.protocols.dnsupstream import UpstreamResolver
 from vpnkit.protocols.icmp import ICMPLayer
+from vpnkit.protocols.ip import ICMPErrors, IPSender
 from vpnkit.protocols.ipv4 import IPv4Layer
 from vpnkit.protocols.localtcp import LocalServiceRoute
 from vpnkit.protocols.switch import EthernetSwitch
@@ -97,22 +98,31 @@ class Stack:
         self.arp = ARPResponder(config, self.switch, counters)
         self.ipv4 = IPv4Layer(config, self.switch, counters, reactor)
         self.icmp = ICMPLayer(config, self.ipv4, counters, sockets, reactor)
+        # What the layers above IP send through, for both families.
+        self.ip = IPSender(self.ipv4)
+        self.icmpErrors = ICMPErrors(self.icmp)
 
         # UDP: the sender first, then what replies through it, then the
         # layer that hands them datagrams.
         self.gatewayForwards = GatewayForwardTable(gatewayForwards)
-        udpSender = UDPSender(self.ipv4, counters)
+        udpSender = UDPSender(self.ip, counters)
         self.udpNAT = UDPNAT(
-            config, udpSender, self.ipv4, sockets, reactor, counters, maxFlows=config.maxUDPFlows
+            config,
+            udpSender,
+            self.icmpErrors,
+            sockets,
+            reactor,
+            counters,
+            maxFlows=config.maxUDPFlows,
         )
         self.udpGatewayForwards = GatewayUDPForwards(
             config, self.gatewayForwards, udpSender, sockets, reactor, counters
         )
         self.udp = UDPLayer(
             config,
-            self.ipv4,
+            self.ip,
             counters,
-            self.icmp,
+            self.icmpErrors,
             nat=self.udpNAT,
             gatewayForwards=self.udpGatewayForwards,
             sender=udpSender,
@@ -150,8 +160,8 @@ class Stack:
         )
         self.tcp = TCPLayer(
             config,
-            self.ipv4,
-            self.icmp,
+            self.ip,
+            self.icmpErrors,
             counters,
             self.tcpRouter,
             reactor,

@@ -73,8 +73,22 @@ def pattern(seed, size, chunk=CHUNK):
 
 
 def address(text):
+    """
+    C{HOST:PORT} or C{[IPV6]:PORT} as a socket address.
+    """
     host, _, port = text.rpartition(":")
-    return host, int(port)
+    return host.strip("[]"), int(port)
+
+
+def listener(text):
+    """
+    A TCP socket of the family of C{text}'s address, bound to it.
+    """
+    host, port = address(text)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
 
 
 def errname(e):
@@ -88,9 +102,7 @@ def stream(args):
     """
     deadline = time.monotonic() + args.timeout
     if args.listen:
-        server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(address(args.listen))
+        server = listener(args.listen)
         server.listen(1)
         emit("LISTENING", server.getsockname()[1])
         server.settimeout(args.timeout)
@@ -135,6 +147,7 @@ def cmdSend(args):
 
 def cmdRecv(args):
     sock, deadline = stream(args)
+    peer = list(sock.getpeername()[:2])
     if args.rcvbuf:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, args.rcvbuf)
     digest = hashlib.sha256()
@@ -190,6 +203,7 @@ def cmdRecv(args):
             "sha256": digest.hexdigest(),
             "seconds": round(end - start, 3),
             "slowBytes": slowBytes,
+            "peer": peer,
         },
     )
 
@@ -213,7 +227,10 @@ def cmdServeHTTP(args):
         def log_message(self, format, *a):
             pass
 
-    server = ThreadingHTTPServer(address(args.listen), Handler)
+    class Server(ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in address(args.listen)[0] else socket.AF_INET
+
+    server = Server(address(args.listen), Handler)
     emit("RESULT", {"sha256": hashlib.sha256(body).hexdigest(), "size": len(body)})
     emit("LISTENING", server.server_address[1])
     server.serve_forever()
@@ -227,9 +244,7 @@ def cmdEchoServer(args):
     """
     raiseNoFile(args.nofile)
     sel = selectors.DefaultSelector()
-    server = socket.socket()
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind(address(args.listen))
+    server = listener(args.listen)
     server.listen(4096)
     server.setblocking(False)
     sel.register(server, selectors.EVENT_READ, None)

@@ -93,7 +93,7 @@ def silent(address, port):
 
 
 def udpEcho(address, port):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     sock.bind((address, port))
     _print("LISTENING", sock.getsockname()[1])
@@ -105,6 +105,7 @@ def udpEcho(address, port):
             _print("SEEN", source[0], source[1])
         _print("GOT", source[0], source[1], len(data))
         for peer in seen:
+            # (An IPv6 source is a 4-tuple; sendto takes it as it is.)
             sock.sendto(data, peer)
 
 

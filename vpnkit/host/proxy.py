@@ -6,7 +6,6 @@ the protocol on the host socket.  The guest end is a
 L{vpnkit.protocols.tcp.splice.GuestSide}.
 """
 
-from socket import inet_ntoa
 
 from twisted.internet import error
 from twisted.internet.interfaces import IHalfCloseableProtocol
@@ -15,11 +14,13 @@ from zope.interface import implementer
 
 from vpnkit.interfaces import ITCPRoute
 from vpnkit.protocols.destinations import forwardable
+from vpnkit.protocols.ip import formatAddress
 from vpnkit.protocols.tcp.splice import GuestSide
 
 __all__ = ["HostSide", "HostRoute"]
 
 LOCALHOST = "127.0.0.1"
+LOCALHOST6 = "::1"
 
 
 @implementer(IHalfCloseableProtocol)
@@ -57,7 +58,8 @@ class HostSide(Protocol):
 class HostRoute:
     """
     Dial the host for a guest's connection: the host alias means the host's
-    127.0.0.1 (same port), any other address the shared rule allows
+    127.0.0.1 (same port), the IPv6 host alias the host's C{::1}, any other
+    address the shared rule allows
     (L{vpnkit.protocols.destinations}) is dialled as it is.  The rest
     (loopback, 0/8, group addresses, 240/4, the subnet's addresses) is not
     this route's, and neither are the gateway's ports: the router refuses
@@ -69,7 +71,11 @@ class HostRoute:
 
     def __init__(self, config, network, timeout=30.0):
         self._config = config
-        self._hostAlias = config.hostPacked
+        self._aliases = {}
+        if config.hostIP is not None:
+            self._aliases[config.hostPacked] = LOCALHOST
+        if config.ipv6 is not None and config.ipv6.hostAlias is not None:
+            self._aliases[config.ipv6.hostAliasPacked] = LOCALHOST6
         self._network = network
         self._timeout = timeout
 
@@ -77,11 +83,12 @@ class HostRoute:
         """
         The host address and port dialled for C{flow}, or C{None}.
         """
-        if flow.localIP == self._hostAlias:
-            return LOCALHOST, flow.localPort
+        loopback = self._aliases.get(flow.localIP)
+        if loopback is not None:
+            return loopback, flow.localPort
         if not forwardable(self._config, flow.localIP):
             return None
-        return inet_ntoa(flow.localIP), flow.localPort
+        return formatAddress(flow.localIP), flow.localPort
 
     def route(self, flow):
         target = self.target(flow)

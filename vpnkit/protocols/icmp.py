@@ -18,7 +18,7 @@ receives for such a request (time exceeded, unreachable) are passed to the
 guest from the router that sent them, quoting the guest's request; a
 request the host refuses to send at once (no route, or policy) is answered
 with destination unreachable from the gateway, rate-limited per guest, as
-the UDP NAT does (L{vpnkit.protocols.udpnat.sendUnreachable}).  When the
+the UDP NAT does (L{vpnkit.protocols.udpnat.reportSendError}).  When the
 host does not allow ICMP sockets (C{net.ipv4.ping_group_range}), one line
 is logged and requests are dropped: the guest sees no reply, as it would
 behind a firewall.
@@ -28,23 +28,24 @@ import errno
 
 from zope.interface import implementer
 
-from vpnkit.interfaces import IIPReceiver
+from vpnkit.interfaces import IICMPErrors, IIPReceiver
 from vpnkit.log import RateLimitedLog, logger
 from vpnkit.protocols.destinations import RESERVED, SUBNET, refusal
 from vpnkit.protocols.flowtable import FlowExpiry, FlowTable, SocketFlow
+from vpnkit.protocols.ip import Unreachable
 from vpnkit.protocols.udpnat import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_FLOWS,
     LOCALHOST,
     GuestRateLimit,
-    sendHostError,
-    sendUnreachable,
+    reportSendError,
 )
 from vpnkit.wire import ChecksumError, ParseError
 from vpnkit.wire.icmp import (
     DEST_UNREACHABLE,
     ECHO_REPLY,
     ECHO_REQUEST,
+    TIME_EXCEEDED,
     ICMPMessage,
     echoID,
     emitICMP,
@@ -62,10 +63,11 @@ _NO_PERMISSION = (errno.EACCES, errno.EPERM, errno.EPROTONOSUPPORT, errno.EAFNOS
 # the subnet (as a router whose ARP went unanswered says); the reserved
 # blocks are refused by policy.  Group destinations get no error at all
 # (RFC 1122 3.2.2).
-_REFUSAL_CODES = {SUBNET: 1, RESERVED: 13}
+_REFUSAL_CODES = {SUBNET: Unreachable.HOST, RESERVED: Unreachable.PROHIBITED}
+_FRAG_NEEDED = 4
 
 
-@implementer(IIPReceiver)
+@implementer(IIPReceiver, IICMPErrors)
 class ICMPLayer:
     """
     @param sockets: the L{vpnkit.interfaces.IHostDatagramSockets} echo is
@@ -128,16 +130,53 @@ class ICMPLayer:
                 return
         counters.unsupported += 1
 
-    def sendUnreachable(self, code, header, quote):
+    # -- the errors of the layers above IPv4 (IICMPErrors) ---------------------
+
+    def sendUnreachable(self, reason, header, quote):
         """
         Tell the guest its datagram could not be delivered: ICMP destination
-        unreachable with C{code} (0 network, 1 host, 3 port, ...), from the
-        gateway (the router that gave up), quoting the datagram's header and
-        the first 8 bytes of its payload (C{quote}).
+        unreachable with the code of C{reason} (an
+        L{vpnkit.protocols.ip.Unreachable}), from the gateway (the router
+        that gave up), quoting the datagram's header and the first 8 bytes
+        of its payload (C{quote}).
         """
-        message = ICMPMessage(DEST_UNREACHABLE, code, 0, b"\0\0\0\0", quoteHeader(header) + quote)
-        if self._ipv4.sendIP(self._gateway, header.src, PROTO_ICMP, emitICMP(message)):
+        message = ICMPMessage(
+            DEST_UNREACHABLE, int(reason), 0, b"\0\0\0\0", quoteHeader(header) + bytes(quote[:8])
+        )
+        sent = self._ipv4.sendIP(self._gateway, header.src, PROTO_ICMP, emitICMP(message))
+        if sent:
             self._counters.unreachableSent += 1
+        return sent
+
+    def sendHostError(self, error, header, quote):
+        """
+        Pass what the host heard about a guest's datagram (a
+        L{vpnkit.host.sockets.HostSocketError}) back as ICMP: the host's
+        own refusal to send unfragmented as fragmentation needed from the
+        gateway, an ICMP unreachable or time exceeded from the router that
+        sent it (the host alias for the host's 127.0.0.1), quoting the
+        guest's datagram (C{header} and C{quote}, as it sent them).
+
+        @return: whether a message was sent.
+        """
+        if error.origin == "local":
+            if error.info <= 0:
+                return False
+            type_, code, source = DEST_UNREACHABLE, _FRAG_NEEDED, self._gateway
+        elif error.origin == "icmp" and error.icmpType in (DEST_UNREACHABLE, TIME_EXCEEDED):
+            type_, code = error.icmpType, error.icmpCode
+            source = self._gateway
+            if error.offender is not None:
+                source = packIP(error.offender)
+                if error.offender == LOCALHOST and self._hostAlias is not None:
+                    source = self._hostAlias
+        else:
+            return False
+        rest = b"\0\0\0\0"
+        if type_ == DEST_UNREACHABLE and code == _FRAG_NEEDED:
+            rest = (error.info & 0xFFFF).to_bytes(4, "big")
+        message = ICMPMessage(type_, code, 0, rest, quoteHeader(header) + bytes(quote[:8]))
+        return self._ipv4.sendIP(source, header.src, PROTO_ICMP, emitICMP(message))
 
     # -- echo through host ICMP sockets ---------------------------------------------
 
@@ -166,9 +205,7 @@ class ICMPLayer:
             )
         except OSError as e:
             counters.forwardFailed += 1
-            sent = sendUnreachable(
-                self._ipv4, self._errorLimit, self._clock, self._gateway, e, header, quote
-            )
+            sent = reportSendError(self, self._errorLimit, self._clock, e, header, quote)
             if sent:
                 counters.forwardUnreachable += 1
             elif sent is False:
@@ -244,7 +281,7 @@ class ICMPLayer:
             # The host's own refusals (EMSGSIZE) carry no request: it was
             # the latest.
             remembered = next(reversed(flow.quotes.values()))
-        if sendHostError(self._ipv4, error, remembered, self._gateway, self._hostAlias):
+        if remembered is not None and self.sendHostError(error, *remembered):
             counters.hostErrorsTranslated += 1
         else:
             counters.hostErrorsDropped += 1

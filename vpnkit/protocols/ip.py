@@ -9,28 +9,87 @@ ICMP spells with its own code.
 """
 
 import enum
+import errno
+from socket import AF_INET, AF_INET6, inet_ntop, inet_pton
 
+from twisted.internet.address import IPv4Address as TwistedIPv4Address
+from twisted.internet.address import IPv6Address as TwistedIPv6Address
 from zope.interface import implementer
 
 from vpnkit.interfaces import IICMPErrors, IIPSender
 
-__all__ = ["IPSender", "ICMPErrors", "Unreachable", "isIPv6"]
+__all__ = [
+    "IPSender",
+    "ICMPErrors",
+    "Unreachable",
+    "ICMPV6_CODES",
+    "forSendError",
+    "isIPv6",
+    "formatAddress",
+    "packAddress",
+    "socketFamily",
+    "twistedAddress",
+]
 
 
-class Unreachable(enum.Enum):
+class Unreachable(enum.IntEnum):
     """
-    Why a guest's datagram cannot be delivered.
+    Why a guest's datagram cannot be delivered.  The values are ICMP's
+    destination unreachable codes (RFC 792, RFC 1812 5.2.7.1); ICMPv6 has
+    its own code for each (RFC 4443 3.1, L{ICMPV6_CODES}).
 
-    @cvar NETWORK: no route to the destination's network (ICMP 3/0, ICMPv6 1/0).
-    @cvar HOST: the destination does not answer (ICMP 3/1, ICMPv6 1/3).
-    @cvar PORT: nothing listens on the port (ICMP 3/3, ICMPv6 1/4).
-    @cvar PROHIBITED: vpnkit will not pass it on (ICMP 3/13, ICMPv6 1/1).
+    The guest's kernel reports some as soft errors (Linux: net and host
+    unreachable over IPv4, which a UDP socket without C{IP_RECVERR}
+    ignores) and others as hard ones; L{forSendError} picks hard ones for
+    what the host refused at once.
+
+    @cvar NETWORK: no route to the destination's network (soft).
+    @cvar HOST: the destination does not answer (soft).
+    @cvar PORT: nothing listens on the port.
+    @cvar NO_ROUTE: destination network unknown: C{ENETUNREACH} at once.
+    @cvar HOST_BLOCKED: host administratively prohibited (RFC 1122):
+        C{EHOSTUNREACH} at once.
+    @cvar PROHIBITED: communication administratively prohibited: vpnkit,
+        or the host's firewall, will not pass it on.
     """
 
-    NETWORK = "network"
-    HOST = "host"
-    PORT = "port"
-    PROHIBITED = "prohibited"
+    NETWORK = 0
+    HOST = 1
+    PORT = 3
+    NO_ROUTE = 6
+    HOST_BLOCKED = 10
+    PROHIBITED = 13
+
+
+# ICMPv6 destination unreachable codes (RFC 4443 3.1): no route (0),
+# administratively prohibited (1), address unreachable (3), port
+# unreachable (4).  Linux takes every one as a hard error.
+ICMPV6_CODES = {
+    Unreachable.NETWORK: 0,
+    Unreachable.HOST: 3,
+    Unreachable.PORT: 4,
+    Unreachable.NO_ROUTE: 0,
+    Unreachable.HOST_BLOCKED: 3,
+    Unreachable.PROHIBITED: 1,
+}
+
+_SEND_ERRORS = {
+    errno.ENETUNREACH: Unreachable.NO_ROUTE,
+    errno.EHOSTUNREACH: Unreachable.HOST_BLOCKED,
+    errno.EACCES: Unreachable.PROHIBITED,
+    errno.EPERM: Unreachable.PROHIBITED,
+}
+
+
+def forSendError(error):
+    """
+    What to tell a guest when a host socket refused at once to send its
+    datagram: the C{OSError}'s errno as an L{Unreachable} the guest's
+    socket reports as the same errno at once (no route: C{ENETUNREACH},
+    C{EHOSTUNREACH}; the host's firewall: C{EACCES}, C{EPERM}), or C{None}
+    for an error that says nothing about the destination.
+    """
+    return _SEND_ERRORS.get(error.errno)
 
 
 def isIPv6(packed):
@@ -82,3 +141,40 @@ class ICMPErrors:
     def sendHostError(self, error, header, quote):
         errors = self._for(header)
         return errors is not None and errors.sendHostError(error, header, quote)
+
+
+def formatAddress(packed):
+    """
+    The text of a packed IPv4 or IPv6 address (C{"192.0.2.1"},
+    C{"2001:db8::1"}).
+    """
+    return inet_ntop(AF_INET6 if len(packed) == 16 else AF_INET, packed)
+
+
+def packAddress(text):
+    """
+    The packed form of an IPv4 or IPv6 address's text.
+
+    @raise ValueError: neither.
+    """
+    try:
+        return inet_pton(AF_INET6 if ":" in text else AF_INET, text)
+    except OSError:
+        raise ValueError(f"{text!r} is not an IP address") from None
+
+
+def socketFamily(packed):
+    """
+    The socket family of a packed address: C{AF_INET} or C{AF_INET6}.
+    """
+    return AF_INET6 if len(packed) == 16 else AF_INET
+
+
+def twistedAddress(kind, packed, port):
+    """
+    The Twisted address object (C{IPv4Address} or C{IPv6Address}) of
+    C{kind} (C{"TCP"}, C{"UDP"}) for a packed address and a port.
+    """
+    if len(packed) == 16:
+        return TwistedIPv6Address(kind, inet_ntop(AF_INET6, packed), port)
+    return TwistedIPv4Address(kind, inet_ntop(AF_INET, packed), port)

@@ -18,14 +18,13 @@ seconds of quiet, so answers still in flight reach the guest.
 """
 
 from twisted.internet import defer, error
-from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer, ITransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from vpnkit.interfaces import ITCPRoute
+from vpnkit.protocols.ip import twistedAddress
 from vpnkit.protocols.tcp.splice import GuestSide
-from vpnkit.wire.ipv4 import formatIP
 
 __all__ = ["LocalServiceRoute", "LocalConnection"]
 
@@ -204,7 +203,10 @@ class LocalServiceRoute:
     """
 
     def __init__(self, config, services, clock):
-        self._gateway = config.gatewayPacked
+        # The gateway's addresses: IPv4, and IPv6 when it is on.
+        self._gateways = {config.gatewayPacked}
+        if config.ipv6 is not None:
+            self._gateways.add(config.ipv6.gatewayPacked)
         self._services = dict(services)
         self._clock = clock
 
@@ -215,12 +217,12 @@ class LocalServiceRoute:
         self._services[port] = factory
 
     def route(self, flow):
-        if flow.localIP != self._gateway:
+        if flow.localIP not in self._gateways:
             return None
         factory = self._services.get(flow.localPort)
         if factory is None:
             return None
-        protocol = factory.buildProtocol(IPv4Address("TCP", formatIP(flow.guestIP), flow.guestPort))
+        protocol = factory.buildProtocol(twistedAddress("TCP", flow.guestIP, flow.guestPort))
         if protocol is None:
             return defer.fail(error.ConnectionRefusedError("the service refused"))
         return defer.succeed(GuestSide(LocalConnection(protocol, self._clock)))

@@ -13,14 +13,14 @@ Datagrams for the host alias and remote hosts go to the
 L{vpnkit.protocols.udpnat.UDPNAT}.
 """
 
-from twisted.internet.address import IPv4Address as TwistedIPv4Address
 from twisted.internet.interfaces import IListeningPort, IUDPTransport
 from zope.interface import implementer
 
 from vpnkit.interfaces import IIPReceiver
 from vpnkit.log import GuestLog, logger
+from vpnkit.protocols.ip import Unreachable, formatAddress, packAddress, twistedAddress
 from vpnkit.wire import ChecksumError, ParseError
-from vpnkit.wire.ipv4 import PROTO_UDP, formatIP, packIP
+from vpnkit.wire.ipv4 import PROTO_UDP
 from vpnkit.wire.udp import emitUDP, parseUDP
 
 __all__ = ["UDPSender", "UDPLayer", "VirtualUDPPort", "InboundFlow"]
@@ -28,7 +28,9 @@ __all__ = ["UDPSender", "UDPLayer", "VirtualUDPPort", "InboundFlow"]
 log = logger("vpnkit.udp")
 
 _BROADCAST = b"\xff\xff\xff\xff"
-_PORT_UNREACHABLE = 3
+# The DHCPv6 servers' multicast group (RFC 8415 7.1): its services are the
+# gateway's.
+_ALL_DHCP_SERVERS = bytes.fromhex("ff020000000000000000000000010002")
 
 
 @implementer(IUDPTransport, IListeningPort)
@@ -37,12 +39,17 @@ class VirtualUDPPort:
     A UDP port of the gateway, presented to a L{DatagramProtocol} exactly
     like one the reactor's C{listenUDP} returns: C{write(data, (host,
     port))} sends to a guest, and datagrams arrive through the protocol's
-    C{datagramReceived(data, (host, port))}.
+    C{datagramReceived(data, (host, port))}.  It is the port on the
+    gateway's IPv4 and IPv6 addresses both: a reply leaves from the one of
+    the guest's family.
+
+    @param addresses: the gateway's packed addresses, IPv4 first.
     """
 
-    def __init__(self, layer, address, port, protocol):
+    def __init__(self, layer, addresses, port, protocol):
         self._layer = layer
-        self._address = address
+        self._address = addresses[0]
+        self._byLength = {len(address): address for address in addresses}
         self._port = port
         self.protocol = protocol
         self.listening = False
@@ -62,8 +69,11 @@ class VirtualUDPPort:
     def write(self, data, addr=None):
         if addr is None or not self.listening:
             return
-        host, port = addr
-        self._layer.sendDatagram(self._address, self._port, packIP(host), port, data)
+        host, port = addr[:2]
+        dst = packAddress(host)
+        src = self._byLength.get(len(dst))
+        if src is not None:
+            self._layer.sendDatagram(src, self._port, dst, port, data)
 
     def writeSequence(self, seq, addr=None):
         self.write(b"".join(seq), addr)
@@ -72,7 +82,7 @@ class VirtualUDPPort:
         raise NotImplementedError("virtual UDP ports are not connectable")
 
     def getHost(self):
-        return TwistedIPv4Address("UDP", formatIP(self._address), self._port)
+        return twistedAddress("UDP", self._address, self._port)
 
     def setBroadcastAllowed(self, enabled):
         pass
@@ -81,7 +91,7 @@ class VirtualUDPPort:
         return False
 
     def datagramReceived(self, ipHeader, udpHeader, payload):
-        address = (formatIP(ipHeader.src), udpHeader.srcPort)
+        address = (formatAddress(ipHeader.src), udpHeader.srcPort)
         try:
             self.protocol.datagramReceived(bytes(payload), address)
         except Exception:
@@ -97,18 +107,19 @@ class UDPSender:
     L{UDPLayer} that hands them datagrams.
     """
 
-    def __init__(self, ipv4, counters):
-        self._ipv4 = ipv4
+    def __init__(self, ip, counters):
+        self._ip = ip
         self._counters = counters.udp
 
     def sendDatagram(self, src, srcPort, dst, dstPort, payload, ttl=64, dstMAC=None):
         """
-        Send a UDP datagram to a guest.
+        Send a UDP datagram to a guest, over IPv4 or IPv6 as the packed
+        addresses are.
 
         @return: whether it was handed to a link.
         """
         datagram = emitUDP(srcPort, dstPort, payload, src, dst)
-        sent = self._ipv4.sendIP(src, dst, PROTO_UDP, datagram, ttl, dstMAC)
+        sent = self._ip.sendIP(src, dst, PROTO_UDP, datagram, ttl, dstMAC)
         if sent:
             self._counters.sent += 1
         return sent
@@ -117,7 +128,9 @@ class UDPSender:
 @implementer(IIPReceiver)
 class UDPLayer:
     """
-    @param icmp: the L{vpnkit.protocols.icmp.ICMPLayer}, for port
+    @param ip: the L{vpnkit.interfaces.IIPSender} replies go through (both
+        families).
+    @param icmp: the L{vpnkit.interfaces.IICMPErrors}, for port
         unreachable.
     @param nat: the L{vpnkit.protocols.udpnat.UDPNAT} for datagrams to the
         host alias and remote hosts, or C{None} to drop them.
@@ -127,18 +140,25 @@ class UDPLayer:
     """
 
     def __init__(
-        self, config, ipv4, counters, icmp=None, nat=None, gatewayForwards=None, sender=None
+        self, config, ip, counters, icmp=None, nat=None, gatewayForwards=None, sender=None
     ):
-        self._sender = sender if sender is not None else UDPSender(ipv4, counters)
+        self._sender = sender if sender is not None else UDPSender(ip, counters)
         self.sendDatagram = self._sender.sendDatagram
         self._icmp = icmp
         self._counters = counters.udp
         self._gateway = config.gatewayPacked
+        self._gateways = {config.gatewayPacked}
         self._localDestinations = {
             config.gatewayPacked,
             _BROADCAST,
             config.subnet.broadcast_address.packed,
         }
+        ipv6 = config.ipv6
+        if ipv6 is not None:
+            self._gateways.add(ipv6.gatewayPacked)
+            self._gateways.add(ipv6.routerLinkLocalPacked)
+            self._localDestinations |= self._gateways
+            self._localDestinations.add(_ALL_DHCP_SERVERS)
         self._services = {}
         self._ports = {}
         self._inbound = {}
@@ -146,14 +166,17 @@ class UDPLayer:
         self.gatewayForwards = gatewayForwards
         self._guestLog = GuestLog(log)
 
-    def bindService(self, port, service):
+    def bindService(self, port, service, ipv6=False):
         """
-        Deliver datagrams for C{port} on the gateway (or a broadcast address)
-        to C{service}, an L{vpnkit.interfaces.IUDPService}.
+        Deliver datagrams for C{port} on the gateway (or a broadcast or
+        multicast address of the guests') to C{service}, an
+        L{vpnkit.interfaces.IUDPService}: datagrams over IPv4 (DHCP), or
+        over IPv6 when C{ipv6} (DHCPv6).
         """
-        if port in self._services or port in self._ports:
+        key = (16 if ipv6 else 4, port)
+        if key in self._services or port in self._ports:
             raise ValueError(f"UDP port {port} already bound")
-        self._services[port] = service
+        self._services[key] = service
 
     def listen(self, port, protocol):
         """
@@ -162,9 +185,9 @@ class UDPLayer:
 
         @return: the L{VirtualUDPPort}, already listening.
         """
-        if port in self._services or port in self._ports:
+        if (4, port) in self._services or (16, port) in self._services or port in self._ports:
             raise ValueError(f"UDP port {port} already bound")
-        virtual = VirtualUDPPort(self, self._gateway, port, protocol)
+        virtual = VirtualUDPPort(self, sorted(self._gateways, key=len), port, protocol)
         self._ports[port] = virtual
         virtual.startListening()
         return virtual
@@ -193,6 +216,10 @@ class UDPLayer:
         except ParseError:
             counters.malformed += 1
             return
+        if udp.checksum == 0 and len(header.src) == 16:
+            # Optional over IPv4 only: an IPv6 receiver drops it (RFC 8200 8.1).
+            counters.zeroChecksum6 += 1
+            return
         inbound = self._inbound and self._inbound.get(
             (header.src, udp.srcPort, header.dst, udp.dstPort)
         )
@@ -201,22 +228,24 @@ class UDPLayer:
             inbound.deliver(data)
             return
         forwards = self.gatewayForwards
-        if header.dst == self._gateway and forwards is not None and forwards.handles(udp.dstPort):
+        if header.dst in self._gateways and forwards is not None and forwards.handles(udp.dstPort):
             # Checked before the gateway's own services, as in the
             # reference: a forward of port 53 replaces the DNS server.
             forwards.datagramFromGuest(header, udp, data)
             return
         if header.dst in self._localDestinations:
-            service = self._services.get(udp.dstPort)
-            if service is None and header.dst == self._gateway:
+            service = self._services.get((len(header.dst), udp.dstPort))
+            gateway = header.dst in self._gateways
+            if service is None and gateway:
                 service = self._ports.get(udp.dstPort)
             if service is not None:
                 service.datagramReceived(header, udp, data)
                 return
             counters.noHandler += 1
-            if header.dst == self._gateway and self._icmp is not None:
-                # As a host would; never for a broadcast (RFC 1122 3.2.2).
-                self._icmp.sendUnreachable(_PORT_UNREACHABLE, header, payload[:8])
+            if gateway and self._icmp is not None:
+                # As a host would; never for a broadcast or multicast (RFC
+                # 1122 3.2.2, RFC 4443 2.4).
+                self._icmp.sendUnreachable(Unreachable.PORT, header, payload[:8])
             return
         if self.nat is None:
             counters.noHandler += 1

@@ -29,14 +29,13 @@ one evicts the least recently used.  A host socket that cannot be opened
 rate-limited log line, never the daemon.
 """
 
-import errno
-from socket import inet_aton, inet_ntoa
+from socket import AF_INET6
 
 from vpnkit.log import RateLimitedLog, logger
 from vpnkit.protocols.destinations import forwardable
 from vpnkit.protocols.flowtable import FlowExpiry, FlowTable, SocketFlow
-from vpnkit.wire.icmp import DEST_UNREACHABLE, TIME_EXCEEDED, ICMPMessage, emitICMP
-from vpnkit.wire.ipv4 import FLAG_DF, PROTO_ICMP, formatIP, packIP, quoteHeader
+from vpnkit.protocols.ip import forSendError, formatAddress, packAddress
+from vpnkit.wire.ipv4 import FLAG_DF
 
 __all__ = [
     "UDPNAT",
@@ -44,8 +43,7 @@ __all__ = [
     "DEFAULT_IDLE_TIMEOUT",
     "forwardable",
     "GuestRateLimit",
-    "unreachableFor",
-    "sendUnreachable",
+    "reportSendError",
 ]
 
 log = logger("vpnkit.udpnat")
@@ -53,22 +51,7 @@ log = logger("vpnkit.udpnat")
 DEFAULT_MAX_FLOWS = 1024
 DEFAULT_IDLE_TIMEOUT = 60.0
 LOCALHOST = "127.0.0.1"
-_FRAG_NEEDED = 4
-# Destination unreachable codes for the errors a host socket's send
-# reports at once, chosen so that the guest's socket reports the same
-# errno at once: Linux takes net (0) and host (1) unreachable for soft
-# errors that a UDP socket without IP_RECVERR ignores (glibc's resolver
-# and dig then wait out their timeout), while destination network unknown
-# (6) is ENETUNREACH and host administratively prohibited (10, RFC 1122)
-# EHOSTUNREACH, both hard.  A host firewall's EACCES or EPERM has no ICMP
-# of its own: communication administratively prohibited (13, RFC 1812
-# 5.2.7.1), EHOSTUNREACH in the guest.
-_SEND_ERROR_CODES = {
-    errno.ENETUNREACH: 6,
-    errno.EHOSTUNREACH: 10,
-    errno.EACCES: 13,
-    errno.EPERM: 13,
-}
+LOCALHOST6 = "::1"
 # vpnkit's own ICMP errors to one guest: a burst, then a steady rate.
 ERROR_BURST = 10
 ERROR_RATE = 10.0
@@ -113,99 +96,29 @@ class GuestRateLimit:
         self._buckets.pop(guest, None)
 
 
-def unreachableFor(error, header, quote):
-    """
-    The ICMP destination unreachable telling a guest the host would not
-    send its datagram, or C{None} for an error that says nothing about
-    the destination.
-
-    @param error: the C{OSError} the host socket's send raised.
-    @param header: the guest's datagram's L{IPv4Header} as it sent it.
-    @param quote: its first 8 payload bytes as it sent them.
-    @return: the ICMP message's bytes, or C{None}.
-    """
-    code = _SEND_ERROR_CODES.get(error.errno)
-    if code is None:
-        return None
-    message = ICMPMessage(DEST_UNREACHABLE, code, 0, b"\0\0\0\0", quoteHeader(header) + bytes(quote[:8]))
-    return emitICMP(message)
-
-
-def sendUnreachable(ipv4, limit, clock, gateway, error, header, quote):
+def reportSendError(errors, limit, clock, error, header, quote):
     """
     Tell a guest, from the gateway (the router that gave up), that the host
-    refused to send its datagram at once (see L{unreachableFor}), if its
-    L{GuestRateLimit} allows.
+    refused to send its datagram at once (see
+    L{vpnkit.protocols.ip.forSendError}), if its L{GuestRateLimit} allows.
 
+    @param errors: the L{vpnkit.interfaces.IICMPErrors} to send through.
     @return: C{None} when the error says nothing about the destination,
         else whether the message was sent (C{False}: rate-limited).
     """
-    message = unreachableFor(error, header, quote)
-    if message is None:
+    reason = forSendError(error)
+    if reason is None:
         return None
     if not limit.allow(header.src, clock.seconds()):
         return False
-    ipv4.sendIP(gateway, header.src, PROTO_ICMP, message)
-    return True
-
-
-def icmpErrorFor(error, header, quote, gateway, hostAlias):
-    """
-    The ICMP message (and its source) telling a guest what the host heard
-    about one of its datagrams, or C{None} when there is nothing to pass
-    on.
-
-    @param error: the L{vpnkit.host.sockets.HostSocketError}.
-    @param header: the guest's datagram's L{IPv4Header} as it sent it.
-    @param quote: its first 8 payload bytes as it sent them.
-    @return: C{(source, icmpBytes)} or C{None}.
-    """
-    if error.origin == "local":
-        if error.info <= 0:
-            return None
-        # The host would not send it unfragmented: the gateway is the
-        # router that says so.
-        type_, code, source = DEST_UNREACHABLE, _FRAG_NEEDED, gateway
-    elif error.origin == "icmp" and error.icmpType in (DEST_UNREACHABLE, TIME_EXCEEDED):
-        type_, code = error.icmpType, error.icmpCode
-        source = gateway
-        if error.offender is not None:
-            source = packIP(error.offender)
-            if error.offender == LOCALHOST and hostAlias is not None:
-                source = hostAlias
-    else:
-        return None
-    rest = b"\0\0\0\0"
-    if type_ == DEST_UNREACHABLE and code == _FRAG_NEEDED:
-        rest = (error.info & 0xFFFF).to_bytes(4, "big")
-    message = ICMPMessage(type_, code, 0, rest, quoteHeader(header) + bytes(quote[:8]))
-    return source, emitICMP(message)
-
-
-def sendHostError(ipv4, error, remembered, gateway, hostAlias):
-    """
-    Pass what the host heard about a guest's datagram back to the guest as
-    ICMP (see L{icmpErrorFor}).
-
-    @param remembered: C{(header, quote)} of that datagram, or C{None}
-        when it is not known.
-    @return: whether an ICMP message was sent.
-    """
-    if remembered is None:
-        return False
-    header, quote = remembered
-    translated = icmpErrorFor(error, header, quote, gateway, hostAlias)
-    if translated is None:
-        return False
-    source, message = translated
-    ipv4.sendIP(source, header.src, PROTO_ICMP, message)
+    errors.sendUnreachable(reason, header, quote)
     return True
 
 
 class UDPNAT:
     """
-    @param udp: the L{vpnkit.protocols.udp.UDPLayer} replies go through.
-    @param ipv4: the L{vpnkit.protocols.ipv4.IPv4Layer}, for ICMP errors.
+    @param udp: the L{vpnkit.protocols.udp.UDPSender} replies go through.
+    @param errors: the L{vpnkit.interfaces.IICMPErrors} (both families).
     @param sockets: the L{vpnkit.interfaces.IHostDatagramSockets}.
     @param clock: the L{IReactorTime} whose monotonic C{seconds()} times
         flows out.
@@ -215,7 +128,7 @@ class UDPNAT:
         self,
         config,
         udp,
-        ipv4,
+        errors,
         sockets,
         clock,
         counters,
@@ -223,10 +136,16 @@ class UDPNAT:
         idleTimeout=DEFAULT_IDLE_TIMEOUT,
     ):
         self._config = config
-        self._hostAlias = config.hostPacked
-        self._gateway = config.gatewayPacked
+        ipv6 = config.ipv6
+        # The host alias of each family, and the host's loopback it stands for.
+        self._aliases = {}
+        if config.hostIP is not None:
+            self._aliases[config.hostPacked] = LOCALHOST
+        if ipv6 is not None and ipv6.hostAlias is not None:
+            self._aliases[ipv6.hostAliasPacked] = LOCALHOST6
+        self._fromLoopback = {text: packed for packed, text in self._aliases.items()}
         self._udp = udp
-        self._ipv4 = ipv4
+        self._errors = errors
         self._sockets = sockets
         self._clock = clock
         self._counters = counters.udp
@@ -246,8 +165,8 @@ class UDPNAT:
         """
         counters = self._counters
         dst = header.dst
-        alias = dst == self._hostAlias
-        if udp.dstPort == 0 or not (alias or forwardable(self._config, dst)):
+        loopback = self._aliases.get(dst)
+        if udp.dstPort == 0 or not (loopback or forwardable(self._config, dst)):
             counters.natNotForwarded += 1
             return
         key = (header.src, udp.srcPort)
@@ -259,22 +178,19 @@ class UDPNAT:
                 return
         else:
             self.flows.touch(key, now)
-        host = LOCALHOST if alias else inet_ntoa(dst)
+        host = loopback or formatAddress(dst)
         flow.remember((host, udp.dstPort), header, quote)
+        if len(dst) == 4:
+            ttl, dontFragment = header.ttl, bool(header.flags & FLAG_DF)
+        else:
+            # IPv6 routers never fragment: every datagram is "DF".
+            ttl, dontFragment = header.hopLimit, True
         try:
-            flow.socket.sendTo(
-                payload,
-                host,
-                udp.dstPort,
-                ttl=header.ttl,
-                dontFragment=bool(header.flags & FLAG_DF),
-            )
+            flow.socket.sendTo(payload, host, udp.dstPort, ttl=ttl, dontFragment=dontFragment)
         except OSError as e:
             # Errors the host reports later come back through errorReceived.
             counters.natSendFailed += 1
-            sent = sendUnreachable(
-                self._ipv4, self._errorLimit, self._clock, self._gateway, e, header, quote
-            )
+            sent = reportSendError(self._errors, self._errorLimit, self._clock, e, header, quote)
             if sent:
                 counters.natSendUnreachable += 1
             elif sent is False:
@@ -297,7 +213,10 @@ class UDPNAT:
             old.close()
         flow = SocketFlow(self, key)
         try:
-            flow.socket = self._sockets.openUDP(flow)
+            if len(key[0]) == 4:
+                flow.socket = self._sockets.openUDP(flow)
+            else:
+                flow.socket = self._sockets.openUDP(flow, family=AF_INET6)
         except OSError as e:
             counters.natBindFailed += 1
             self._bindLog.warn(
@@ -320,15 +239,17 @@ class UDPNAT:
         if self.flows.get(flow.key) is not flow:
             return
         self.flows.touch(flow.key, self._clock.seconds())
-        if host == LOCALHOST and self._hostAlias is not None:
-            source = self._hostAlias
-        else:
-            try:
-                source = inet_aton(host)
-            except (OSError, ValueError):
-                self._counters.natErrorsDropped += 1
-                return
         guestIP, guestPort = flow.key
+        source = self._fromLoopback.get(host)
+        if source is None:
+            try:
+                source = packAddress(host)
+            except ValueError:
+                source = None
+        if source is None or len(source) != len(guestIP):
+            # Not an address of the guest's family: nothing to send it from.
+            self._counters.natErrorsDropped += 1
+            return
         self._counters.natReceived += 1
         self._udp.sendDatagram(source, port, guestIP, guestPort, data)
 
@@ -344,7 +265,7 @@ class UDPNAT:
                 if host == error.host:
                     remembered = quoted
                     break
-        if sendHostError(self._ipv4, error, remembered, self._gateway, self._hostAlias):
+        if remembered is not None and self._errors.sendHostError(error, *remembered):
             counters.natErrorsTranslated += 1
         else:
             counters.natErrorsDropped += 1
@@ -366,4 +287,5 @@ class UDPNAT:
 
 
 def _describe(key):
-    return f"{formatIP(key[0])}:{key[1]}"
+    address = formatAddress(key[0])
+    return f"[{address}]:{key[1]}" if ":" in address else f"{address}:{key[1]}"

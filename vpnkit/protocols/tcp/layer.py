@@ -17,17 +17,17 @@ dials in flight and all connections have caps beyond which a SYN gets RST.
 """
 
 import os
-from ipaddress import IPv4Address
+from dataclasses import replace
 from typing import NamedTuple
 
 from twisted.internet import error
 from twisted.internet.defer import fail
-from twisted.internet.address import IPv4Address as TwistedIPv4Address
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from vpnkit.interfaces import IIPReceiver
 from vpnkit.log import GuestLog, logger
+from vpnkit.protocols.ip import Unreachable, formatAddress, twistedAddress
 from vpnkit.protocols.tcp.config import TCPLimits
 from vpnkit.protocols.tcp.connection import TCPConnection
 from vpnkit.protocols.tcp.state import State, TCPConfig, TCPControlBlock, refuse, resetFor
@@ -41,6 +41,8 @@ log = logger("vpnkit.tcp")
 
 ENETUNREACH = 101
 EHOSTUNREACH = 113
+# The IPv6 header is 20 bytes longer than IPv4's: so much less MSS.
+_IPV6_EXTRA = 20
 
 
 class SelfConnectError(error.ConnectionRefusedError):
@@ -55,7 +57,8 @@ class SelfConnectError(error.ConnectionRefusedError):
 class Flow(NamedTuple):
     """
     A guest's connection: its address and port, and the address and port it
-    dialled (which vpnkit impersonates).  Addresses are packed.
+    dialled (which vpnkit impersonates).  Addresses are packed: 4 bytes
+    for IPv4, 16 for IPv6.
     """
 
     guestIP: bytes
@@ -65,9 +68,14 @@ class Flow(NamedTuple):
 
     def __str__(self):
         return (
-            f"{IPv4Address(self.guestIP)}:{self.guestPort} -> "
-            f"{IPv4Address(self.localIP)}:{self.localPort}"
+            f"{_endpoint(self.guestIP, self.guestPort)} -> "
+            f"{_endpoint(self.localIP, self.localPort)}"
         )
+
+
+def _endpoint(packed, port):
+    address = formatAddress(packed)
+    return f"[{address}]:{port}" if len(packed) == 16 else f"{address}:{port}"
 
 
 class _SystemISS:
@@ -147,6 +155,11 @@ class _HalfOpen:
 @implementer(IIPReceiver)
 class TCPLayer:
     """
+    TCP over IPv4 and IPv6 alike: a flow's addresses say which.
+
+    @param ip: the L{vpnkit.interfaces.IIPSender} segments go out through.
+    @param icmp: the L{vpnkit.interfaces.IICMPErrors} a failed dial is
+        reported through.
     @param router: the L{vpnkit.interfaces.ITCPRouter} that decides where
         each new connection goes and dials it.
     @param limits: the L{TCPLimits}; when not given, C{maxConnections} and
@@ -161,7 +174,7 @@ class TCPLayer:
     def __init__(
         self,
         config,
-        ipv4,
+        ip,
         icmp,
         counters,
         router,
@@ -174,12 +187,13 @@ class TCPLayer:
         segmentLimit=None,
         limits=None,
     ):
-        self._ipv4 = ipv4
+        self._ip = ip
         self._icmp = icmp
         self._counters = counters.tcp
         self._router = router
         self._clock = reactor
         self.tcpConfig = tcpConfig or TCPConfig(mss=config.mtu - 40)
+        self._ipv6Config = (None, None)
         if limits is None:
             limits = TCPLimits(maxConnections=maxConnections, maxPending=maxPending)
         self.limits = limits
@@ -344,7 +358,9 @@ class TCPLayer:
         del self._pending[flow]
         counters = self._counters
         counters.connectionsOpened += 1
-        tcb = TCPControlBlock.fromSYN(pending.syn, self._rng.getrandbits(32), self.tcpConfig)
+        tcb = TCPControlBlock.fromSYN(
+            pending.syn, self._rng.getrandbits(32), self._configFor(flow.guestIP)
+        )
         tcb.segmentLimit = self._segmentLimit(flow.guestIP)
         connection = TCPConnection(self, flow, tcb, self._clock)
         self._connections[flow] = connection
@@ -364,8 +380,8 @@ class TCPLayer:
         osError = getattr(value, "osError", None)
         if failure.check(error.NoRouteError) or osError in (ENETUNREACH, EHOSTUNREACH):
             counters.connectUnreachable += 1
-            code = 1 if osError == EHOSTUNREACH else 0
-            self._icmp.sendUnreachable(code, pending.ipHeader, pending.quote)
+            reason = Unreachable.HOST if osError == EHOSTUNREACH else Unreachable.NETWORK
+            self._icmp.sendUnreachable(reason, pending.ipHeader, pending.quote)
             return None
         if failure.check(error.ConnectionRefusedError):
             counters.connectRefused += 1
@@ -388,7 +404,7 @@ class TCPLayer:
         Send segments to the guest of C{flow}, from the address it dialled.
         """
         counters = self._counters
-        send = self._ipv4.sendIP
+        send = self._ip.sendIP
         src = flow.localIP
         dst = flow.guestIP
         for seg in segments:
@@ -459,11 +475,11 @@ class TCPLayer:
             return fail(error.ConnectionRefusedError(f"{flow} is already in use"))
         if not self._guestPresent(guestIP):
             counters.outboundFailed += 1
-            return fail(error.ConnectionRefusedError(f"no guest holds {IPv4Address(guestIP)}"))
+            return fail(error.ConnectionRefusedError(f"no guest holds {formatAddress(guestIP)}"))
         counters.outboundOpened += 1
         now = self._clock.seconds()
         tcb, segments = TCPControlBlock.connect(
-            srcPort, guestPort, self._rng.getrandbits(32), now, self.tcpConfig
+            srcPort, guestPort, self._rng.getrandbits(32), now, self._configFor(guestIP)
         )
         tcb.segmentLimit = self._segmentLimit(guestIP)
         connection = TCPConnection(self, flow, tcb, self._clock)
@@ -473,9 +489,23 @@ class TCPLayer:
         connection.start()
         return d
 
+    def _configFor(self, guestIP):
+        """
+        The L{TCPConfig} for a connection with C{guestIP}: C{tcpConfig}, with
+        an MSS 20 bytes smaller over IPv6.
+        """
+        config = self.tcpConfig
+        if len(guestIP) == 4:
+            return config
+        base, derived = self._ipv6Config
+        if base is not config:
+            derived = replace(config, mss=config.mss - _IPV6_EXTRA)
+            self._ipv6Config = (config, derived)
+        return derived
+
     def peerAddress(self, flow):
-        return TwistedIPv4Address("TCP", str(IPv4Address(flow.guestIP)), flow.guestPort)
+        return twistedAddress("TCP", flow.guestIP, flow.guestPort)
 
     def hostAddress(self, flow):
-        return TwistedIPv4Address("TCP", str(IPv4Address(flow.localIP)), flow.localPort)
+        return twistedAddress("TCP", flow.localIP, flow.localPort)
 
