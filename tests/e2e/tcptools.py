@@ -540,7 +540,7 @@ def cmdProbe(args):
     Connect once; report the errno (or "connected") and the time it took.
     With C{--send}, then send that text and read until EOF or error.
     """
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_INET6 if ":" in address(args.connect)[0] else socket.AF_INET)
     sock.settimeout(args.timeout)
     start = time.monotonic()
     result = {}

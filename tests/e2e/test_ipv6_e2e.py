@@ -270,6 +270,23 @@ class IPv6EndToEndTests(IPv6Mixin, SynchronousTestCase):
         self.assertEqual((got["received"], got["sha256"]), (MiB, sent["sha256"]))
         self.assertEqual(got["peer"][0], ALIAS6)
 
+    def test_unroutableRemoteFailsPromptly(self):
+        """
+        vpnkit's host has no IPv6 route off its loopback: a guest dialling
+        a remote IPv6 address is told at once (ICMPv6 unreachable from the
+        host's refusal, or a reset), not left to time out; and one dialling
+        a closed port on the host's C{::1} through the alias is refused.
+        """
+        vpnkit, guest, _ = self.startGuest6()
+        for target, expected in (
+            ("[2001:db8::99]:80", ("ENETUNREACH", "EHOSTUNREACH", "ECONNREFUSED")),
+            (f"[{ALIAS6}]:9", ("ECONNREFUSED",)),
+        ):
+            probe = self.inGuest(guest, "probe", "--connect", target, "--timeout", 20)
+            result = probe.result(30)
+            self.assertIn(result["connect"], expected, f"{target}: {result}")
+            self.assertLess(result["connectSeconds"], 5, f"{target}: {result}")
+
     def test_noIPv6(self):
         """
         With C{--no-ipv6} the guest's Router Solicitations go unanswered:
