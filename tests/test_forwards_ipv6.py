@@ -413,3 +413,13 @@ class ExposeOptionsTests(_OptionsMixin, SynchronousTestCase):
         )  # fmt: skip
         service.startService()
         self.assertEqual(reactor.interfaces, [("tcp", "::1")])
+
+
+class UnexposeMessageTests(SynchronousTestCase):
+    def test_unknownBracketed(self):
+        """
+        Unexposing an unknown IPv6 forward is a 404 naming it bracketed.
+        """
+        forwarder = PortForwarder(ListenReactor(), FakeConnector(), "192.168.65.2", "192.168.65.1")
+        e = self.assertRaises(ForwardError, forwarder.unexpose, "tcp", "::1", 80)
+        self.assertEqual((str(e), e.code), ("no tcp forward on [::1]:80", 404))

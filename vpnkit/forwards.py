@@ -456,7 +456,7 @@ class PortForwarder(Service):
         """
         forward = self._forwards.pop((protocol, hostIP, hostPort), None)
         if forward is None:
-            raise ForwardError(f"no {protocol} forward on {hostIP}:{hostPort}", 404)
+            raise ForwardError(f"no {protocol} forward on {joinHostPort(hostIP, hostPort)}", 404)
         log.info("stopped forwarding {spec}", spec=str(forward.spec))
         return forward.close()
 

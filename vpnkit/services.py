@@ -308,8 +308,9 @@ class VPNKitService(MultiService):
         config = self.stack.config
         log.info(
             "vpnkit {version} ready: gateway {gateway}, host alias {host}, guests "
-            "{lowest}..{highest}, MTU {mtu}",
+            "{lowest}..{highest}, MTU {mtu}, IPv6 {ipv6}",
             version=__version__,
+            ipv6=config.ipv6.prefix if config.ipv6 is not None else "off",
             gateway=config.gatewayIP,
             host=config.hostIP or "disabled",
             lowest=config.lowestIP,
