@@ -423,3 +423,35 @@ class UnexposeMessageTests(SynchronousTestCase):
         forwarder = PortForwarder(ListenReactor(), FakeConnector(), "192.168.65.2", "192.168.65.1")
         e = self.assertRaises(ForwardError, forwarder.unexpose, "tcp", "::1", 80)
         self.assertEqual((str(e), e.code), ("no tcp forward on [::1]:80", 404))
+
+
+class MakeServiceIPv6Tests(_OptionsMixin, SynchronousTestCase):
+    """
+    L{vpnkit.tap.makeService} gives the forwarder the IPv6 plan.
+    """
+
+    def forwarder(self, *extra):
+        from twisted.internet.testing import MemoryReactorClock
+
+        from vpnkit.tap import makeService
+
+        options = self.parse("--ethernet", self.sock, "--hosts", "", *extra)
+        return makeService(options, MemoryReactorClock()).getServiceNamed("forwards")
+
+    def test_ipv6On(self):
+        """
+        By default a host client appears in a guest's IPv6 address from
+        the IPv6 host alias of C{--ipv6-prefix}.
+        """
+        forwarder = self.forwarder("--ipv6-prefix", "fd12::/64")
+        self.assertEqual(forwarder.sourceFor("::1", "fd12::3"), "fd12::2")
+
+    def test_ipv6Off(self):
+        """
+        With C{--no-ipv6} forwards into IPv6 are refused.
+        """
+        forwarder = self.forwarder("--no-ipv6")
+        e = self.assertRaises(
+            ForwardError, forwarder.expose, parseSpec("tcp:[::1]:8080:tcp:[fd00:65::3]:80")
+        )
+        self.assertEqual(e.code, 400)
