@@ -22,6 +22,10 @@ from vpnkit.interfaces import IDatagramSocket, IHostDatagramSockets
 
 __all__ = ["FakeDatagramSockets", "FakeDatagramSocket", "Sent", "portUnreachable"]
 
+# ICMPv6 destination unreachable, code 4: port unreachable (RFC 4443 3.1).
+_ICMPV6_UNREACHABLE = 1
+_ICMPV6_PORT_UNREACHABLE = 4
+
 
 @dataclass(frozen=True)
 class Sent:
@@ -40,6 +44,7 @@ class Sent:
 class FakeDatagramSocket:
     """
     @ivar kind: C{"udp"} or C{"icmp"}.
+    @ivar family: C{socket.AF_INET} or C{socket.AF_INET6}, as opened.
     @ivar sent: every L{Sent}, in order.
     @ivar sendError: when set, C{sendTo} raises it.
     """
@@ -107,10 +112,10 @@ class FakeDatagramSockets:
             raise self.openError
         return self._open("udp", receiver, family)
 
-    def openICMP(self, receiver):
+    def openICMP(self, receiver, family=socket.AF_INET):
         if self.icmpError is not None:
             raise self.icmpError
-        return self._open("icmp", receiver, socket.AF_INET)
+        return self._open("icmp", receiver, family)
 
     def live(self, kind=None):
         """
@@ -122,8 +127,20 @@ class FakeDatagramSockets:
 def portUnreachable(host, port, payload=b"", offender=None):
     """
     The error the kernel reports when C{host}:C{port} answers ICMP port
-    unreachable.
+    unreachable (ICMPv6 port unreachable when C{host} is an IPv6 address).
     """
+    if ":" in host:
+        return HostSocketError(
+            "icmp6",
+            errno.ECONNREFUSED,
+            _ICMPV6_UNREACHABLE,
+            _ICMPV6_PORT_UNREACHABLE,
+            0,
+            offender or host,
+            host,
+            port,
+            payload,
+        )
     return HostSocketError(
         "icmp", errno.ECONNREFUSED, 3, 3, 0, offender or host, host, port, payload
     )

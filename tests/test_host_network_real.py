@@ -22,13 +22,19 @@ listening socket whose accept queue is full (Linux then drops further SYNs,
 so the client keeps retrying until its timeout).
 """
 
+import ctypes
+import ctypes.util
+import errno
+import fcntl
 import os
 import socket
 import struct
+import threading
 
 import pytest
 import pytest_twisted
 from twisted.internet import defer, error, tcp
+from twisted.internet.address import IPv6Address
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.task import deferLater
 
@@ -631,6 +637,251 @@ def test_realHalfCloseAfterQueuedWrites(network):
     finally:
         yield port.stopListening()
 
+
+# -- IPv6 --------------------------------------------------------------------------
+
+CLONE_NEWNET = 0x40000000
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+
+
+def _inNamespace(function, loopbackUp):
+    """
+    Run C{function} in a thread with a network namespace of its own (its
+    loopback up, with ::1 and 127.0.0.1, or down: no address and no route
+    at all), and return its result.  Sockets it makes (connects included)
+    stay in that namespace, and are read by the reactor afterwards; the
+    reactor's thread waits for the thread meanwhile, so what C{function}
+    does to the reactor happens as if the reactor's thread did it.
+    """
+    outcome = {}
+
+    def run():
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+            if libc.unshare(CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET)")
+            if loopbackUp:
+                control = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                try:
+                    name = b"lo".ljust(40, b"\0")
+                    flags = struct.unpack_from("h", fcntl.ioctl(control, SIOCGIFFLAGS, name), 16)[0]
+                    request = struct.pack("16sh", b"lo", flags | 1).ljust(40, b"\0")
+                    fcntl.ioctl(control, SIOCSIFFLAGS, request)
+                finally:
+                    control.close()
+            outcome["value"] = function()
+        except BaseException as e:
+            outcome["error"] = e
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def _ipv6LoopbackUsable():
+    s = socket.socket(socket.AF_INET6)
+    try:
+        s.bind(("::1", 0))
+    except OSError:
+        return False
+    finally:
+        s.close()
+    return True
+
+
+@pytest.fixture
+def onIPv6Loopback(network):
+    """
+    A function running its argument where ::1 is usable: as root in a
+    private namespace (whatever the machine's own IPv6 set-up), else on
+    the machine's loopback, skipping when ::1 is not there.
+    """
+    if os.geteuid() == 0:
+        return lambda function: _inNamespace(function, loopbackUp=True)
+    if not _ipv6LoopbackUsable():
+        pytest.skip("::1 is not usable on this machine's loopback (root would use a namespace)")
+    return lambda function: function()
+
+
+def test_realLiterals(network):
+    """
+    The addresses dialled are IPv4 or IPv6 literals: names, scoped or
+    malformed IPv6 text fail at once, with nothing connected.
+    """
+    for host in ("localhost", "fe80::1%lo", "::1::2", "2001:db8::1/64", ""):
+        events = []
+        failures = []
+        network.connectTCP(host, 80, Recorder(events), 5.0).addErrback(failures.append)
+        [failure] = failures
+        assert failure.check(error.ConnectError), host
+        assert events == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_realConnect6(network, onIPv6Loopback):
+    """
+    Dialling an IPv6 literal: a listener on ::1 is connected (the
+    protocol first, then the Deferred), the peer is an L{IPv6Address},
+    and bytes flow.
+    """
+    factory = Factory.forProtocol(Echo)
+    factory.closed = defer.Deferred()
+    events = []
+    protocol = Recorder(events)
+
+    def dial():
+        port = reactor.listenTCP(0, factory, interface="::1")
+        d = network.connectTCP("::1", port.getHost().port, protocol, 5.0)
+        return port, d.addCallback(fired(events))
+
+    port, d = onIPv6Loopback(dial)
+    try:
+        result = yield d
+        assert result is protocol
+        assert events == ["connectionMade", "fired"]
+        peer = protocol.transport.getPeer()
+        assert isinstance(peer, IPv6Address)
+        assert (peer.host, peer.port) == ("::1", port.getHost().port)
+        protocol.transport.write(b"ping")
+        echoed = yield protocol.expect(4)
+        assert echoed == b"ping"
+        protocol.transport.loseConnection()
+        yield protocol.lost
+        yield factory.closed
+    finally:
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_realRefused6(network, onIPv6Loopback):
+    """
+    A closed port on ::1 refuses as a closed IPv4 port does:
+    C{ConnectionRefusedError}, nothing connected.
+    """
+    events = []
+
+    def dial():
+        s = socket.socket(socket.AF_INET6)
+        s.bind(("::1", 0))
+        closed = s.getsockname()[1]
+        s.close()
+        return network.connectTCP("::1", closed, Recorder(events), 5.0)
+
+    d = onIPv6Loopback(dial)
+    with pytest.raises(error.ConnectionRefusedError):
+        yield d
+    assert events == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_realSelfConnectRefused6(network, onIPv6Loopback):
+    """
+    A dial to ::1 that connects to itself is refused with
+    L{SelfConnectError}, as on 127.0.0.1: the check compares IPv6
+    addresses too.
+    """
+    events = []
+
+    def dial():
+        s = socket.socket(socket.AF_INET6)
+        s.bind(("::1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        return port, _BindToDestination(reactor).connectTCP("::1", port, Recorder(events), 5.0)
+
+    port, d = onIPv6Loopback(dial)
+    with pytest.raises(SelfConnectError):
+        yield d
+    assert events == []
+    for _ in range(100):
+        if not _selfConnected(port):
+            break
+        yield deferLater(reactor, 0.01, lambda: None)
+    assert not _selfConnected(port)
+
+
+@pytest_twisted.inlineCallbacks
+def test_realCancel6(network, onIPv6Loopback, cleanups):
+    """
+    Cancelling an IPv6 dial in progress (to a listener on ::1 whose accept
+    queue is full) fails it with C{ConnectingCancelledError} naming an
+    L{IPv6Address}; nothing is connected.
+    """
+    events = []
+
+    def dial():
+        listener = socket.socket(socket.AF_INET6)
+        cleanups.append(listener.close)
+        listener.bind(("::1", 0))
+        listener.listen(0)
+        address = listener.getsockname()
+        for _ in range(4):
+            s = socket.socket(socket.AF_INET6)
+            cleanups.append(s.close)
+            s.setblocking(False)
+            s.connect_ex(address)
+        return network.connectTCP("::1", address[1], Recorder(events), 5.0)
+
+    d = onIPv6Loopback(dial)
+    assert not d.called
+    d.cancel()
+    with pytest.raises(error.ConnectingCancelledError) as raised:
+        yield d
+    assert isinstance(raised.value.address, IPv6Address)
+    assert raised.value.address.host == "::1"
+    assert events == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a namespace without IPv6 routes")
+def test_realNoRoute6(network):
+    """
+    On a host without an IPv6 route, a dial to a remote IPv6 address
+    (2001:db8::1, in a namespace whose only IPv6 route is ::1's) fails at
+    once, in the call that asks for it, with C{NoRouteError}
+    (C{ENETUNREACH}), which L{vpnkit.protocols.tcp.layer.TCPLayer} answers
+    with an unreachable error instead of waiting for the timeout; nothing
+    is connected.
+    """
+    events = []
+    failures = []
+
+    def dial():
+        d = network.connectTCP("2001:db8::1", 443, Recorder(events), 30.0)
+        d.addErrback(failures.append)
+        return d
+
+    _inNamespace(dial, loopbackUp=True)
+    [failure] = failures
+    assert failure.check(error.NoRouteError)
+    assert failure.value.osError == errno.ENETUNREACH
+    assert events == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a namespace without IPv6 addresses")
+def test_realNoAddress6(network):
+    """
+    On a host with no IPv6 address at all (a namespace whose loopback is
+    down), the dial fails at once too, as a C{ConnectError} saying
+    C{EADDRNOTAVAIL} (no source address), which the TCP layer answers with
+    a reset: prompt either way, never a wait for the timeout.
+    """
+    events = []
+    failures = []
+
+    def dial():
+        d = network.connectTCP("2001:db8::1", 443, Recorder(events), 30.0)
+        d.addErrback(failures.append)
+        return d
+
+    _inNamespace(dial, loopbackUp=False)
+    [failure] = failures
+    assert failure.check(error.ConnectError)
+    assert failure.value.osError == errno.EADDRNOTAVAIL
+    assert events == []
 
 class FakeNetworkTests(SynchronousTestCase):
     """

@@ -24,6 +24,7 @@ import fcntl
 import os
 import socket
 import struct
+import subprocess
 import threading
 
 import pytest
@@ -39,6 +40,7 @@ from zope.interface.verify import verifyObject
 from vpnkit.host.sockets import HostDatagramSockets
 from vpnkit.interfaces import IDatagramReceiver, IDatagramSocket, IHostDatagramSockets
 from vpnkit.wire.icmp import ECHO_REPLY, ECHO_REQUEST, ICMPMessage, echoID, emitICMP, parseICMP
+from vpnkit.wire.icmpv6 import EchoReply, EchoRequest, emitICMPv6, parseICMPv6
 
 from tests.fakesockets import FakeDatagramSockets, portUnreachable
 
@@ -92,6 +94,8 @@ def inPrivateNamespace(function, mtu=None, pingGroups=None):
 
 
 TIMEOUT = 5.0
+LOOPBACK = {socket.AF_INET: "127.0.0.1", socket.AF_INET6: "::1"}
+LOOPBACK6 = socket.inet_pton(socket.AF_INET6, "::1")
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root for a private network namespace"
@@ -164,21 +168,21 @@ def sockets():
 @pytest.fixture
 def openPair(sockets, receiver):
     """
-    A function that opens a host socket (C{"udp"} or C{"icmp"}) and a plain
-    UDP peer bound to 127.0.0.1 in a private namespace, both closed after
-    the test.
+    A function that opens a host socket (C{"udp"} or C{"icmp"}, of
+    C{family}) and a plain UDP peer bound to the family's loopback address
+    (127.0.0.1 or ::1) in a private namespace, both closed after the test.
     """
     opened = []
 
-    def openPair(kind="udp", **namespace):
+    def openPair(kind="udp", family=socket.AF_INET, **namespace):
         opener = sockets.openUDP if kind == "udp" else sockets.openICMP
 
         def make():
-            sock = opener(receiver)
+            sock = opener(receiver, family)
             opened.append(sock)
-            peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            peer = socket.socket(family, socket.SOCK_DGRAM)
             opened.append(peer)
-            peer.bind(("127.0.0.1", 0))
+            peer.bind((LOOPBACK[family], 0))
             return sock, peer
 
         sock, peer = inPrivateNamespace(make, **namespace)
@@ -409,3 +413,325 @@ def test_pingRefused(openPair):
     with pytest.raises(OSError) as e:
         openPair("icmp", pingGroups="1 0")
     assert e.value.errno == errno.EACCES
+
+
+# -- IPv6 ------------------------------------------------------------------------
+
+
+def test_family(openPair):
+    """
+    Each socket is of the family it was opened for, as the fake records
+    it: UDP and ICMP, IPv4 and IPv6, IPv4 the default.
+    """
+    fake = FakeDatagramSockets()
+    for kind in ("udp", "icmp"):
+        for family in (socket.AF_INET, socket.AF_INET6):
+            sock, _ = openPair(kind, family, pingGroups="0 2147483647")
+            faked = (fake.openUDP if kind == "udp" else fake.openICMP)(Receiver(), family)
+            assert (sock.family, faked.family) == (family, family)
+            assert verifyObject(IDatagramSocket, sock)
+    assert fake.openUDP(Receiver()).family == socket.AF_INET
+    assert fake.openICMP(Receiver()).family == socket.AF_INET
+
+
+def test_ipv6Only(openPair):
+    """
+    An IPv6 UDP socket carries no IPv4: a send to an IPv4-mapped address
+    (here the host's 127.0.0.1) is refused, so only the IPv4 sockets reach
+    IPv4 destinations.
+    """
+    sock, _ = openPair(family=socket.AF_INET6)
+    with pytest.raises(OSError):
+        sock.sendTo(b"x", "::ffff:127.0.0.1", 9)
+
+
+@pytest_twisted.inlineCallbacks
+def test_exchange6(openPair, receiver):
+    """
+    Over IPv6: C{sendTo} reaches the peer on ::1 from the socket's port
+    with the hop limit asked for (C{ttl}); the answer arrives as
+    C{datagramReceived(data, "::1", port)}.
+    """
+    sock, peer = openPair(family=socket.AF_INET6)
+    peer.setsockopt(socket.IPPROTO_IPV6, getattr(socket, "IPV6_RECVHOPLIMIT", 51), 1)
+    sock.sendTo(b"ping", "::1", peer.getsockname()[1], ttl=7, dontFragment=True)
+    data, ancillary, _, source = peer.recvmsg(100, socket.CMSG_SPACE(4))
+    assert (data, source[:2]) == (b"ping", ("::1", sock.port))
+    [(_, _, hopLimit)] = ancillary
+    assert int.from_bytes(hopLimit, "little") == 7
+    peer.sendto(b"pong", ("::1", sock.port))
+    yield receiver.until(lambda: receiver.datagrams)
+    assert receiver.datagrams == [(b"pong", "::1", peer.getsockname()[1])]
+
+
+@pytest_twisted.inlineCallbacks
+def test_portUnreachable6(openPair, receiver):
+    """
+    A datagram to a closed port on ::1 comes back as ICMPv6 destination
+    unreachable, port unreachable (type 1, code 4), origin C{"icmp6"},
+    from ::1: exactly the L{HostSocketError} C{fakesockets.portUnreachable}
+    builds for an IPv6 address.  The next send still goes.
+    """
+    sock, peer = openPair(family=socket.AF_INET6)
+    closed = peer.getsockname()[1]
+    peer.close()
+    sock.sendTo(b"knock", "::1", closed)
+    yield receiver.until(lambda: receiver.errors)
+    [error] = receiver.errors
+    assert (error.origin, error.icmpType, error.icmpCode, error.offender) == ("icmp6", 1, 4, "::1")
+    assert receiver.errors == [portUnreachable("::1", closed, b"knock")]
+    sock.sendTo(b"again", "::1", closed)
+    yield receiver.until(lambda: len(receiver.errors) == 2)
+
+
+@pytest_twisted.inlineCallbacks
+def test_errorOnlyWakeUp6(openPair, receiver):
+    """
+    Over IPv6 too, an error alone wakes the reactor as C{EPOLLERR}: it is
+    delivered from C{readConnectionLost}, and the socket is read again.
+    """
+    sock, peer = openPair(family=socket.AF_INET6)
+    lost = []
+    readConnectionLost = sock.readConnectionLost
+
+    def spy(reason):
+        lost.append(reason)
+        readConnectionLost(reason)
+
+    sock.readConnectionLost = spy
+    closed = peer.getsockname()[1]
+    peer.close()
+    sock.sendTo(b"knock", "::1", closed)
+    yield receiver.until(lambda: receiver.errors)
+    assert (len(lost), len(receiver.errors)) == (1, 1)
+    assert sock in reactor.getReaders()
+    sock.sendTo(b"ping", "::1", sock.port)
+    yield receiver.until(lambda: receiver.datagrams)
+    assert receiver.datagrams == [(b"ping", "::1", sock.port)]
+
+
+@pytest_twisted.inlineCallbacks
+def test_packetTooBig6(openPair, receiver):
+    """
+    Over IPv6 with C{dontFragment}, a datagram larger than the path MTU
+    (loopback at 1280 here) is refused at once with C{EMSGSIZE} and
+    reported as a local error with the MTU in C{info} and no offender;
+    the kernel reports its destination address and port.  Without
+    C{dontFragment} the host fragments it, and it arrives whole.
+    """
+    sock, peer = openPair(family=socket.AF_INET6, mtu=1280)
+    port = peer.getsockname()[1]
+    with pytest.raises(OSError) as e:
+        sock.sendTo(b"x" * 1400, "::1", port, 64, True)
+    assert e.value.errno == errno.EMSGSIZE
+    yield receiver.until(lambda: receiver.errors)
+    [error] = receiver.errors
+    assert (error.origin, error.errno, error.info, error.offender, error.host, error.port) == (
+        "local",
+        errno.EMSGSIZE,
+        1280,
+        None,
+        "::1",
+        port,
+    )
+    sock.sendTo(b"x" * 1400, "::1", port, 64, False)
+    assert len(peer.recv(2000)) == 1400
+
+
+@pytest_twisted.inlineCallbacks
+def test_pingSocket6(openPair, receiver):
+    """
+    With C{ping_group_range} open, an ICMPv6 socket's echo request to ::1
+    is answered with the socket's own identifier (C{port}); the reply is
+    delivered from its ICMPv6 header on (checksum valid for ::1 to ::1),
+    from ::1, port 0.
+    """
+    sock, _ = openPair("icmp", socket.AF_INET6, pingGroups="0 2147483647")
+    request = emitICMPv6(EchoRequest(0x1234, 7, b"payload"), LOOPBACK6, LOOPBACK6)
+    sock.sendTo(request, "::1", 0, ttl=9)
+    yield receiver.until(lambda: receiver.datagrams)
+    [(data, host, port)] = receiver.datagrams
+    reply = parseICMPv6(data, LOOPBACK6, LOOPBACK6)
+    assert reply == EchoReply(sock.port, 7, b"payload")
+    assert (host, port) == ("::1", 0)
+
+
+def test_pingRefused6(openPair):
+    """
+    The same C{ping_group_range} governs ICMPv6 ping sockets: closed, the
+    open raises C{EACCES}, as for IPv4.
+    """
+    with pytest.raises(OSError) as e:
+        openPair("icmp", socket.AF_INET6, pingGroups="1 0")
+    assert e.value.errno == errno.EACCES
+
+
+# -- IPv6 errors from a router ------------------------------------------------------
+
+_ROUTER = "2001:db8:1::1"
+_BEYOND = "2001:db8:2::2"
+
+
+def _ip(*argv):
+    subprocess.run(["ip", *argv], check=True, capture_output=True, timeout=10)
+
+
+@pytest.fixture
+def routed():
+    """
+    Two namespaces of our own: a host (2001:db8:1::2, default route via
+    2001:db8:1::1) and a router between 2001:db8:1::/64 and
+    2001:db8:2::/64, whose link onwards has an MTU of 1280 and nothing
+    beyond it.  A function running its argument in the host namespace;
+    both namespaces are deleted after the test.
+    """
+    suffix = f"{os.getpid()}-{threading.get_ident() % 10000}"
+    host, router = f"vpkh6-{suffix}", f"vpkr6-{suffix}"
+    made = []
+    try:
+        for name in (host, router):
+            _ip("netns", "add", name)
+            made.append(name)
+            _ip("-n", name, "link", "set", "lo", "up")
+        _ip("-n", host, "link", "add", "h0", "type", "veth", "peer", "name", "r0", "netns", router)
+        _ip("-n", router, "link", "add", "r1", "mtu", "1280", "type", "veth", "peer", "name", "r2")
+        _ip("-n", host, "addr", "add", "2001:db8:1::2/64", "dev", "h0", "nodad")
+        _ip("-n", router, "addr", "add", f"{_ROUTER}/64", "dev", "r0", "nodad")
+        _ip("-n", router, "addr", "add", "2001:db8:2::1/64", "dev", "r1", "nodad")
+        for name, device in ((host, "h0"), (router, "r0"), (router, "r1"), (router, "r2")):
+            _ip("-n", name, "link", "set", device, "up")
+        _ip("-n", host, "-6", "route", "add", "default", "via", _ROUTER)
+        # Neighbour entries both ways, so that the first datagram is not
+        # held behind a Neighbour Solicitation that may go out before the
+        # veth is ready, and be retried only a second later.
+        _ip("-n", host, "neigh", "replace", _ROUTER, "lladdr", _mac(router, "r0"), "dev", "h0")
+        _ip("-n", router, "neigh", "replace", "2001:db8:1::2", "lladdr", _mac(host, "h0"), "dev", "r0")
+        for setting in ("net.ipv6.conf.all.forwarding=1",):
+            _ip("netns", "exec", router, "sysctl", "-qw", setting)
+        _ip("netns", "exec", host, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647")
+        yield lambda function: _inNamedNamespace(host, function)
+    finally:
+        for name in made:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+
+
+def _mac(namespace, device):
+    output = subprocess.run(
+        ["ip", "-n", namespace, "-o", "link", "show", device],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout
+    return output.split("link/ether ")[1].split()[0]
+
+
+def _inNamedNamespace(name, function):
+    """
+    Run C{function} in a thread that has joined the named namespace; its
+    sockets stay there (see L{inPrivateNamespace}).
+    """
+    outcome = {}
+
+    def run():
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+            with open(f"/var/run/netns/{name}") as f:
+                if libc.setns(f.fileno(), CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "setns")
+            outcome["value"] = function()
+        except BaseException as e:
+            outcome["error"] = e
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_hopLimitExceeded6(sockets, receiver, routed):
+    """
+    A datagram sent with hop limit 1 beyond a router comes back as the
+    router's ICMPv6 time exceeded (type 3, code 0): origin C{"icmp6"},
+    the router's address as offender, the datagram's destination, port and
+    payload.
+    """
+    sock = routed(lambda: sockets.openUDP(receiver, socket.AF_INET6))
+    try:
+        sock.sendTo(b"hop", _BEYOND, 9, ttl=1)
+        yield receiver.until(lambda: receiver.errors)
+        [error] = receiver.errors
+        assert (error.origin, error.icmpType, error.icmpCode, error.offender) == (
+            "icmp6",
+            3,
+            0,
+            _ROUTER,
+        )
+        assert (error.errno, error.host, error.port, error.payload) == (
+            errno.EHOSTUNREACH,
+            _BEYOND,
+            9,
+            b"hop",
+        )
+    finally:
+        sock.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_packetTooBigFromRouter6(sockets, receiver, routed):
+    """
+    A datagram with C{dontFragment} too big for the router's next link
+    comes back as its ICMPv6 Packet Too Big (type 2) with that link's MTU
+    in C{info}; the host learns the path MTU, so the next such send is
+    refused at once with a local error carrying it.
+    """
+    sock = routed(lambda: sockets.openUDP(receiver, socket.AF_INET6))
+    try:
+        sock.sendTo(b"x" * 1400, _BEYOND, 9, ttl=64, dontFragment=True)
+        yield receiver.until(lambda: receiver.errors)
+        [error] = receiver.errors
+        assert (error.origin, error.icmpType, error.icmpCode, error.info, error.offender) == (
+            "icmp6",
+            2,
+            0,
+            1280,
+            _ROUTER,
+        )
+        assert (error.errno, error.host, error.port) == (errno.EMSGSIZE, _BEYOND, 9)
+        with pytest.raises(OSError) as e:
+            sock.sendTo(b"x" * 1400, _BEYOND, 9, ttl=64, dontFragment=True)
+        assert e.value.errno == errno.EMSGSIZE
+        yield receiver.until(lambda: len(receiver.errors) == 2)
+        local = receiver.errors[1]
+        assert (local.origin, local.info, local.offender) == ("local", 1280, None)
+    finally:
+        sock.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_pingHopLimitExceeded6(sockets, receiver, routed):
+    """
+    An ICMPv6 ping socket's echo request sent with hop limit 1 beyond a
+    router comes back as the router's time exceeded, port 0, with the
+    echo request (as the socket sent it: its identifier set) as payload.
+    """
+    sock = routed(lambda: sockets.openICMP(receiver, socket.AF_INET6))
+    try:
+        request = emitICMPv6(EchoRequest(0x1234, 3, b"ttl"), LOOPBACK6, LOOPBACK6)
+        sock.sendTo(request, _BEYOND, 0, ttl=1)
+        yield receiver.until(lambda: receiver.errors)
+        [error] = receiver.errors
+        assert (error.origin, error.icmpType, error.icmpCode, error.offender) == (
+            "icmp6",
+            3,
+            0,
+            _ROUTER,
+        )
+        assert (error.host, error.port) == (_BEYOND, 0)
+        echo = parseICMPv6(error.payload, LOOPBACK6, LOOPBACK6, verifyChecksum=False)
+        assert echo == EchoRequest(sock.port, 3, b"ttl")
+    finally:
+        sock.close()

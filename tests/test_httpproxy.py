@@ -173,6 +173,26 @@ class RouteTests(ProxyMixin, SynchronousTestCase):
         self.assertIsNone(self.route(ORIGIN, 80))
         self.assertIsNotNone(self.route("198.51.100.7", 80))
 
+    def test_ipv6Flows(self):
+        """
+        Over IPv6 the same rules hold: a remote address's port 80 is
+        proxied transparently, the IPv6 gateway's 3128 is the explicit
+        proxy, the IPv6 host alias and excluded IPv6 networks are not
+        proxied.
+        """
+        from vpnkit.protocols.tcp.layer import Flow
+        from vpnkit.wire.ipv6 import packIPv6
+
+        def route6(dst, port):
+            return self.proxy.route(Flow(packIPv6("fd00:65::3"), 40000, packIPv6(dst), port))
+
+        self.assertIsInstance(self.successResultOf(route6("2001:db8::1", 80)), GuestHTTP)
+        self.assertIsInstance(self.successResultOf(route6("fd00:65::1", 3128)), GuestHTTP)
+        self.assertIsNone(route6("fd00:65::2", 80))
+        self.proxy.setConfig(parseHTTPConfig(json.dumps(dict(self.config, exclude="2001:db8::/32"))))
+        self.assertIsNone(route6("2001:db8::1", 80))
+        self.assertIsNotNone(route6("2001:db9::1", 80))
+
     def test_configuredPorts(self):
         """
         C{transparent_http_ports} and C{transparent_https_ports} choose the

@@ -163,6 +163,21 @@ class MatchTests(SynchronousTestCase):
         self.assertFalse(self.matches("10.0.0.0/8:443", "10.1.2.3", 80))
         self.assertTrue(self.matches("example.com", "example.com", 1))
 
+    def test_ipv6(self):
+        """
+        IPv6 addresses and networks match IPv6 addresses (bare, or in
+        brackets with a port); an IPv4 network never matches an IPv6
+        address.
+        """
+        self.assertTrue(self.matches("2001:db8::/32", "2001:db8::1"))
+        self.assertFalse(self.matches("2001:db8::/32", "2001:db9::1"))
+        self.assertTrue(self.matches("2001:db8::1", "[2001:db8::1]", 80))
+        self.assertTrue(self.matches("[2001:db8::1]:443", "2001:db8::1", 443))
+        self.assertFalse(self.matches("[2001:db8::1]:443", "2001:db8::1", 80))
+        self.assertFalse(self.matches("0.0.0.0/0", "2001:db8::1"))
+        self.assertRaises(ConfigError, parseHostPatterns, "[2001:db8::1", "exclude")
+        self.assertRaises(ConfigError, parseHostPatterns, "[2001:db8::1]x", "exclude")
+
     def test_allowList(self):
         """
         C{allow} is a list of patterns.

@@ -364,11 +364,14 @@ class IDatagramSocket(Interface):
         "The local port; for an ICMP socket the echo identifier the kernel "
         "puts in every request it sends."
     )
+    family = Attribute("C{socket.AF_INET} or C{socket.AF_INET6}, as opened.")
 
     def sendTo(data, host, port, ttl=None, dontFragment=False):
         """
-        Send one datagram to C{host} (text), C{port}, with this IP TTL and
-        DF flag.
+        Send one datagram to C{host} (text, of the socket's family),
+        C{port}, with this IP TTL (IPv6: hop limit) and DF flag (IPv6: the
+        host does not fragment it; too big for the path MTU is
+        C{EMSGSIZE}).
 
         @raise OSError: the host refused at once (C{EMSGSIZE}, a full
             buffer, no route); errors reported later arrive through
@@ -393,19 +396,26 @@ class IHostDatagramSockets(Interface):
         """
         A UDP socket bound to the wildcard address and a port the host
         picks, reporting to C{receiver} (an L{IDatagramReceiver}).
-        C{family} is C{socket.AF_INET} (the default) or C{AF_INET6}.
+        C{family} is C{socket.AF_INET} (the default) or C{AF_INET6} (an
+        IPv6-only socket: addresses are IPv6 text, errors come as
+        C{"icmp6"} or C{"local"}).
 
         @return: an L{IDatagramSocket}.
-        @raise OSError: no socket (C{EMFILE}, ...).
+        @raise OSError: no socket (C{EMFILE}, C{EAFNOSUPPORT}, ...).
         """
 
-    def openICMP(receiver):
+    def openICMP(receiver, family=None):
         """
-        An ICMP echo ("ping") socket reporting to C{receiver}.
+        An ICMP echo ("ping") socket reporting to C{receiver}.  C{family}
+        is C{socket.AF_INET} (the default) or C{AF_INET6}: an ICMPv6 ping
+        socket, which sends the ICMPv6 echo requests given to C{sendTo}
+        (port 0) and delivers ICMPv6 echo replies from their ICMPv6 header
+        on.  For both the kernel sets the echo identifier (C{port}).
 
         @return: an L{IDatagramSocket}.
-        @raise OSError: C{EACCES} when C{net.ipv4.ping_group_range} does
-            not include our group, C{EMFILE}, ...
+        @raise OSError: C{EACCES} when C{net.ipv4.ping_group_range} (which
+            governs both families) does not include our group, C{EMFILE},
+            ...
         """
 
 

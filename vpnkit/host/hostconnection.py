@@ -3,6 +3,11 @@
 L{HostConnection}: the transport of a host TCP connection (see
 L{vpnkit.host.network}, which imports this module only once the reactor
 is installed).
+
+IPv6 literals need nothing of their own here: Twisted's C{tcp.Client}
+makes an C{AF_INET6} socket for them, keeps the address as the
+C{(host, port, flow, scope)} its numeric C{getaddrinfo} gives, and reports
+L{IPv6Address}es; the dial below uses that address as it is.
 """
 
 from errno import EAGAIN, EALREADY, EINPROGRESS, EINTR, EISCONN, ENOBUFS, EWOULDBLOCK
@@ -58,10 +63,10 @@ class HostConnection(tcp.Client):
             # later.
             return
         self.realAddress = self.addr
-        # A dial to the host's own addresses (the host alias's 127.0.0.1)
-        # has its handshake done by the time connect() returns: a second
-        # look finds it made, and Twisted's doConnect then completes it at
-        # once instead of waiting a reactor turn for writability.  (A
+        # A dial to the host's own addresses (the host aliases' 127.0.0.1
+        # and ::1) has its handshake done by the time connect() returns: a
+        # second look finds it made, and Twisted's doConnect then completes
+        # it at once instead of waiting a reactor turn for writability.  (A
         # remote dial is still in progress: doConnect waits for it.)
         try:
             result = self.socket.connect_ex(self.realAddress)

@@ -24,9 +24,9 @@ with two differences that matter when a guest exchanges small messages
 
 A dial to a port nothing listens on can connect to itself: when the
 kernel picks an ephemeral local port equal to the destination port on the
-same address (only possible on the host's own addresses, the host alias's
-127.0.0.1 first of all), the SYN meets itself and TCP's simultaneous open
-completes.  The guest would then see a closed port as open (nmap does).
+same address (only possible on the host's own addresses, the host
+aliases' 127.0.0.1 and ::1 first of all), the SYN meets itself and TCP's
+simultaneous open completes.  The guest would then see a closed port as open (nmap does).
 Every connection is checked before its protocol is connected: one whose
 local address is its peer address is aborted and the dial fails with
 L{SelfConnectError}, a C{ConnectionRefusedError}, exactly as if the port
@@ -34,12 +34,21 @@ had refused.
 
 Host connections also read more per C{recv} than Twisted's transports do
 (L{READ_SIZE}).
+
+Addresses are IPv4 or IPv6 literals (C{"::1"}, C{"2001:db8::1"}; no scope
+identifiers): Twisted's client makes an C{AF_INET6} socket for the latter,
+and the self-connect check compares IPv6 addresses as it does IPv4 ones.
+A dial the host has no route for fails at once, in the call, as it does for
+IPv4: C{ENETUNREACH} as C{NoRouteError}, C{EHOSTUNREACH} as a
+C{ConnectError} whose C{osError} says so (what
+L{vpnkit.protocols.tcp.layer.TCPLayer} turns into an unreachable error for
+the guest); refusals are C{ConnectionRefusedError} for both families.
 """
 
-from socket import AF_INET, inet_pton
+from socket import AF_INET, AF_INET6, inet_pton
 
 from twisted.internet import error
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
@@ -61,6 +70,20 @@ __all__ = ["HostNetwork", "SelfConnectError", "READ_SIZE"]
 # the way up, the guest's connection is paused once 1 MiB waits for the
 # host socket instead of 64 KiB.
 READ_SIZE = 1 << 20
+
+
+def isLiteral(host):
+    """
+    Whether C{host} is an IPv4 or IPv6 address literal (text, without an
+    IPv6 scope identifier).
+    """
+    for family in (AF_INET, AF_INET6):
+        try:
+            inet_pton(family, host)
+        except (OSError, TypeError, ValueError):
+            continue
+        return True
+    return False
 
 
 def connectedToItself(transport):
@@ -134,7 +157,9 @@ class _Dial:
 
     def _cancel(self, deferred):
         self._stopTimeout()
-        deferred.errback(error.ConnectingCancelledError(IPv4Address("TCP", *self._destination)))
+        host, port = self._destination
+        address = (IPv6Address if ":" in host else IPv4Address)("TCP", host, port)
+        deferred.errback(error.ConnectingCancelledError(address))
         self.transport.stopConnecting()
 
     # -- what the transport asks of its connector ----------------------------------
@@ -169,10 +194,8 @@ class HostNetwork:
         self._reactor = reactor
 
     def connectTCP(self, host, port, protocol, timeout):
-        try:
-            inet_pton(AF_INET, host)
-        except (OSError, TypeError):
-            return fail(error.ConnectError(string=f"not an IPv4 address: {host!r}"))
+        if not isLiteral(host):
+            return fail(error.ConnectError(string=f"not an IPv4 or IPv6 address: {host!r}"))
         dial = _Dial(protocol, host, port, self._reactor)
         dial.start(host, port, timeout, self.localAddress(host, port))
         return dial.deferred

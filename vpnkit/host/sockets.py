@@ -3,12 +3,15 @@
 Host datagram sockets for the UDP NAT, the ICMP echo proxy and upstream
 DNS: the real L{IHostDatagramSockets}.
 
-Every socket is non-blocking, read by the reactor, and (IPv4) has
-C{IP_RECVERR} set, so the ICMP errors the host receives for what we sent
-(port or host unreachable, fragmentation needed, time exceeded) are
-readable from the socket's error queue (C{MSG_ERRQUEUE}), each with the
-address of the router or host that sent it.  That is how vpnkit passes
-real errors back to guests without a raw socket.
+Every socket is non-blocking, read by the reactor, and has C{IP_RECVERR}
+(IPv4) or C{IPV6_RECVERR} (IPv6) set, so the ICMP and ICMPv6 errors the
+host receives for what we sent (port or host unreachable, fragmentation
+needed or packet too big, time exceeded) are readable from the socket's
+error queue (C{MSG_ERRQUEUE}), each with the address of the router or host
+that sent it.  That is how vpnkit passes real errors back to guests
+without a raw socket.  Sockets are bound to the wildcard address of their
+family and a port the kernel picks; an IPv6 UDP socket is IPv6 only
+(C{IPV6_V6ONLY}), so it never carries IPv4 through a mapped address.
 
 A socket whose only news is an error makes C{epoll} report C{EPOLLERR}
 without C{EPOLLIN}, which Twisted's reactors treat as the end of reading;
@@ -23,9 +26,18 @@ empty).  An error nothing announced this way still wakes the reactor
 with C{EPOLLERR} once the datagrams are read.
 
 ICMP sockets are Linux's unprivileged "ping" sockets
-(C{socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP)}), allowed for the groups in
-C{net.ipv4.ping_group_range}: the kernel puts the socket's own identifier
-in every echo request and delivers to it only the replies that carry it.
+(C{socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP)}, and for IPv6
+C{socket(AF_INET6, SOCK_DGRAM, IPPROTO_ICMPV6)}), allowed for the groups in
+C{net.ipv4.ping_group_range} (both families): the kernel puts the socket's
+own identifier in every echo request and delivers to it only the replies
+that carry it, from their ICMP (ICMPv6) header on.
+
+The hop limit (C{ttl}) and "don't fragment" of a send are the socket's
+C{IP_TTL} and C{IP_MTU_DISCOVER} for IPv4, C{IPV6_UNICAST_HOPS} and
+C{IPV6_MTU_DISCOVER} for IPv6; with "don't fragment", a datagram larger
+than the path MTU is refused with C{EMSGSIZE} and a local error carrying
+that MTU is queued (IPv6 routers never fragment: the host's own
+fragmentation is what C{dontFragment=False} allows).
 """
 
 import errno
@@ -47,13 +59,60 @@ IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
 IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)
 IP_PMTUDISC_DONT = 0
 IP_PMTUDISC_DO = 2
+IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
+IPV6_MTU_DISCOVER = getattr(socket, "IPV6_MTU_DISCOVER", 23)
+IPV6_UNICAST_HOPS = getattr(socket, "IPV6_UNICAST_HOPS", 16)
+IPV6_V6ONLY = getattr(socket, "IPV6_V6ONLY", 26)
+IPV6_PMTUDISC_DONT = 0
+IPV6_PMTUDISC_DO = 2
+IPPROTO_ICMPV6 = getattr(socket, "IPPROTO_ICMPV6", 58)
 MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0x2000)
 SO_EE_ORIGIN_LOCAL = 1
 SO_EE_ORIGIN_ICMP = 2
+SO_EE_ORIGIN_ICMP6 = 3
 READ_BATCH = 64
 MAX_DATAGRAM = 65536
 
 _extendedError = struct.Struct("=IBBBBII")
+_ORIGINS = {SO_EE_ORIGIN_ICMP: "icmp", SO_EE_ORIGIN_ICMP6: "icmp6", SO_EE_ORIGIN_LOCAL: "local"}
+
+
+@dataclass(frozen=True)
+class _FamilyOptions:
+    """
+    The socket options a family's hop limit, "don't fragment" and error
+    queue are set and read with.
+    """
+
+    level: int
+    hopLimit: int
+    mtuDiscover: int
+    fragment: int
+    dontFragment: int
+    recverr: int
+    wildcard: str
+
+
+_OPTIONS = {
+    socket.AF_INET: _FamilyOptions(
+        socket.IPPROTO_IP,
+        socket.IP_TTL,
+        IP_MTU_DISCOVER,
+        IP_PMTUDISC_DONT,
+        IP_PMTUDISC_DO,
+        IP_RECVERR,
+        "0.0.0.0",
+    ),
+    socket.AF_INET6: _FamilyOptions(
+        socket.IPPROTO_IPV6,
+        IPV6_UNICAST_HOPS,
+        IPV6_MTU_DISCOVER,
+        IPV6_PMTUDISC_DONT,
+        IPV6_PMTUDISC_DO,
+        IPV6_RECVERR,
+        "::",
+    ),
+}
 
 # Errors an earlier ICMP message leaves pending on the socket (with
 # IP_RECVERR, sk_err is set for unconnected sockets too): the next recv or
@@ -79,17 +138,21 @@ class HostSocketError:
     """
     An error the host reported for a datagram we sent.
 
-    @ivar origin: C{"icmp"} (an ICMP message came back) or C{"local"} (the
-        host itself refused, e.g. C{EMSGSIZE} with DF set).
+    @ivar origin: C{"icmp"} (an ICMP message came back), C{"icmp6"} (an
+        ICMPv6 message came back) or C{"local"} (the host itself refused,
+        e.g. C{EMSGSIZE} with "don't fragment").
     @ivar errno: the errno the kernel derived from it.
-    @ivar icmpType: the ICMP type (for C{"icmp"}).
-    @ivar icmpCode: the ICMP code (for C{"icmp"}).
-    @ivar info: the next-hop MTU for "fragmentation needed" and local
-        C{EMSGSIZE}, else 0.
-    @ivar offender: dotted-quad address of the host that sent the ICMP
-        message, or C{None}.
-    @ivar host: the destination of the datagram that failed.
-    @ivar port: its destination port (0 for ICMP sockets).
+    @ivar icmpType: the ICMP or ICMPv6 type (for C{"icmp"}, C{"icmp6"}).
+    @ivar icmpCode: the ICMP or ICMPv6 code (for C{"icmp"}, C{"icmp6"}).
+    @ivar info: the next-hop MTU for "fragmentation needed", the MTU of an
+        ICMPv6 Packet Too Big, and the path MTU of a local C{EMSGSIZE};
+        else what the kernel put there (0, or an ICMPv6 Parameter
+        Problem's pointer).
+    @ivar offender: the address (text, IPv4 or IPv6) of the host that sent
+        the ICMP message, or C{None} (local errors).
+    @ivar host: the destination (text) of the datagram that failed.
+    @ivar port: its destination port (0 for ICMP sockets, and for an IPv4
+        local error, where the kernel reports none).
     @ivar payload: as much of the failed datagram's payload as came back
         (for ICMP sockets: its ICMP header and data).
     """
@@ -108,10 +171,12 @@ class HostSocketError:
 def parseExtendedError(cmsgData):
     """
     Decode a C{struct sock_extended_err} (and the offender address after
-    it) from an C{IP_RECVERR} control message.
+    it, a C{sockaddr_in} or C{sockaddr_in6}) from an C{IP_RECVERR} or
+    C{IPV6_RECVERR} control message.
 
     @return: C{(origin, errno, type, code, info, offender)}, origin one of
-        C{"icmp"}, C{"local"}, C{"other"}.
+        C{"icmp"}, C{"icmp6"}, C{"local"}, C{"other"}; offender the address
+        text, or C{None} when the kernel gave none (C{AF_UNSPEC}).
     @raise ValueError: too short.
     """
     if len(cmsgData) < _extendedError.size:
@@ -119,16 +184,22 @@ def parseExtendedError(cmsgData):
     eeErrno, origin, type_, code, _, info, _ = _extendedError.unpack_from(cmsgData)
     offender = None
     rest = cmsgData[_extendedError.size :]
-    if len(rest) >= 8 and int.from_bytes(rest[:2], "little") == socket.AF_INET:
-        offender = socket.inet_ntoa(rest[4:8])
-    kind = {SO_EE_ORIGIN_ICMP: "icmp", SO_EE_ORIGIN_LOCAL: "local"}.get(origin, "other")
-    return kind, eeErrno, type_, code, info, offender
+    if len(rest) >= 2:
+        family = int.from_bytes(rest[:2], "little")
+        if family == socket.AF_INET and len(rest) >= 8:
+            offender = socket.inet_ntoa(rest[4:8])
+        elif family == socket.AF_INET6 and len(rest) >= 24:
+            # sockaddr_in6: family, port, flow information, then the address.
+            offender = socket.inet_ntop(socket.AF_INET6, rest[8:24])
+    return _ORIGINS.get(origin, "other"), eeErrno, type_, code, info, offender
 
 
 @implementer(IDatagramSocket, IReadDescriptor, IHalfCloseableDescriptor)
 class _DatagramSocket:
     """
     One host datagram socket, read by the reactor.
+
+    @ivar family: C{socket.AF_INET} or C{socket.AF_INET6}.
     """
 
     def __init__(self, sock, receiver, reactor, description):
@@ -138,7 +209,8 @@ class _DatagramSocket:
         self._description = description
         self._ttl = None
         self._df = None
-        self._recverr = sock.family == socket.AF_INET
+        self._options = _OPTIONS[sock.family]
+        self.family = sock.family
         # Whether the error queue may hold something (see the module's
         # docstring).
         self._errorsQueued = False
@@ -150,21 +222,21 @@ class _DatagramSocket:
 
     def sendTo(self, data, host, port, ttl=None, dontFragment=False):
         sock = self._sock
-        if self._recverr:
-            if ttl is not None and ttl != self._ttl:
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
-                self._ttl = ttl
-            if dontFragment != self._df:
-                mode = IP_PMTUDISC_DO if dontFragment else IP_PMTUDISC_DONT
-                sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, mode)
-                self._df = dontFragment
+        options = self._options
+        if ttl is not None and ttl != self._ttl:
+            sock.setsockopt(options.level, options.hopLimit, ttl)
+            self._ttl = ttl
+        if dontFragment != self._df:
+            mode = options.dontFragment if dontFragment else options.fragment
+            sock.setsockopt(options.level, options.mtuDiscover, mode)
+            self._df = dontFragment
         try:
             sock.sendto(data, (host, port))
         except OSError as e:
             # A refusal may have queued a local error; an earlier ICMP
             # error reported late has its details in the queue.
-            self._errorsQueued = self._recverr
-            if e.errno not in _ASYNC_ERRORS or not self._recverr:
+            self._errorsQueued = True
+            if e.errno not in _ASYNC_ERRORS:
                 raise
             # Most likely an earlier ICMP error reported late; once
             # consumed, the send can go.
@@ -198,7 +270,7 @@ class _DatagramSocket:
             except OSError as e:
                 if e.errno in _PENDING_READ_ERRORS:
                     # The pending error; its details are in the queue.
-                    self._errorsQueued = self._recverr
+                    self._errorsQueued = True
                     continue
                 log.debug("{socket}: {error}", socket=self._description, error=e)
                 break
@@ -209,9 +281,9 @@ class _DatagramSocket:
 
     def _readErrors(self):
         self._errorsQueued = False
-        if not self._recverr:
-            return
         sock = self._sock
+        options = self._options
+        level, recverr = options.level, options.recverr
         for _ in range(READ_BATCH):
             if self.closed:
                 return
@@ -223,14 +295,14 @@ class _DatagramSocket:
                 break
             except OSError:
                 break
-            for level, kind, cmsg in ancillary:
-                if level != socket.IPPROTO_IP or kind != IP_RECVERR:
+            for cmsgLevel, kind, cmsg in ancillary:
+                if (cmsgLevel, kind) != (level, recverr):
                     continue
                 try:
                     origin, eeErrno, type_, code, info, offender = parseExtendedError(cmsg)
                 except ValueError:
                     continue
-                host, port = (address[0], address[1]) if address else ("0.0.0.0", 0)
+                host, port = (address[0], address[1]) if address else (options.wildcard, 0)
                 self._receiver.errorReceived(
                     HostSocketError(origin, eeErrno, type_, code, info, offender, host, port, data)
                 )
@@ -278,21 +350,26 @@ class HostDatagramSockets:
         self._reactor = reactor
 
     def _open(self, family, proto, receiver, description):
+        options = _OPTIONS.get(family)
+        if options is None:
+            raise OSError(errno.EAFNOSUPPORT, f"address family {family!r} not supported")
         sock = socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, proto)
         try:
             sock.setblocking(False)
-            if family == socket.AF_INET:
-                sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
-                sock.bind(("0.0.0.0", 0))
-            else:
-                sock.bind(("::", 0))
+            sock.setsockopt(options.level, options.recverr, 1)
+            if family == socket.AF_INET6 and proto == 0:
+                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_V6ONLY, 1)
+            sock.bind((options.wildcard, 0))
         except BaseException:
             sock.close()
             raise
         return _DatagramSocket(sock, receiver, self._reactor, description)
 
     def openUDP(self, receiver, family=socket.AF_INET):
-        return self._open(family, 0, receiver, "host UDP socket")
+        description = "host UDP socket" if family == socket.AF_INET else "host UDPv6 socket"
+        return self._open(family, 0, receiver, description)
 
-    def openICMP(self, receiver):
-        return self._open(socket.AF_INET, socket.IPPROTO_ICMP, receiver, "host ICMP socket")
+    def openICMP(self, receiver, family=socket.AF_INET):
+        if family == socket.AF_INET6:
+            return self._open(family, IPPROTO_ICMPV6, receiver, "host ICMPv6 socket")
+        return self._open(family, socket.IPPROTO_ICMP, receiver, "host ICMP socket")

@@ -26,7 +26,7 @@ import base64
 import json
 import re
 from dataclasses import dataclass, field
-from ipaddress import AddressValueError, IPv4Address, IPv4Network, NetmaskValueError
+from ipaddress import AddressValueError, NetmaskValueError, ip_address, ip_network
 from urllib.parse import unquote, urlsplit
 
 from vpnkit.config import ConfigError
@@ -127,7 +127,7 @@ class _Pattern:
     """
 
     text: str
-    network: IPv4Network | None = None
+    network: object = None
     labels: tuple | None = None
     port: int | None = None
 
@@ -147,19 +147,44 @@ class _Pattern:
         return all(p is None or p == h for p, h in zip(self.labels, tail))
 
 
+def _splitPort(element):
+    """
+    C{(host, port text or None)} of a pattern: C{host:port},
+    C{[ipv6]:port}, C{[ipv6]}, or a bare host, address or network (a bare
+    IPv6 one has no port).
+
+    @raise ValueError: a bracket not closed, or text after it that is not
+        C{:port}.
+    """
+    if element.startswith("["):
+        host, bracket, rest = element[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(element)
+        return host, rest[1:] if rest else None
+    if element.count(":") > 1:
+        return element, None
+    host, sep, port = element.rpartition(":")
+    if sep and port.isdigit():
+        return host, port
+    return element, None
+
+
 def _parsePattern(text, where):
-    element = text.strip().lower()
+    try:
+        element, portText = _splitPort(text.strip().lower())
+    except ValueError:
+        raise ConfigError(f"{where}: {text!r} is not a host name, address or CIDR") from None
     port = None
-    head, sep, tail = element.rpartition(":")
-    if sep and tail.isdigit():
-        port = int(tail)
+    if portText is not None:
+        if not portText.isdigit():
+            raise ConfigError(f"{where}: {text!r} is not a host name, address or CIDR")
+        port = int(portText)
         if not 1 <= port <= 65535:
             raise ConfigError(f"{where}: {text!r}: port {port} is out of range")
-        element = head
     if element == "*":
         return _Pattern(text, port=port)
     try:
-        return _Pattern(text, network=IPv4Network(element, strict=False), port=port)
+        return _Pattern(text, network=ip_network(element, strict=False), port=port)
     except (AddressValueError, NetmaskValueError, ValueError):
         pass
     name = element.rstrip(".")
@@ -181,14 +206,14 @@ class HostMatcher:
 
     def matches(self, host, port=None):
         """
-        Whether C{host} (a name or an IPv4 address, any case) on C{port}
+        Whether C{host} (a name or an IPv4 or IPv6 address, any case) on C{port}
         (C{None}: any) matches one of the patterns.
         """
         if host is None:
             return False
         host = _normalHost(host)
         try:
-            address = IPv4Address(host)
+            address = ip_address(host.strip("[]"))
         except (AddressValueError, ValueError):
             address = None
         return any(p.matches(host, address, port) for p in self.patterns)

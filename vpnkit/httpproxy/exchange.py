@@ -36,7 +36,7 @@ from vpnkit.httpproxy.rewrite import (
 )
 from vpnkit.httpproxy.tunnel import TunnelSide, countFailure, tlsFailure
 from vpnkit.log import logger
-from vpnkit.wire.ipv4 import formatIP
+from vpnkit.protocols.ip import formatAddress
 
 __all__ = ["Exchange"]
 
@@ -181,7 +181,7 @@ class Exchange:
                     target = requestTarget(
                         request.uri,
                         host,
-                        formatIP(guest.flow.localIP),
+                        formatAddress(guest.flow.localIP),
                         guest.flow.localPort,
                     )
                 else:

@@ -32,7 +32,7 @@ from zope.interface import implementer
 from vpnkit.httpproxy.exchange import Exchange
 from vpnkit.httpproxy.rewrite import parseRequestLine
 from vpnkit.httpproxy.tunnel import splice
-from vpnkit.wire.ipv4 import formatIP
+from vpnkit.protocols.ip import formatAddress
 
 __all__ = ["GuestHTTP", "EXPLICIT_HTTP_PORT", "EXPLICIT_HTTPS_PORT"]
 
@@ -280,7 +280,7 @@ class GuestHTTP(Protocol):
             proxy = config.http if self.explicitPort == EXPLICIT_HTTP_PORT else config.https
         if proxy is None or config.excluded(target.host, target.port):
             return None
-        if self.transparent and config.excluded(formatIP(self.flow.localIP), self.flow.localPort):
+        if self.transparent and config.excluded(formatAddress(self.flow.localIP), self.flow.localPort):
             return None
         return proxy
 
@@ -290,7 +290,7 @@ class GuestHTTP(Protocol):
         a transparently proxied one to the address the guest dialled.
         """
         if self.transparent:
-            return formatIP(self.flow.localIP), self.flow.localPort
+            return formatAddress(self.flow.localIP), self.flow.localPort
         return target.host, target.port
 
     # -- the connection ------------------------------------------------------

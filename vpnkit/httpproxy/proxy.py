@@ -22,7 +22,7 @@ from vpnkit.httpproxy.guest import EXPLICIT_HTTP_PORT, EXPLICIT_HTTPS_PORT, Gues
 from vpnkit.httpproxy.tunnel import TransparentTLS
 from vpnkit.interfaces import ITCPRoute
 from vpnkit.log import RateLimitedLog, logger
-from vpnkit.wire.ipv4 import formatIP
+from vpnkit.protocols.ip import formatAddress
 
 __all__ = ["HTTPProxy", "EXPLICIT_HTTP_PORT", "EXPLICIT_HTTPS_PORT"]
 
@@ -72,8 +72,12 @@ class HTTPProxy:
         idleTimeout=300.0,
     ):
         self._stackConfig = stackConfig
-        self._gateway = stackConfig.gatewayPacked
-        self._hostAlias = stackConfig.hostPacked
+        # The gateway's and the host alias's addresses, in both families.
+        self._gateways = {stackConfig.gatewayPacked}
+        self._hostAliases = {stackConfig.hostPacked}
+        if stackConfig.ipv6 is not None:
+            self._gateways.add(stackConfig.ipv6.gatewayPacked)
+            self._hostAliases.add(stackConfig.ipv6.hostAliasPacked)
         self._localNames = {name.lower() for name in stackConfig.hostNames}
         if stackConfig.hostIP is not None:
             self._localNames.add(str(stackConfig.hostIP))
@@ -110,13 +114,13 @@ class HTTPProxy:
         if config is None:
             return None
         port = flow.localPort
-        if flow.localIP == self._gateway:
+        if flow.localIP in self._gateways:
             if port in (EXPLICIT_HTTP_PORT, EXPLICIT_HTTPS_PORT):
                 return defer.succeed(GuestHTTP(self, flow, explicitPort=port))
             return None
-        if flow.localIP == self._hostAlias:
+        if flow.localIP in self._hostAliases:
             return None
-        address = formatIP(flow.localIP)
+        address = formatAddress(flow.localIP)
         if config.excluded(address, port):
             return None
         if port in config.transparentHTTPPorts and config.http is not None:

@@ -22,9 +22,9 @@ from vpnkit.httpproxy.config import HTTPProxyConfig
 from vpnkit.httpproxy.rewrite import MAX_HEAD, RewriteError, Target, connectRequest, parseResponseHead
 from vpnkit.httpproxy.sni import MAX_HELLO, serverName
 from vpnkit.log import logger
+from vpnkit.protocols.ip import formatAddress
 from vpnkit.protocols.tcp.splice import GuestSide
 from vpnkit.wire import MalformedError, TruncatedError
-from vpnkit.wire.ipv4 import formatIP
 
 __all__ = ["TunnelSide", "TunnelRefused", "splice", "TransparentTLS", "countFailure", "tlsFailure"]
 
@@ -276,7 +276,7 @@ class TransparentTLS(Protocol):
             counters.sniNames += 1
         else:
             counters.sniMissing += 1
-        address, port = formatIP(self._flow.localIP), self._flow.localPort
+        address, port = formatAddress(self._flow.localIP), self._flow.localPort
         host = name or address
         config = self._proxy.config or HTTPProxyConfig()
         if not config.allowed(host, port):

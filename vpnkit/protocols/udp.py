@@ -148,6 +148,9 @@ class UDPLayer:
         self._counters = counters.udp
         self._gateway = config.gatewayPacked
         self._gateways = {config.gatewayPacked}
+        # What a service on a gateway port answers from: one address per
+        # family.
+        self._gatewayAddresses = [config.gatewayPacked]
         self._localDestinations = {
             config.gatewayPacked,
             _BROADCAST,
@@ -155,6 +158,7 @@ class UDPLayer:
         }
         ipv6 = config.ipv6
         if ipv6 is not None:
+            self._gatewayAddresses.append(ipv6.gatewayPacked)
             self._gateways.add(ipv6.gatewayPacked)
             self._gateways.add(ipv6.routerLinkLocalPacked)
             self._localDestinations |= self._gateways
@@ -187,7 +191,7 @@ class UDPLayer:
         """
         if (4, port) in self._services or (16, port) in self._services or port in self._ports:
             raise ValueError(f"UDP port {port} already bound")
-        virtual = VirtualUDPPort(self, sorted(self._gateways, key=len), port, protocol)
+        virtual = VirtualUDPPort(self, self._gatewayAddresses, port, protocol)
         self._ports[port] = virtual
         virtual.startListening()
         return virtual
