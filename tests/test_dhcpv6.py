@@ -363,3 +363,94 @@ class StableAddressTests(SynchronousTestCase):
         for last in (3, 10, 254):
             index = int(IPv4Address(f"192.168.65.{last}")) - int(stack.lowestIP)
             self.assertEqual(CONFIG.guestAddress(index), IPv6Address(f"fd00:65::{last:x}"))
+
+
+class ServerTests(SynchronousTestCase):
+    """
+    L{vpnkit.protocols.dhcpv6.DHCPv6Server}, the UDP service on port 547,
+    in a stack: the captured dhclient messages, sent by the first guest
+    (whose MAC the capture's guest had).
+    """
+
+    def setUp(self):
+        from tests.helpers import makeStack
+
+        self.stack, (self.guest, self.other) = makeStack(2)
+        self.counters = self.stack.counters.dhcpv6
+
+    def reply(self, frame, guest=None):
+        """
+        Send C{frame} from C{guest}; the DHCPv6 message it is answered
+        with, and the IPv6 and UDP headers that carried it.
+        """
+        from tests.ipv6helpers import parseUDP6Frame
+
+        guest = guest or self.guest
+        guest.send(frame)
+        [answer] = [f for f in guest.takeFrames() if f[20] == 17]
+        eth, header, udp, payload = parseUDP6Frame(answer)
+        return header, udp, parseDHCPv6(payload)
+
+    def test_solicit(self):
+        """
+        The captured Solicit is answered from the router's link-local
+        address to the client's, port 546, with the guest's stable address
+        (the first guest's: fd00:65::3) and the gateway as DNS server.
+        """
+        from tests.ipv6fixtures import GUEST_LINK_LOCAL
+
+        header, udp, message = self.reply(SOLICIT)
+        self.assertEqual(
+            (header.src, header.dst), (self.stack.config.ipv6.routerLinkLocalPacked, GUEST_LINK_LOCAL)
+        )
+        self.assertEqual((udp.srcPort, udp.dstPort), (547, 546))
+        self.assertIn(message.msgType, (wire.ADVERTISE, wire.REPLY))
+        [ia] = message.optionsOf(IANA)
+        self.assertEqual(ia.option(IAAddress).address, LEASE)
+        self.assertEqual(message.option(DNSServers), DNS)
+        self.assertEqual(self.counters.replies, 1)
+
+    def test_informationRequest(self):
+        """
+        The stateless exchange: DNS servers and the stack's search list.
+        """
+        self.stack.setDNSSearch(["example.com"])
+        _, _, message = self.reply(INFORMATION_REQUEST)
+        self.assertEqual(message.msgType, wire.REPLY)
+        self.assertEqual(message.option(DomainList).domains, ("example.com",))
+
+    def test_stablePerGuest(self):
+        """
+        The second guest's address is the second of the range, whoever's
+        DUID it copies.
+        """
+        from tests.ipv6fixtures import GUEST_LINK_LOCAL
+        from tests.ipv6helpers import buildUDP6
+        from vpnkit.wire.ipv6 import linkLocalAddress
+
+        frame = buildUDP6(
+            self.other.mac,
+            linkLocalAddress(self.other.mac),
+            546,
+            IPv6Address("ff02::1:2").packed,
+            547,
+            udpPayload6(SOLICIT),
+            dstMAC=bytes.fromhex("333300010002"),
+        )
+        self.assertNotEqual(GUEST_LINK_LOCAL[8:], frame[30:38])
+        _, _, message = self.reply(frame, self.other)
+        [ia] = message.optionsOf(IANA)
+        self.assertEqual(ia.option(IAAddress).address, IPv6Address("fd00:65::4").packed)
+
+    def test_malformed(self):
+        """
+        A message that does not parse is counted and dropped.
+        """
+        from tests.ipv6helpers import buildUDP6
+        from vpnkit.wire.ipv6 import linkLocalAddress
+
+        link = linkLocalAddress(self.guest.mac)
+        self.guest.send(
+            buildUDP6(self.guest.mac, link, 546, IPv6Address("ff02::1:2").packed, 547, b"\x01")
+        )
+        self.assertEqual(self.counters.malformed, 1)

@@ -601,6 +601,28 @@ class OffloadForwardingTests(SynchronousTestCase):
         self.assertEqual(joined, payload)
         self.assertEqual(self.stack.counters.ethernet.segmented, 1)
 
+    def test_ipv6SuperSegmentCut(self):
+        """
+        So is an IPv6 one (from vpnkit's own TCP to a guest without offload,
+        or forwarded): MTU-sized frames carrying the same bytes.
+        """
+        from vpnkit.wire.ipv6 import buildHeader, parseIPv6
+        from vpnkit.wire.tcp import ACK, Segment, emitTCP, parseTCP
+
+        from tests.ipv6helpers import GATEWAY6, ip6
+
+        src, dst = GATEWAY6, ip6("fd00:65::b")
+        payload = bytes(i % 249 for i in range(20000))
+        tcp = emitTCP(Segment(1, 2, 100, 200, ACK, 50, payload=payload), src, dst)
+        self.b.port.transmit(
+            self.b.mac + SERVER_MAC + b"\x86\xdd" + buildHeader(src, dst, 6, len(tcp)) + tcp
+        )
+        frames = self.b.link.frames
+        self.assertTrue(all(len(f) <= 1514 for f in frames))
+        joined = b"".join(parseTCP(parseIPv6(f[14:])[1], src, dst).payload for f in frames)
+        self.assertEqual(joined, payload)
+        self.assertEqual(self.stack.counters.ethernet.segmented, 1)
+
     def test_oversizeNonTCPDropped(self):
         """
         An oversize frame that is not TCP cannot be cut and is counted
@@ -1097,3 +1119,107 @@ class BindingTests(SynchronousTestCase):
             ],
         )
         self.assertEqual(guests[1]["mac"], "02:50:00:00:00:02")
+
+
+class IPv6BindingTests(SynchronousTestCase):
+    """
+    IPv6 sources: what a guest may use, what its port learns, and the
+    Neighbor Advertisements that would take another's address.
+    """
+
+    def setUp(self):
+        from tests.ipv6helpers import GATEWAY6, ip6
+
+        self.ip6 = ip6
+        self.gateway = GATEWAY6
+        self.stack, (self.a, self.b) = makeStack(2)
+        self.counters = self.stack.counters
+        self.switch = self.stack.switch
+
+    def sendFrom(self, guest, src, dst=None):
+        from tests.ipv6helpers import buildIPv6
+
+        guest.send(buildIPv6(guest.mac, src, dst or self.gateway, 59, b""))
+
+    def test_learned(self):
+        """
+        A link-local or in-prefix source is learned on the port and finds
+        it; the unspecified address is let through, not learned.
+        """
+        from vpnkit.wire.ipv6 import linkLocalAddress
+
+        link = linkLocalAddress(self.a.mac)
+        address = self.ip6("fd00:65::a")
+        for src in (link, address, bytes(16)):
+            self.sendFrom(self.a, src)
+        self.assertEqual(list(self.a.port.ipv6), [link, address])
+        self.assertIs(self.switch.portForIP(address), self.a.port)
+        self.assertEqual(self.counters.ipv6.received, 3)
+        self.assertTrue(self.a.port.speaksIPv6)
+        self.assertFalse(self.b.port.speaksIPv6)
+
+    def test_spoofed(self):
+        """
+        Another port's address, one of vpnkit's, or an address outside the
+        prefix and link-local scope is dropped and counted.
+        """
+        self.sendFrom(self.b, self.ip6("fd00:65::b"))
+        for src in ("fd00:65::b", "fd00:65::1", "fd00:65::2", "2001:db8::1", "::1"):
+            self.sendFrom(self.a, self.ip6(src))
+        self.sendFrom(self.a, self.stack.config.ipv6.routerLinkLocalPacked)
+        self.assertEqual(self.a.port.spoofedIP, 6)
+        self.assertEqual(self.counters.ipv6.spoofedSource, 6)
+        self.assertEqual(self.a.port.ipv6, {})
+
+    def test_bounded(self):
+        """
+        A port holds at most 16 addresses; the oldest is forgotten.
+        """
+        from vpnkit.protocols.switch import MAX_IPV6_PER_PORT
+
+        addresses = [self.ip6(f"fd00:65::100:{n:x}") for n in range(MAX_IPV6_PER_PORT + 2)]
+        for address in addresses:
+            self.sendFrom(self.a, address)
+        self.assertEqual(list(self.a.port.ipv6), addresses[2:])
+        self.assertIsNone(self.switch.portForIP(addresses[0]))
+        self.sendFrom(self.b, addresses[0])
+        self.assertIs(self.switch.portForIP(addresses[0]), self.b.port)
+
+    def test_advertisementForOther(self):
+        """
+        A Neighbor Advertisement claiming another guest's address (or
+        vpnkit's) is dropped; one for the guest's own teaches it.
+        """
+        from vpnkit.wire.icmpv6 import NA_OVERRIDE, NeighborAdvertisement
+
+        from tests.ipv6helpers import buildICMPv6
+
+        self.sendFrom(self.b, self.ip6("fd00:65::b"))
+        source = self.ip6("fd00:65::a")
+        for target in ("fd00:65::b", "fd00:65::1", "fd00:65::c"):
+            advertisement = NeighborAdvertisement(self.ip6(target), NA_OVERRIDE)
+            self.a.send(buildICMPv6(self.a.mac, source, self.ip6("ff02::1"), advertisement))
+        self.assertEqual(self.counters.ipv6.spoofedNDP, 2)
+        self.assertIs(self.switch.portForIP(self.ip6("fd00:65::c")), self.a.port)
+
+    def test_detachForgets(self):
+        """
+        A detached port's addresses are free again.
+        """
+        address = self.ip6("fd00:65::a")
+        self.sendFrom(self.a, address)
+        self.stack.guests.detach(self.a.port)
+        self.assertIsNone(self.switch.portForIP(address))
+        self.sendFrom(self.b, address)
+        self.assertIs(self.switch.portForIP(address), self.b.port)
+
+    def test_ipv6Off(self):
+        """
+        With IPv6 off, IPv6 frames are counted and dropped, unchecked.
+        """
+        stack, (guest,) = makeStack(1, ipv6Prefix=None)
+        from tests.ipv6helpers import buildIPv6
+
+        guest.send(buildIPv6(guest.mac, self.ip6("2001:db8::1"), self.gateway, 59, b""))
+        self.assertEqual(stack.counters.ethernet.ipv6, 1)
+        self.assertEqual((guest.port.spoofedIP, guest.port.ipv6), (0, {}))

@@ -21,6 +21,9 @@ __all__ = [
     "DNSCounters",
     "CaptureCounters",
     "HTTPProxyCounters",
+    "IPv6Counters",
+    "ICMPv6Counters",
+    "DHCPv6Counters",
     "StackCounters",
 ]
 
@@ -131,6 +134,111 @@ class ICMPCounters:
     # Echo requests to destinations never passed to the host
     # (vpnkit.protocols.destinations).
     echoRefused: int = 0
+
+
+@dataclass
+class IPv6Counters:
+    """
+    The IPv6 layer: datagrams in and out, extension headers, reassembly and
+    fragmentation (as IPv4's), routing between guests.
+    """
+
+    received: int = 0
+    sent: int = 0
+    malformed: int = 0
+    truncated: int = 0
+    badSource: int = 0
+    notForUs: int = 0
+    forwarded: int = 0
+    notRouted: int = 0
+    hopLimitExceeded: int = 0
+    noRoute: int = 0
+    tooBig: int = 0
+    unsupportedProtocol: int = 0
+    extensionDropped: int = 0
+    routingType0: int = 0
+    parameterProblemSent: int = 0
+    atomicFragments: int = 0
+    fragmentsQueued: int = 0
+    fragmentsDuplicate: int = 0
+    fragmentOverlap: int = 0
+    fragmentLimit: int = 0
+    fragmentMalformed: int = 0
+    fragmentsDropped: int = 0
+    reassembled: int = 0
+    reassemblyTimeout: int = 0
+    reassemblyEvicted: int = 0
+    timeExceededSent: int = 0
+    fragmentedDatagrams: int = 0
+    fragmentsSent: int = 0
+    packetTooBigSent: int = 0
+    # Dropped by the switch: a source the guest may not use, a Neighbor
+    # Advertisement for another's address.
+    spoofedSource: int = 0
+    spoofedNDP: int = 0
+
+
+@dataclass
+class ICMPv6Counters:
+    """
+    ICMPv6: Neighbor Discovery, echo (local and through host ping
+    sockets) and the errors vpnkit sends.  The C{ndp*} fields name why a
+    solicitation went unanswered (L{vpnkit.protocols.ndp.Unanswered}).
+    """
+
+    received: int = 0
+    malformed: int = 0
+    badChecksum: int = 0
+    ignored: int = 0
+    routerSolicitations: int = 0
+    # Every Router Advertisement sent; of them, the unsolicited ones.
+    routerAdvertisementsSent: int = 0
+    unsolicitedAdvertisements: int = 0
+    neighborSolicitations: int = 0
+    neighborAdvertisements: int = 0
+    ndpHopLimit: int = 0
+    ndpInvalid: int = 0
+    ndpNotOurs: int = 0
+    ndpGuestDAD: int = 0
+    ndpOwnAddress: int = 0
+    echoRequests: int = 0
+    echoReplies: int = 0
+    echoRefused: int = 0
+    unsupported: int = 0
+    unreachableSent: int = 0
+    errorsSent: int = 0
+    errorsLimited: int = 0
+    errorsSuppressed: int = 0
+    echoForwarded: int = 0
+    echoForwardReplies: int = 0
+    forwardUnavailable: int = 0
+    forwardFailed: int = 0
+    forwardUnreachable: int = 0
+    unknownReplies: int = 0
+    flowsOpened: int = 0
+    flowsExpired: int = 0
+    flowsEvicted: int = 0
+    hostErrorsTranslated: int = 0
+    hostErrorsDropped: int = 0
+
+
+@dataclass
+class DHCPv6Counters:
+    """
+    The DHCPv6 server; the C{dhcpv6*} fields name why a message went
+    unanswered (L{vpnkit.protocols.dhcpv6.Unanswered}).
+    """
+
+    received: int = 0
+    malformed: int = 0
+    unknownClient: int = 0
+    replies: int = 0
+    dhcpv6NotARequest: int = 0
+    dhcpv6NoClientID: int = 0
+    dhcpv6ServerID: int = 0
+    dhcpv6OtherServer: int = 0
+    dhcpv6IAInInformationRequest: int = 0
+    dhcpv6NothingToConfirm: int = 0
 
 
 @dataclass
@@ -313,6 +421,9 @@ class StackCounters:
     dns: DNSCounters = field(default_factory=DNSCounters)
     capture: CaptureCounters = field(default_factory=CaptureCounters)
     http: HTTPProxyCounters = field(default_factory=HTTPProxyCounters)
+    ipv6: IPv6Counters = field(default_factory=IPv6Counters)
+    icmpv6: ICMPv6Counters = field(default_factory=ICMPv6Counters)
+    dhcpv6: DHCPv6Counters = field(default_factory=DHCPv6Counters)
 
     def asDict(self):
         """

@@ -21,19 +21,24 @@ from vpnkit.leases import AddressPool, ipv6ForLease
 from vpnkit.log import logger
 from vpnkit.protocols.arp import ARPResponder
 from vpnkit.protocols.dhcp import SERVER_PORT, DHCPServer, DHCPSettings
+from vpnkit.protocols.dhcpv6 import SERVER_PORT as DHCPV6_SERVER_PORT
+from vpnkit.protocols.dhcpv6 import DHCPv6Server
 from vpnkit.protocols.dns import BuiltinResolver, GatewayDNSFactory, HostsResolver, builtinAddresses
 from vpnkit.protocols.dnsupstream import UpstreamResolver
 from vpnkit.protocols.icmp import ICMPLayer
+from vpnkit.protocols.icmpv6 import ICMPv6Layer
 from vpnkit.protocols.ip import ICMPErrors, IPSender
 from vpnkit.protocols.ipv4 import IPv4Layer
+from vpnkit.protocols.ipv6 import IPv6Layer
 from vpnkit.protocols.localtcp import LocalServiceRoute
 from vpnkit.protocols.switch import EthernetSwitch
 from vpnkit.protocols.tcp.layer import TCPLayer
 from vpnkit.protocols.tcp.routing import TCPRouter
 from vpnkit.protocols.udp import UDPLayer, UDPSender
 from vpnkit.protocols.udpnat import UDPNAT
-from vpnkit.wire.ethernet import ETHERTYPE_ARP, ETHERTYPE_IPV4, formatMAC
+from vpnkit.wire.ethernet import ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, formatMAC
 from vpnkit.wire.ipv4 import PROTO_ICMP, PROTO_TCP, PROTO_UDP
+from vpnkit.wire.ipv6 import NEXT_ICMPV6
 
 __all__ = ["Stack"]
 
@@ -100,9 +105,24 @@ class Stack:
         self.arp = ARPResponder(config, self.switch, counters)
         self.ipv4 = IPv4Layer(config, self.switch, counters, reactor)
         self.icmp = ICMPLayer(config, self.ipv4, counters, sockets, reactor)
+        # IPv6 (none of it with --no-ipv6): the layer, then ICMPv6 (NDP,
+        # echo, the errors the IPv6 layer sends through it).
+        self.ipv6 = self.icmpv6 = self.dhcpv6 = None
+        if config.ipv6 is not None:
+            self.ipv6 = IPv6Layer(config, self.switch, counters, reactor)
+            self.icmpv6 = ICMPv6Layer(
+                config,
+                self.ipv6,
+                self.switch,
+                counters,
+                sockets,
+                reactor,
+                searchDomains=self._searchDomains,
+            )
+            self.ipv6.errors = self.icmpv6
         # What the layers above IP send through, for both families.
-        self.ip = IPSender(self.ipv4)
-        self.icmpErrors = ICMPErrors(self.icmp)
+        self.ip = IPSender(self.ipv4, self.ipv6)
+        self.icmpErrors = ICMPErrors(self.icmp, self.icmpv6)
 
         # UDP: the sender first, then what replies through it, then the
         # layer that hands them datagrams.
@@ -196,6 +216,45 @@ class Stack:
         self.ipv4.addProto(PROTO_TCP, self.tcp)
         self.udp.bindService(SERVER_PORT, self.dhcp)
         self.udp.listen(DNS_PORT, self.dns.datagramProtocol(reactor))
+        if self.ipv6 is not None:
+            self._wireIPv6(udpSender)
+
+    def _wireIPv6(self, udpSender):
+        """
+        Plug the IPv6 layers in: EtherType 0x86DD, ICMPv6 and its Router
+        Advertisements to the guests that speak IPv6, TCP and UDP, and
+        DHCPv6.
+        """
+        self.switch.addProto(ETHERTYPE_IPV6, self.ipv6)
+        self.ipv6.addProto(NEXT_ICMPV6, self.icmpv6)
+        # The same receivers as IPv4's: TCP and UDP are family-neutral.
+        self.ipv6.addProto(PROTO_UDP, self.udp)
+        self.ipv6.addProto(PROTO_TCP, self.tcp)
+        self.switch.ipv6Hooks.append(self.icmpv6.portSpeaksIPv6)
+        self.switch.detachHooks.append(self.icmpv6.portDetached)
+        self.switch.detachHooks.append(self._ipv6PortGone)
+        self.dhcpv6 = DHCPv6Server(
+            self.config, self.switch, udpSender, self.counters, self._searchDomains
+        )
+        self.udp.bindService(DHCPV6_SERVER_PORT, self.dhcpv6, ipv6=True)
+
+    def _ipv6PortGone(self, port):
+        """
+        A guest went: what its IPv6 addresses held goes too (its IPv4
+        address's goes through L{Guests}).
+        """
+        for address in port.ipv6:
+            self.tcp.guestDetached(address)
+            self.udpNAT.guestDetached(address)
+            self.udpGatewayForwards.guestDetached(address)
+            self.icmpv6.guestDetached(address)
+
+    def _searchDomains(self):
+        """
+        The DNS search list the IPv6 configuration (RA DNSSL, DHCPv6)
+        offers: the same as DHCP's.
+        """
+        return tuple(self.dhcpSettings().searchDomains or ())
 
     def _segmentLimit(self, packedIP):
         """
@@ -218,6 +277,9 @@ class Stack:
         self.udpGatewayForwards.close()
         self.icmp.close()
         self.ipv4.stop()
+        if self.ipv6 is not None:
+            self.icmpv6.stop()
+            self.ipv6.stop()
         self.dnsUpstream.close()
 
     # -- observability -------------------------------------------------------
@@ -273,7 +335,7 @@ class Stack:
         if address is None:
             return None
         # SwitchPort.ipv6: the packed addresses the switch learned.
-        seen = sorted(IPv6Address(packed) for packed in getattr(port, "ipv6", ()))
+        seen = sorted(IPv6Address(packed) for packed in port.ipv6)
         return {"lease": str(address), "seen": [str(a) for a in seen]}
 
     # -- DHCP settings -------------------------------------------------------

@@ -187,6 +187,8 @@ class TapLink:
         if gsoType == GSO_NONE:
             limit = self._maxFrame
         elif gsoType == GSO_TCPV4:
+            # (GSO_TCPV6 is not taken: the device does not offer TSO6, see
+            # vpnkit.host.tundev, so a guest never sends it.)
             limit = GSO_MAX_FRAME
         else:
             counters.unsupportedOffload += 1
@@ -206,8 +208,8 @@ class TapLink:
     def _prepare(self, frame):
         """
         What to write for C{frame}: itself, or (with offload) a virtio-net
-        header and the frame; an IPv4/TCP frame beyond the MTU becomes a
-        segmentation-offload super-segment.
+        header and the frame; an IPv4/TCP or IPv6/TCP frame beyond the MTU
+        becomes a segmentation-offload super-segment.
         """
         if not self._offload:
             return frame

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_dhcpv6 -*-
 """
-The DHCPv6 server (RFC 8415) on the gateway: pure policy, not yet wired to
-the switch.
+The DHCPv6 server (RFC 8415) on the gateway: the pure policy (L{answer})
+and L{DHCPv6Server}, the UDP service (port 547) that applies it.
 
 L{answer} is a pure function from a client's message to the server's, like
 L{vpnkit.protocols.dhcp.answer} for IPv4.  Each guest holds one stateful
@@ -23,9 +23,17 @@ NoAddrsAvail.
 import enum
 from ipaddress import IPv6Address
 
+from zope.interface import implementer
+
+from vpnkit.config import ConfigError
+from vpnkit.interfaces import IUDPService
+from vpnkit.wire import ParseError
 from vpnkit.wire import dhcpv6 as wire
 
-__all__ = ["Unanswered", "answer", "renewalTimes"]
+__all__ = ["Unanswered", "answer", "renewalTimes", "DHCPv6Server", "SERVER_PORT", "CLIENT_PORT"]
+
+SERVER_PORT = 547
+CLIENT_PORT = 546
 
 
 class Unanswered(enum.Enum):
@@ -175,3 +183,68 @@ def answer(request, leaseAddress, config, searchDomains=()):
         return _reply(request, wire.ADVERTISE, options + _configuration(config, searchDomains))
     # Request, Renew, Rebind.
     return _reply(request, wire.REPLY, server + bindings + _configuration(config, searchDomains))
+
+
+@implementer(IUDPService)
+class DHCPv6Server:
+    """
+    The DHCPv6 server as a UDP service on port 547 (bound for IPv6).
+
+    A client sends from its link-local address (to C{ff02::1:2}, or the
+    gateway); the switch has learned that address on the client's port,
+    whose IPv4 lease gives the guest's stable address
+    (L{vpnkit.ipv6config.IPv6Config.guestAddress} of the lease's offset
+    from C{config.lowestIP}).  The answer goes back from the router's
+    link-local address to the client's, port 546.
+
+    @param config: the L{vpnkit.config.StackConfig}, whose C{ipv6} is set.
+    @param switch: finds the client's port by its address.
+    @param sender: sends the answer (C{sendDatagram(src, srcPort, dst,
+        dstPort, payload, ttl=64, dstMAC=None)}, a
+        L{vpnkit.protocols.udp.UDPSender}).
+    @param searchDomains: called for the domain search list.
+    """
+
+    def __init__(self, config, switch, sender, counters, searchDomains=tuple):
+        self._config = config
+        self._plan = config.ipv6
+        self._lowest = int(config.lowestIP)
+        self._switch = switch
+        self._sender = sender
+        self._counters = counters.dhcpv6
+        self._searchDomains = searchDomains
+
+    def leaseAddress(self, port):
+        """
+        The packed IPv6 address of the guest on C{port}, or C{None} when
+        its lease has none in the prefix.
+        """
+        try:
+            return self._plan.guestAddress(int(port.lease.ip) - self._lowest).packed
+        except ConfigError:
+            return None
+
+    def datagramReceived(self, ipHeader, udpHeader, payload):
+        counters = self._counters
+        counters.received += 1
+        try:
+            request = wire.parseDHCPv6(payload)
+        except (ParseError, ValueError):
+            counters.malformed += 1
+            return
+        port = self._switch.portForIP(ipHeader.src)
+        if port is None or len(ipHeader.src) != 16:
+            counters.unknownClient += 1
+            return
+        reply = answer(request, self.leaseAddress(port), self._plan, self._searchDomains())
+        if isinstance(reply, Unanswered):
+            setattr(counters, reply.value, getattr(counters, reply.value) + 1)
+            return
+        if self._sender.sendDatagram(
+            self._plan.routerLinkLocalPacked,
+            SERVER_PORT,
+            ipHeader.src,
+            udpHeader.srcPort,
+            wire.emitDHCPv6(reply),
+        ):
+            counters.replies += 1

@@ -1,7 +1,9 @@
 # -*- test-case-name: tests.test_fragments -*-
 """
-IPv4 fragments: L{Reassembler} puts a guest's fragmented datagrams back
-together, L{fragment} cuts a datagram for a link whose MTU it exceeds.
+IP fragments: L{Reassembler} puts a guest's fragmented datagrams back
+together (IPv4 through L{Reassembler.add}; any family, IPv6 included,
+through L{Reassembler.addFragment} with its own key), L{fragment} cuts an
+IPv4 datagram for a link whose MTU it exceeds.
 
 Both are pure: no Twisted, no clock of their own.  Time is passed in
 (C{now}) and L{Reassembler.pollAt} says when the caller should next call
@@ -155,7 +157,7 @@ class Reassembler:
 
     def add(self, header, payload, now):
         """
-        Take one fragment.
+        Take one IPv4 fragment.
 
         @param header: its L{vpnkit.wire.ipv4.IPv4Header} (C{isFragment}).
         @return: C{(outcome, datagram)}: the L{Outcome} (L{QUEUED}, L{DUPLICATE}, L{OVERLAP}, L{LIMIT},
@@ -163,16 +165,54 @@ class Reassembler:
             C{(header, payload)} of the whole datagram when the outcome is
             L{COMPLETE}, else C{None}.
         """
+        outcome, whole = self.addFragment(
+            (header.src, header.dst, header.protocol, header.ident),
+            header.src,
+            header.fragmentOffset,
+            bool(header.flags & FLAG_MF),
+            header.headerLength,
+            header,
+            payload,
+            now,
+        )
+        if whole is None:
+            return outcome, None
+        first, data = whole
+        whole = replace(first, flags=first.flags & ~FLAG_MF, fragmentOffset=0)
+        # Re-emit so the header's length and checksum describe the whole.
+        try:
+            return COMPLETE, parseIPv4(emitIPv4(whole, data))
+        except ParseError:
+            return MALFORMED, None
+
+    def addFragment(self, key, source, offset, more, headerLength, first, payload, now):
+        """
+        Take one fragment of any family: the core of L{add}, which the
+        IPv6 layer calls with its own key and headers.
+
+        @param key: what identifies the datagram (IPv4: source,
+            destination, protocol and identification; IPv6: source,
+            destination and identification).
+        @param source: the sender, for the per-source bounds.
+        @param offset: the fragment's offset in bytes.
+        @param more: its more-fragments flag.
+        @param headerLength: the bytes the whole datagram carries beyond
+            its fragmentable data that count against the 65,535-byte
+            bound (IPv4: the header; IPv6: the unfragmentable part after
+            the fixed header).
+        @param first: kept (and given back, and in L{Expired}) when this is
+            the fragment at offset 0: its header, as the caller likes it.
+        @return: C{(outcome, whole)}: C{whole} is C{(first, data)}, the
+            kept C{first} and the reassembled data, when the outcome is
+            L{COMPLETE}, else C{None}.
+        """
         payload = bytes(payload)
-        offset = header.fragmentOffset
-        more = bool(header.flags & FLAG_MF)
         length = len(payload)
-        key = (header.src, header.dst, header.protocol, header.ident)
         partial = self._partials.get(key)
         if partial is not None and partial.dead:
             return POISONED, None
         end = offset + length
-        if length == 0 or (more and length % 8) or header.headerLength + end > MAX_DATAGRAM:
+        if length == 0 or (more and length % 8) or headerLength + end > MAX_DATAGRAM:
             # Every fragment carries data, a middle one a multiple of 8
             # bytes, and no datagram may exceed 65,535 bytes (the "ping of
             # death").
@@ -180,15 +220,15 @@ class Reassembler:
                 self._kill(key, partial)
             return MALFORMED, None
         if partial is None:
-            datagrams, _ = self._bySource.get(header.src, (0, 0))
+            datagrams, _ = self._bySource.get(source, (0, 0))
             if datagrams >= self.maxDatagramsPerSource or not self._makeRoom(
                 DATAGRAM_COST, None
             ):
                 return LIMIT, None
-            partial = _Partial(header.src, now + self.timeout)
+            partial = _Partial(source, now + self.timeout)
             self._partials[key] = partial
             self.chargedBytes += DATAGRAM_COST
-            self._account(header.src, 1, 0)
+            self._account(source, 1, 0)
 
         held = partial.pieces.get(offset)
         if held == payload and (partial.end == end) != more:
@@ -210,7 +250,7 @@ class Reassembler:
                 self._kill(key, partial)
                 return OVERLAP, None
 
-        _, sourceBytes = self._bySource[header.src]
+        _, sourceBytes = self._bySource[source]
         cost = length + FRAGMENT_COST
         if sourceBytes + length > self.maxBytesPerSource or not self._makeRoom(cost, key):
             self._kill(key, partial)
@@ -219,23 +259,17 @@ class Reassembler:
         partial.size += length
         partial.charge += cost
         self.chargedBytes += cost
-        self._account(header.src, 0, length)
+        self._account(source, 0, length)
         if not more:
             partial.end = end
         if offset == 0:
-            partial.first = header
+            partial.first = first
         if partial.end is None or partial.size != partial.end:
             return QUEUED, None
         # Non-overlapping pieces whose lengths add up to the end: complete.
         data = b"".join(partial.pieces[o] for o in sorted(partial.pieces))
         self._remove(key, partial)
-        first = partial.first
-        whole = replace(first, flags=first.flags & ~FLAG_MF, fragmentOffset=0)
-        # Re-emit so the header's length and checksum describe the whole.
-        try:
-            return COMPLETE, parseIPv4(emitIPv4(whole, data))
-        except ParseError:
-            return MALFORMED, None
+        return COMPLETE, (partial.first, data)
 
     def pollAt(self):
         """

@@ -18,6 +18,7 @@ from zope.interface import implementer
 from vpnkit.interfaces import IEthernetPayloadReceiver, IIPSender
 from vpnkit.log import logger
 from vpnkit.protocols import fragments
+from vpnkit.protocols.reassembly import Reassembly
 from vpnkit.wire import ChecksumError, ParseError, TruncatedError
 from vpnkit.wire.checksum import finishChecksum
 from vpnkit.wire.ethernet import ETHERTYPE_IPV4
@@ -45,26 +46,6 @@ _FRAG_NEEDED = 4
 _REASSEMBLY_TIME_EXCEEDED = 1
 
 
-def _countFragment(counters, outcome):
-    """
-    Count what the reassembler did with a fragment.
-    """
-    if outcome is fragments.QUEUED:
-        counters.fragmentsQueued += 1
-    elif outcome is fragments.COMPLETE:
-        counters.reassembled += 1
-    elif outcome is fragments.DUPLICATE:
-        counters.fragmentsDuplicate += 1
-    elif outcome is fragments.OVERLAP:
-        counters.fragmentOverlap += 1
-    elif outcome is fragments.LIMIT:
-        counters.fragmentLimit += 1
-    elif outcome is fragments.MALFORMED:
-        counters.fragmentMalformed += 1
-    else:
-        counters.fragmentsDropped += 1
-
-
 @implementer(IEthernetPayloadReceiver, IIPSender)
 class IPv4Layer:
     """
@@ -81,10 +62,8 @@ class IPv4Layer:
         self._switch = switch
         self._counters = counters.ipv4
         self._protocols = {}
-        self._clock = reactor
         self.reassembler = reassembler if reassembler is not None else fragments.Reassembler()
-        self._timer = None
-        self._timerAt = None
+        self._reassembly = Reassembly(self.reassembler, self._counters, reactor, self._gaveUp)
         self._ident = 0
 
     def addProto(self, number, receiver):
@@ -125,12 +104,10 @@ class IPv4Layer:
         if ip.flags & FLAG_MF or ip.fragmentOffset:
             # A fragment (IPv4Header.isFragment, inline: every datagram
             # asks).
-            reassembler = self.reassembler
-            evicted = reassembler.evicted
-            outcome, whole = reassembler.add(ip, data, self._now())
-            _countFragment(counters, outcome)
-            counters.reassemblyEvicted += reassembler.evicted - evicted
-            self._rearm()
+            reassembly = self._reassembly
+            evicted = self.reassembler.evicted
+            outcome, whole = self.reassembler.add(ip, data, reassembly.now())
+            reassembly.settled(outcome, evicted)
             if whole is None:
                 return
             ip, data = whole
@@ -174,56 +151,24 @@ class IPv4Layer:
         for datagram in datagrams:
             port.sendPayload(_ETHERTYPE, datagram)
 
-    # -- reassembly timer ------------------------------------------------------
-
-    def _reactor(self):
-        if self._clock is None:
-            from twisted.internet import reactor
-
-            self._clock = reactor
-        return self._clock
-
-    def _now(self):
-        return self._reactor().seconds()
-
-    def _rearm(self):
-        at = self.reassembler.pollAt()
-        if at is None:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = self._timerAt = None
-            return
-        if self._timer is not None:
-            if self._timerAt <= at:
-                return
-            self._timer.cancel()
-        clock = self._reactor()
-        self._timerAt = at
-        self._timer = clock.callLater(max(0.0, at - clock.seconds()), self._expire)
+    # -- reassembly --------------------------------------------------------------
 
     def stop(self):
         """
         Drop every partial datagram and the reassembly timer.
         """
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = self._timerAt = None
-        self.reassembler.clear()
+        self._reassembly.stop()
 
-    def _expire(self):
-        self._timer = self._timerAt = None
-        for expired in self.reassembler.expire(self._now()):
-            self._counters.reassemblyTimeout += 1
-            if expired.first is not None:
-                # RFC 792/1122: fragment zero arrived, so the sender is told,
-                # by the host that gave up reassembling (the one it
-                # addressed, which vpnkit stands for).
-                first = expired.first
-                self._counters.timeExceededSent += 1
-                self._sendError(
-                    first.dst, TIME_EXCEEDED, _REASSEMBLY_TIME_EXCEEDED, first, expired.quote
-                )
-        self._rearm()
+    def _gaveUp(self, expired):
+        if expired.first is not None:
+            # RFC 792/1122: fragment zero arrived, so the sender is told,
+            # by the host that gave up reassembling (the one it addressed,
+            # which vpnkit stands for).
+            first = expired.first
+            self._counters.timeExceededSent += 1
+            self._sendError(
+                first.dst, TIME_EXCEEDED, _REASSEMBLY_TIME_EXCEEDED, first, expired.quote
+            )
 
     # -- ICMP errors the IP layer itself sends ------------------------------------
 
@@ -252,21 +197,14 @@ class IPv4Layer:
         partial = None if partialChecksum is None else (20, partialChecksum)
         if dstMAC is not None:
             # To a guest known only by its MAC (DHCP): routed by the switch.
-            head = dstMAC + self._serverMAC + _ETHERTYPE
-            segmentLimit = 0
-
-            def transmit(ethertype, header, payload=b"", partial=None):
-                if partial is not None:
-                    header = finishChecksum(header, partial[0], partial[1], payload)
-                self._switch.sendToMAC(b"".join((head, header, payload)))
-
+            target = self._switch.toMAC(dstMAC)
         else:
-            port = self._switch.portForIP(dst)
-            if port is None or port.mac is None:
+            target = self._switch.portForIP(dst)
+            if target is None or target.mac is None:
                 counters.noRoute += 1
                 return False
-            segmentLimit = port.segmentLimit
-            transmit = port.sendPayload
+        segmentLimit = target.segmentLimit
+        transmit = target.sendPayload
         n = len(payload) + len(tail)
         if 20 + n <= self._mtu or (
             # A TCP super-segment for a link with segmentation offload: the

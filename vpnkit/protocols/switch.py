@@ -31,6 +31,16 @@ frames between guests (switched, or flooded as a gratuitous ARP is) never
 pass those layers.  Only frames a receiver could take for IPv4 (version
 4, a whole header) or Ethernet/IPv4 ARP are looked into; anything else is
 garbage every receiver drops, and vpnkit's layers count it as such.
+
+With IPv6 on (C{config.ipv6}), an IPv6 datagram's source must be the
+unspecified address (duplicate address detection), or a link-local or
+in-prefix address that neither vpnkit nor another port holds; the port
+learns it (L{SwitchPort.ipv6}, at most L{MAX_IPV6_PER_PORT}, the oldest
+forgotten first) and L{EthernetSwitch.portForIP} finds the port by it.  A
+Neighbor Advertisement whose target is vpnkit's or another port's address
+is dropped (it would take that address over); one for an address nobody
+holds teaches it to the sender's port.  Anything else is dropped and
+counted as a spoofed IP source.
 """
 
 from struct import Struct
@@ -41,7 +51,7 @@ from vpnkit.interfaces import IChecksumOffloadLink, IFrameReceiver
 from vpnkit.log import GuestLog, logger
 from vpnkit.wire import ParseError
 from vpnkit.wire.checksum import finishChecksum
-from vpnkit.wire.gso import segmentTCPv4
+from vpnkit.wire.gso import segmentTCP
 from vpnkit.wire.ethernet import (
     ETHERTYPE_ARP,
     ETHERTYPE_IPV4,
@@ -52,7 +62,7 @@ from vpnkit.wire.ethernet import (
     formatMAC,
 )
 
-__all__ = ["SwitchPort", "EthernetSwitch"]
+__all__ = ["SwitchPort", "EthernetSwitch", "MAX_IPV6_PER_PORT"]
 
 log = logger("vpnkit.switch")
 # Attaches and detaches follow what guests and local clients do.
@@ -62,6 +72,12 @@ _header = Struct("!6s6sH")
 _ZERO_IP = bytes(4)
 _BROADCAST_IP = b"\xff" * 4
 _UDP = 17
+_ICMPV6 = 58
+_NEIGHBOR_ADVERTISEMENT = 136
+_UNSPECIFIED_IPV6 = bytes(16)
+# The IPv6 addresses one port may hold at once (link-local, SLAAC, DHCPv6,
+# privacy addresses): beyond it the oldest is forgotten.
+MAX_IPV6_PER_PORT = 16
 _DHCP_SERVER_PORT = b"\x00\x43"
 # An ARP packet a host takes: IPv4 addresses over 6-byte MACs (the hardware
 # type is not checked: Linux accepts Ethernet and IEEE 802 alike).
@@ -84,7 +100,13 @@ class SwitchPort:
     @ivar ip: the packed leased address, the only IPv4 source the guest
         may use.
     @ivar spoofedMAC: frames dropped for a source MAC not the port's.
-    @ivar spoofedIP: IPv4 datagrams dropped for a source not the port's.
+    @ivar ipv6: the packed IPv6 addresses the guest has been seen using
+        (link-local and in the prefix), oldest first: a C{dict} used as
+        an ordered set (only its keys mean anything).
+    @ivar speaksIPv6: the guest has sent an IPv6 datagram (one the port
+        let through).
+    @ivar spoofedIP: IPv4 and IPv6 datagrams dropped for a source not the
+        port's.
     @ivar spoofedARP: ARP packets dropped for a sender not the port's.
     """
 
@@ -96,6 +118,8 @@ class SwitchPort:
         "maxFrame",
         "segmentLimit",
         "ip",
+        "ipv6",
+        "speaksIPv6",
         "spoofedMAC",
         "spoofedIP",
         "spoofedARP",
@@ -117,6 +141,8 @@ class SwitchPort:
         self.maxFrame = link.maxFrameSize
         self.segmentLimit = link.segmentLimit
         self.ip = lease.ip.packed
+        self.ipv6 = {}
+        self.speaksIPv6 = False
         self.spoofedMAC = self.spoofedIP = self.spoofedARP = 0
         self._wireFrame = wireFrame
         self._observers = observers
@@ -197,7 +223,7 @@ class SwitchPort:
             self._deliver(frame)
             return
         try:
-            pieces = segmentTCPv4(frame, self._wireFrame)
+            pieces = segmentTCP(frame, self._wireFrame)
         except ParseError:
             self._counters.tooBigForLink += 1
             return
@@ -222,6 +248,31 @@ class SwitchPort:
         return f"<SwitchPort {self.link.description} {self.lease.ip} {mac}>"
 
 
+class MACDestination:
+    """
+    A frame destination known only by its MAC (a DHCP client with no
+    address yet, a multicast group): what vpnkit's IP layers send through
+    in place of a L{SwitchPort}, routed by L{EthernetSwitch.sendToMAC}.
+    No segmentation offload: every frame fits the MTU.
+    """
+
+    segmentLimit = 0
+
+    def __init__(self, switch, mac):
+        self._switch = switch
+        self._head = mac + switch.serverMAC
+
+    def sendPayload(self, ethertype, header, payload=b"", partial=None):
+        """
+        As L{SwitchPort.sendPayload}, a partial checksum always completed
+        here.
+        """
+        if partial is not None:
+            header = finishChecksum(header, partial[0], partial[1], payload)
+        self._switch.sendToMAC(b"".join((self._head, ethertype, header, payload)))
+        return True
+
+
 class EthernetSwitch:
     """
     The switch, and the link-layer entry point of vpnkit's own stack.
@@ -235,6 +286,17 @@ class EthernetSwitch:
         self._counters = counters.ethernet
         self._arpCounters = counters.arp
         self._ipv4Counters = counters.ipv4
+        self._ipv6Counters = counters.ipv6
+        plan = config.ipv6
+        # vpnkit's own IPv6 addresses and the first half of the prefix, or
+        # None with IPv6 off.
+        self._ipv6Local = plan.localAddresses if plan is not None else None
+        self._ipv6Prefix = plan.prefix.network_address.packed[:8] if plan is not None else None
+        # Called with a port whose guest sent its first IPv6 datagram (the
+        # ICMPv6 layer's first Router Advertisement), and with each port
+        # detached.
+        self.ipv6Hooks = []
+        self.detachHooks = []
         self._linkCounters = counters.link
         self._receivers = {}
         self._ports = []
@@ -292,7 +354,15 @@ class EthernetSwitch:
             del self._byIP[port.lease.ip.packed]
         if port.mac is not None and self._byMAC.get(port.mac) is port:
             del self._byMAC[port.mac]
+        for address in port.ipv6:
+            if self._byIP.get(address) is port:
+                del self._byIP[address]
         self._linkCounters.linksClosed += 1
+        for hook in self.detachHooks:
+            # Before the port forgets its IPv6 addresses: the hooks close
+            # what those addresses held.
+            hook(port)
+        port.ipv6 = {}
         guestLog.info("guest detached: {port}", port=port)
 
     # -- lookups ---------------------------------------------------------
@@ -302,7 +372,8 @@ class EthernetSwitch:
 
     def portForIP(self, packedIP):
         """
-        The port of the guest holding C{packedIP}, or C{None}.
+        The port of the guest holding C{packedIP} (an IPv4 lease, or an
+        IPv6 address the port learned), or C{None}.
         """
         return self._byIP.get(packedIP)
 
@@ -351,6 +422,27 @@ class EthernetSwitch:
                     self._ipv4Counters.spoofedSource += 1
                     port.spoofedIP += 1
                     return
+        elif ethertype == ETHERTYPE_IPV6 and self._ipv6Local is not None:
+            # Version 6 and a whole fixed header.
+            if n >= 54 and frame[14] >> 4 == 6:
+                source = frame[22:38]
+                if source not in port.ipv6 and not self._takeIPv6(port, source):
+                    self._ipv6Counters.spoofedSource += 1
+                    port.spoofedIP += 1
+                    return
+                if (
+                    frame[20] == _ICMPV6
+                    and n >= 78
+                    and frame[54] == _NEIGHBOR_ADVERTISEMENT
+                    and not self._takeIPv6(port, frame[62:78], unspecified=False)
+                ):
+                    self._ipv6Counters.spoofedNDP += 1
+                    port.spoofedIP += 1
+                    return
+                if not port.speaksIPv6:
+                    port.speaksIPv6 = True
+                    for hook in self.ipv6Hooks:
+                        hook(port)
         elif ethertype == ETHERTYPE_ARP:
             if n >= 42 and frame[16:20] == _ARP_IPV4_ETHERNET:
                 sender = frame[28:32]
@@ -383,6 +475,35 @@ class EthernetSwitch:
             dst, src, ethertype
         )
         receiver.ethernetPayloadReceived(header, frame[HEADER_LENGTH:])
+
+    def _takeIPv6(self, port, address, unspecified=True):
+        """
+        Whether C{port}'s guest may use IPv6 C{address}: the unspecified
+        address (when C{unspecified}), or a link-local or in-prefix one
+        neither vpnkit nor another port holds, which the port then learns.
+        """
+        if address == _UNSPECIFIED_IPV6:
+            return unspecified
+        if address in self._ipv6Local:
+            return False
+        if not (
+            (address[0] == 0xFE and address[1] & 0xC0 == 0x80)
+            or address[:8] == self._ipv6Prefix
+        ):
+            return False
+        owner = self._byIP.get(address)
+        if owner is not None:
+            return owner is port
+        addresses = port.ipv6
+        if len(addresses) >= MAX_IPV6_PER_PORT:
+            oldest = next(iter(addresses))
+            del addresses[oldest]
+            if self._byIP.get(oldest) is port:
+                del self._byIP[oldest]
+        addresses[address] = None
+        self._byIP[address] = port
+        log.debug("learned an IPv6 address on {port}", port=port)
+        return True
 
     def _claimsOtherClient(self, frame, n, mac):
         """
@@ -429,6 +550,12 @@ class EthernetSwitch:
                 port.transmit(frame)
 
     # -- frames from vpnkit ----------------------------------------------
+
+    def toMAC(self, mac):
+        """
+        A L{MACDestination} for C{mac}.
+        """
+        return MACDestination(self, mac)
 
     def sendToMAC(self, frame):
         """

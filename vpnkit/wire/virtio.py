@@ -4,9 +4,9 @@ The virtio-net header a tap device carries with C{IFF_VNET_HDR}, and the
 completion of the partial checksums it announces.
 
 With checksum and TCP segmentation offload enabled on a tap, the guest's
-kernel hands vpnkit TCP segments of up to 64 KiB (C{GSO_TCPV4}, to be cut
-into C{gsoSize} pieces on a real wire) whose checksum holds only the
-pseudo-header sum (C{F_NEEDS_CSUM}).  Forty 1500-byte frames become one
+kernel hands vpnkit TCP segments of up to 64 KiB (C{GSO_TCPV4}, or
+C{GSO_TCPV6} over IPv6, to be cut into C{gsoSize} pieces on a real wire)
+whose checksum holds only the pseudo-header sum (C{F_NEEDS_CSUM}).  Forty 1500-byte frames become one
 read: the single largest saving for a user-space stack.
 """
 
@@ -22,6 +22,7 @@ __all__ = [
     "F_DATA_VALID",
     "GSO_NONE",
     "GSO_TCPV4",
+    "GSO_TCPV6",
     "GSO_ECN",
     "NO_OFFLOAD",
     "VirtioNetHeader",
@@ -94,30 +95,51 @@ def completeChecksum(frame, start, offset):
     return b"".join((frame[:position], csum.to_bytes(2, "big"), frame[position + 2 :]))
 
 
+def _tcpFrame(frame):
+    """
+    Where the TCP header of an IPv4/TCP or IPv6/TCP frame (no extension
+    headers) starts, and the segmentation-offload type for it.
+
+    @raise MalformedError: neither, or too short for the headers.
+    """
+    if len(frame) >= 14 + 20 + 20 and frame[12:14] == b"\x08\x00" and frame[23] == 6:
+        tcpStart = 14 + (frame[14] & 0x0F) * 4
+        kind = GSO_TCPV4
+    elif len(frame) >= 14 + 40 + 20 and frame[12:14] == b"\x86\xdd" and frame[20] == 6:
+        tcpStart = 14 + 40
+        kind = GSO_TCPV6
+    else:
+        raise MalformedError("segmentation offload needs an IPv4/TCP or IPv6/TCP frame")
+    if len(frame) < tcpStart + 20:
+        raise MalformedError("segmentation offload needs the TCP header")
+    return tcpStart, kind
+
+
 def segmentationOffload(frame, mtu):
     """
-    Hand an oversized IPv4/TCP frame to a tap as one segmentation-offload
-    super-segment, the way a kernel hands one to a NIC: a header asking for
-    C{GSO_TCPV4} pieces that fit C{mtu}, and the TCP checksum turned back
-    into the partial (pseudo-header) sum the receiver completes.
+    Hand an oversized IPv4/TCP or IPv6/TCP frame to a tap as one
+    segmentation-offload super-segment, the way a kernel hands one to a
+    NIC: a header asking for C{GSO_TCPV4} (C{GSO_TCPV6}) pieces that fit
+    C{mtu}, and the TCP checksum turned back into the partial
+    (pseudo-header) sum the receiver completes.
 
     @return: C{(header, frame)} to write together.
-    @raise MalformedError: not IPv4/TCP, or no room for payload in C{mtu}.
+    @raise MalformedError: not IPv4/TCP or IPv6/TCP, or no room for
+        payload in C{mtu}.
     """
-    if len(frame) < 14 + 20 + 20 or frame[12:14] != b"\x08\x00" or frame[23] != 6:
-        raise MalformedError("segmentation offload needs an IPv4/TCP frame")
-    ihl = (frame[14] & 0x0F) * 4
-    tcpStart = 14 + ihl
+    tcpStart, kind = _tcpFrame(frame)
     doff = (frame[tcpStart + 12] >> 4) * 4
-    gsoSize = mtu - ihl - doff
+    gsoSize = mtu - (tcpStart - 14) - doff
     if gsoSize <= 0 or len(frame) < tcpStart + doff:
         raise MalformedError("no room for TCP payload")
-    src = frame[26:30]
-    dst = frame[30:34]
+    if kind == GSO_TCPV4:
+        src, dst = frame[26:30], frame[30:34]
+    else:
+        src, dst = frame[22:38], frame[38:54]
     partial = pseudoHeaderSum(src, dst, 6, len(frame) - tcpStart) % 0xFFFF or 0xFFFF
     position = tcpStart + 16
     frame = b"".join((frame[:position], partial.to_bytes(2, "big"), frame[position + 2 :]))
-    header = _header.pack(F_NEEDS_CSUM, GSO_TCPV4, tcpStart + doff, gsoSize, tcpStart, 16)
+    header = _header.pack(F_NEEDS_CSUM, kind, tcpStart + doff, gsoSize, tcpStart, 16)
     return header, frame
 
 
@@ -126,21 +148,20 @@ def partialChecksumHeader(head, length, csumStart, csumOffset, mtu):
     The virtio-net header for a frame of C{length} bytes whose checksum is
     left partial (the field at C{csumStart + csumOffset} holds the
     pseudo-header sum, see L{vpnkit.wire.tcp.emitTCPHeader}): one that
-    fits C{mtu} goes as it is, a larger one as a C{GSO_TCPV4}
-    super-segment, C{head} being then its Ethernet, IPv4 and TCP headers,
-    all of them and nothing more (the frame's payload is not needed).
+    fits C{mtu} goes as it is, a larger one as a C{GSO_TCPV4} (IPv6:
+    C{GSO_TCPV6}) super-segment, C{head} being then its Ethernet, IP and
+    TCP headers, all of them and nothing more (the frame's payload is not
+    needed).
 
-    @raise MalformedError: beyond C{mtu} but not IPv4/TCP, or no room for
-        payload in C{mtu}.
+    @raise MalformedError: beyond C{mtu} but not IPv4/TCP or IPv6/TCP, or
+        no room for payload in C{mtu}.
     """
     if length <= mtu + 14:
         return _header.pack(F_NEEDS_CSUM, GSO_NONE, 0, 0, csumStart, csumOffset)
-    if len(head) < 14 + 20 + 20 or head[12:14] != b"\x08\x00" or head[23] != 6:
-        raise MalformedError("segmentation offload needs an IPv4/TCP frame")
-    ihl = (head[14] & 0x0F) * 4
-    if len(head) < 14 + ihl + 20 or len(head) != 14 + ihl + (head[14 + ihl + 12] >> 4) * 4:
+    tcpStart, kind = _tcpFrame(head)
+    if len(head) != tcpStart + (head[tcpStart + 12] >> 4) * 4:
         raise MalformedError("segmentation offload needs the headers, all of them")
     gsoSize = mtu - (len(head) - 14)
     if gsoSize <= 0:
         raise MalformedError("no room for TCP payload")
-    return _header.pack(F_NEEDS_CSUM, GSO_TCPV4, len(head), gsoSize, csumStart, csumOffset)
+    return _header.pack(F_NEEDS_CSUM, kind, len(head), gsoSize, csumStart, csumOffset)
