@@ -473,6 +473,7 @@ class StatsTests(SynchronousTestCase):
                     "link": a.link.description,
                     "ip": "192.168.65.3",
                     "mac": "02:50:00:00:00:01",
+                    "ipv6": {"lease": "fd00:65::3", "seen": []},
                     "dropped": {"spoofedMAC": 0, "spoofedARP": 0, "spoofedIP": 0},
                 }
             ],

@@ -8,7 +8,11 @@ Endpoints compatible with gvproxy's:
    answers the forward in force (port 0 resolved);
  - C{POST /services/forwarder/unexpose} C{{"local": ..., "protocol": ...}};
  - C{GET /services/forwarder/all}: the forwards, as a JSON list;
- - C{GET /services/dhcp/leases} (and C{/leases}): C{{ip: mac}};
+ - C{GET /services/dhcp/leases} (and C{/leases}): C{{ip: mac}} (IPv4, as
+   gvproxy's: clients invert it into C{{mac: ip}});
+ - C{GET /services/leases}: a list of C{{"ip", "ipv6", "mac", "uuid",
+   "ephemeral", "link"}}, each guest's IPv4 address beside its stable IPv6
+   one (C{null} with IPv6 off), as the diagnostics' C{leases.json};
  - C{GET /stats}: every counter and the live connections.
 Errors are plain text: 400 for malformed JSON or specs, 409 for a port
 already allocated, 404 for an unknown forward, 405 for a wrong method, 500
@@ -36,6 +40,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from vpnkit.forwards import ForwardError, specFromJSON
+from vpnkit.diagnostics import leaseRows
 from vpnkit.log import GuestLog, logger
 from vpnkit.wire.ethernet import formatMAC
 
@@ -173,6 +178,15 @@ class _Leases(_Leaf):
         return _json(request, leases)
 
 
+class _LeaseList(_Leaf):
+    def __init__(self, stack):
+        super().__init__()
+        self._stack = stack
+
+    def render_GET(self, request):
+        return _json(request, leaseRows(self._stack))
+
+
 class _Stats(_Leaf):
     def __init__(self, stack):
         super().__init__()
@@ -200,6 +214,7 @@ def makeAPI(stack, forwarder, reactor=None):
     leases = _Leases(stack)
     dhcp.putChild(b"leases", leases)
     root.putChild(b"leases", leases)
+    services.putChild(b"leases", _LeaseList(stack))
     root.putChild(b"stats", _Stats(stack))
     site = _APISite(root, timeout=IDLE_TIMEOUT, reactor=reactor or stack.reactor)
     site.noisy = False

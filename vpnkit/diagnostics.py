@@ -8,8 +8,10 @@ connection closes (C{nc -U PATH | tar t} lists it):
  - C{stats.json}: every counter and the live state (L{Stack.stats});
  - C{connections.json}: the guests' TCP connections and the dials in flight;
  - C{flows.json}: the UDP NAT, ICMP echo and gateway-forward flows;
- - C{leases.json}: the addresses held, and which link holds each;
- - C{config.json}: the effective addressing plan and the command line;
+ - C{leases.json}: the addresses held (each IPv4 address with its stable
+   IPv6 one when IPv6 is on), and which link holds each;
+ - C{config.json}: the effective addressing plan (IPv6's too) and the
+   command line;
  - C{capture/all.pcap}: the capture ring (the last 256 KiB of frames),
    when C{--pcap}, C{--pcap-file} or C{--diagnostics} keeps one.
 
@@ -22,11 +24,19 @@ import tarfile
 
 from twisted.internet.protocol import Factory, Protocol
 
+from vpnkit.leases import ipv6ForLease
+from vpnkit.protocols.ip import formatAddress
 from vpnkit.wire.ethernet import formatMAC
-from vpnkit.wire.ipv4 import formatIP
 from vpnkit.wire.pcap import fileHeader
 
-__all__ = ["snapshot", "archive", "DiagnosticsFactory"]
+__all__ = ["snapshot", "archive", "DiagnosticsFactory", "leaseRows"]
+
+
+def _text(value):
+    """
+    A flow key's element for JSON: a packed address as its text.
+    """
+    return formatAddress(value) if isinstance(value, bytes) else value
 
 
 def _flows(table, now):
@@ -36,8 +46,8 @@ def _flows(table, now):
         rest = flow.key[1:]
         rows.append(
             {
-                "guest": formatIP(guest),
-                "key": list(rest),
+                "guest": formatAddress(guest),
+                "key": [_text(value) for value in rest],
                 "hostPort": flow.socket.port if flow.socket is not None else None,
                 "idleSeconds": round(now - table.lastUse(flow.key), 3),
             }
@@ -59,7 +69,45 @@ def _config(config):
         "gatewayNames": list(config.gatewayNames),
         "vmNames": list(config.vmNames),
         "maxUDPFlows": config.maxUDPFlows,
+        "ipv6": _ipv6Config(config.ipv6),
     }
+
+
+def _ipv6Config(ipv6):
+    if ipv6 is None:
+        return None
+    return {
+        "prefix": str(ipv6.prefix),
+        "gateway": str(ipv6.gateway),
+        "hostAlias": str(ipv6.hostAlias) if ipv6.hostAlias is not None else None,
+        "routerLinkLocal": str(ipv6.routerLinkLocal),
+        "firstAddress": str(ipv6.firstAddress),
+    }
+
+
+def leaseRows(stack):
+    """
+    Every lease the stack's pool holds: its IPv4 address, the stable IPv6
+    address that goes with it (C{None} with IPv6 off), MAC, UUID, whether
+    ephemeral, and the link holding it (C{None} when detached).  Plain
+    data, ready for JSON (C{leases.json}, the API's C{/services/leases}).
+    """
+    attached = {port.lease.ip: port for port in stack.switch.ports()}
+    rows = []
+    for lease in stack.pool.leases():
+        port = attached.get(lease.ip)
+        ipv6 = ipv6ForLease(stack.config, lease)
+        rows.append(
+            {
+                "ip": str(lease.ip),
+                "ipv6": str(ipv6) if ipv6 is not None else None,
+                "mac": formatMAC(lease.mac),
+                "uuid": lease.uuid,
+                "ephemeral": lease.ephemeral,
+                "link": port.link.description if port is not None else None,
+            }
+        )
+    return rows
 
 
 def snapshot(stack, argv=(), capture=None):
@@ -72,19 +120,7 @@ def snapshot(stack, argv=(), capture=None):
     """
     now = stack.reactor.seconds()
     stats = stack.stats()
-    attached = {port.lease.ip: port for port in stack.switch.ports()}
-    leases = []
-    for lease in stack.pool.leases():
-        port = attached.get(lease.ip)
-        leases.append(
-            {
-                "ip": str(lease.ip),
-                "mac": formatMAC(lease.mac),
-                "uuid": lease.uuid,
-                "ephemeral": lease.ephemeral,
-                "link": port.link.description if port is not None else None,
-            }
-        )
+    leases = leaseRows(stack)
     files = {
         "stats.json": stats,
         "connections.json": stats["tcp"],

@@ -5,6 +5,14 @@ each client, opens a connection into the guest from its own stack (no
 agent in the guest, gvproxy's model).  The guest sees the real client: its
 own address, or the host alias for a client on the host's loopback.
 
+Either side may be IPv4 or IPv6, and the two need not match (a host IPv4
+listener into a guest's IPv6 address and the reverse): IPv6 addresses are
+bracketed wherever a port follows them (C{tcp:[::1]:8080:tcp:[fd00:65::3]:80},
+C{"local": "[::1]:8080"}).  A client the guest could not see as itself
+(the host's loopback, a client of the other family, an IPv6 link-local
+one) appears from the host alias of the guest side's family (the gateway
+of that family when the alias is off); see L{PortForwarder.sourceFor}.
+
 L{ForwardSpec} is the reference's spec string
 (C{tcp:HOSTIP:HOSTPORT:tcp:GUESTIP:GUESTPORT}) and gvproxy's JSON;
 L{PortForwarder} owns the listeners; the guest side is reached through an
@@ -12,8 +20,9 @@ L{IGuestConnector} (vpnkit's TCP and UDP layers).
 """
 
 import errno
+import re
 from dataclasses import dataclass, replace
-from ipaddress import AddressValueError, IPv4Address
+from ipaddress import IPv6Address, ip_address
 
 from twisted.application.service import Service
 from twisted.internet import error
@@ -25,7 +34,6 @@ from vpnkit.protocols.tcp.splice import GuestSide
 from vpnkit.interfaces import IGuestConnector
 from vpnkit.log import GuestLog, logger
 from vpnkit.protocols.flowtable import FlowExpiry, FlowTable
-from vpnkit.wire.ipv4 import packIP
 
 __all__ = [
     "ForwardError",
@@ -35,6 +43,7 @@ __all__ = [
     "PortForwarder",
     "bindErrorMessage",
     "StackConnector",
+    "joinHostPort",
 ]
 
 log = logger("vpnkit.forwards")
@@ -57,6 +66,13 @@ class ForwardError(Exception):
         self.code = code
 
 
+def joinHostPort(host, port):
+    """
+    C{HOST:PORT}, an IPv6 address bracketed (C{[::1]:8080}).
+    """
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 @dataclass(frozen=True)
 class ForwardSpec:
     protocol: str
@@ -67,11 +83,11 @@ class ForwardSpec:
 
     @property
     def local(self):
-        return f"{self.hostIP}:{self.hostPort}"
+        return joinHostPort(self.hostIP, self.hostPort)
 
     @property
     def remote(self):
-        return f"{self.guestIP}:{self.guestPort}"
+        return joinHostPort(self.guestIP, self.guestPort)
 
     def asJSON(self):
         """
@@ -81,14 +97,39 @@ class ForwardSpec:
 
     def __str__(self):
         p = self.protocol
-        return f"{p}:{self.hostIP}:{self.hostPort}:{p}:{self.guestIP}:{self.guestPort}"
+        return f"{p}:{self.local}:{p}:{self.remote}"
 
 
 def _address(text, what):
+    """
+    C{text} as the canonical text of an IPv4 or IPv6 address.
+    """
     try:
-        return str(IPv4Address(text))
-    except AddressValueError:
-        raise ForwardError(f"{what} {text!r} is not an IPv4 address", 400) from None
+        address = ip_address(text)
+    except ValueError:
+        raise ForwardError(f"{what} {text!r} is not an IPv4 or IPv6 address", 400) from None
+    if getattr(address, "scope_id", None):
+        raise ForwardError(f"{what} {text!r}: addresses with a zone index are not supported", 400)
+    return str(address)
+
+
+# proto:HOST:PORT:proto:HOST:PORT, an IPv6 HOST in brackets.
+_SPEC = re.compile(
+    r"(?P<p1>[^:]*):(?P<h1>\[[^\]]*\]|[^:\[\]]*):(?P<port1>[^:]*)"
+    r":(?P<p2>[^:]*):(?P<h2>\[[^\]]*\]|[^:\[\]]*):(?P<port2>[^:]*)"
+)
+
+
+def _specHost(text, what):
+    """
+    A spec string's address: IPv4, or IPv6 in brackets.
+    """
+    if text.startswith("["):
+        address = _address(text[1:-1], what)
+        if ":" not in address:
+            raise ForwardError(f"{what} {text!r}: only IPv6 addresses go in brackets", 400)
+        return address
+    return _address(text, what)
 
 
 def _port(text, what, allowZero):
@@ -103,23 +144,25 @@ def _port(text, what, allowZero):
 
 def parseSpec(text):
     """
-    Parse C{tcp:HOSTIP:HOSTPORT:tcp:GUESTIP:GUESTPORT} (or C{udp:...}).
+    Parse C{tcp:HOSTIP:HOSTPORT:tcp:GUESTIP:GUESTPORT} (or C{udp:...});
+    either address may be IPv6, in brackets
+    (C{tcp:[::1]:8080:tcp:[fd00:65::3]:80}).
 
     @raise ForwardError: (400) naming what is wrong.
     """
-    parts = text.split(":")
-    if len(parts) != 6 or parts[0] != parts[3] or parts[0] not in PROTOCOLS:
+    match = _SPEC.fullmatch(text)
+    if match is None or match["p1"] != match["p2"] or match["p1"] not in PROTOCOLS:
         raise ForwardError(
             f"bad forward {text!r}: expected tcp:HOSTIP:HOSTPORT:tcp:GUESTIP:GUESTPORT "
-            "(or udp:...)",
+            "(or udp:...; IPv6 addresses in brackets, [::1])",
             400,
         )
     return ForwardSpec(
-        parts[0],
-        _address(parts[1], "host address"),
-        _port(parts[2], "host port", True),
-        _address(parts[4], "guest address"),
-        _port(parts[5], "guest port", False),
+        match["p1"],
+        _specHost(match["h1"], "host address"),
+        _port(match["port1"], "host port", True),
+        _specHost(match["h2"], "guest address"),
+        _port(match["port2"], "guest port", False),
     )
 
 
@@ -127,6 +170,12 @@ def _hostPort(text, what, allowZero):
     if not isinstance(text, str) or ":" not in text:
         raise ForwardError(f"{what} must be \"IP:PORT\", got {text!r}", 400)
     host, _, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if not host:
+            raise ForwardError(f"{what} {text!r}: empty brackets", 400)
+    elif ":" in host:
+        raise ForwardError(f"{what} {text!r}: an IPv6 address goes in brackets, \"[IP]:PORT\"", 400)
     return host, _port(port, f"{what} port", allowZero)
 
 
@@ -134,7 +183,8 @@ def specFromJSON(body, requireRemote=True):
     """
     A spec from gvproxy's JSON: C{{"local": "127.0.0.1:8080", "remote":
     "192.168.65.3:80", "protocol": "tcp"}}; an empty local host (C{":8080"})
-    means every address.
+    means every IPv4 address; IPv6 addresses are bracketed
+    (C{"[::1]:8080"}, C{"[fd00:65::3]:80"}).
 
     @raise ForwardError: (400) malformed.
     """
@@ -155,7 +205,7 @@ def bindErrorMessage(spec, failure):
     """
     The reference's (Docker's userland proxy's) message for a bind error.
     """
-    where = f"{spec.hostIP}:{spec.hostPort}"
+    where = spec.local
     code = getattr(failure, "errno", None)
     socketError = getattr(failure, "socketError", None)
     if code is None and socketError is not None:
@@ -210,7 +260,7 @@ class _TCPForward(Factory):
     def clientConnected(self, client):
         self.clients.add(client)
         peer = client.transport.getPeer()
-        srcIP = self.forwarder.sourceFor(peer.host)
+        srcIP = self.forwarder.sourceFor(peer.host, self.spec.guestIP)
         d = self.forwarder.connector.connectTCP(
             self.spec.guestIP, self.spec.guestPort, srcIP, peer.port, GuestSide(client)
         )
@@ -225,7 +275,7 @@ class _TCPForward(Factory):
             guestLog.info(
                 "forward {spec}: the guest did not accept {peer}: {why}",
                 spec=str(self.spec),
-                peer=f"{peer.host}:{peer.port}",
+                peer=joinHostPort(peer.host, peer.port),
                 why=failure.getErrorMessage(),
             )
             client.transport.abortConnection()
@@ -265,7 +315,7 @@ class _UDPForward(DatagramProtocol):
         if flow is None:
             for old in self.flows.makeRoom():
                 old.close()
-            srcIP = self.forwarder.sourceFor(addr[0])
+            srcIP = self.forwarder.sourceFor(addr[0], self.spec.guestIP)
             flow = self.forwarder.connector.openUDP(
                 self.spec.guestIP,
                 self.spec.guestPort,
@@ -307,9 +357,15 @@ class PortForwarder(Service):
     @param allowed: addresses forwards may bind (C{--allowed-bind-addresses});
         C{None} or a list holding C{0.0.0.0} allows every address.
     @param backlog: the TCP listeners' backlog (C{--listen-backlog}).
+    @param ipv6: the L{vpnkit.ipv6config.IPv6Config} (its host alias, or
+        gateway, stands in for clients of guest-side IPv6 forwards), or
+        C{None}: IPv6 is off and forwards into guests' IPv6 addresses are
+        refused.
     """
 
-    def __init__(self, reactor, connector, hostAlias, gateway, allowed=None, backlog=None):
+    def __init__(
+        self, reactor, connector, hostAlias, gateway, allowed=None, backlog=None, ipv6=None
+    ):
         self._reactor = reactor
         # --listen-backlog, for the TCP forwards' listeners (Twisted's 50
         # when not given).
@@ -317,16 +373,37 @@ class PortForwarder(Service):
         self.clock = reactor
         self.connector = connector
         self._hostAlias = hostAlias or gateway
-        self._allowed = None if allowed is None or "0.0.0.0" in allowed else set(allowed)
+        self._ipv6 = ipv6
+        self._hostAlias6 = None
+        if ipv6 is not None:
+            self._hostAlias6 = str(ipv6.hostAlias or ipv6.gateway)
+        self._allowed = None
+        if allowed is not None and "0.0.0.0" not in allowed:
+            self._allowed = {_canonical(a) for a in allowed}
         self._forwards = {}
 
-    def sourceFor(self, clientIP):
+    def sourceFor(self, clientIP, guestIP="0.0.0.0"):
         """
-        The address a host client appears from inside the guest.
+        The address a host client at C{clientIP} appears from inside the
+        guest at C{guestIP}: the host alias of the guest's family (or its
+        gateway, with the alias off) for a client on the host's loopback
+        (127.0.0.0/8, C{::1}, also as an IPv4-mapped address), a client
+        of the other family and an IPv6 link-local client; any other
+        client as itself (an IPv4-mapped client as its IPv4 address).
         """
-        if clientIP.startswith("127."):
-            return self._hostAlias
-        return clientIP
+        guestIPv6 = ":" in guestIP
+        alias = self._hostAlias6 if guestIPv6 else self._hostAlias
+        try:
+            client = ip_address(clientIP.partition("%")[0])
+        except ValueError:
+            return alias
+        if isinstance(client, IPv6Address) and client.ipv4_mapped is not None:
+            client = client.ipv4_mapped
+        if client.is_loopback or (client.version == 6) != guestIPv6:
+            return alias
+        if client.version == 6 and client.is_link_local:
+            return alias
+        return str(client)
 
     def expose(self, spec):
         """
@@ -337,6 +414,11 @@ class PortForwarder(Service):
             the address or port already forwarded.
         """
         key = (spec.protocol, spec.hostIP, spec.hostPort)
+        if ":" in spec.guestIP and self._ipv6 is None:
+            raise ForwardError(
+                f"cannot forward to {spec.remote}: IPv6 is off (--no-ipv6, or an MTU under 1280)",
+                400,
+            )
         if spec.hostPort and key in self._forwards:
             raise ForwardError(f"Bind for {spec.local} failed: port is already allocated", 409)
         if self._allowed is not None and spec.hostIP not in self._allowed:
@@ -374,17 +456,18 @@ class PortForwarder(Service):
         """
         forward = self._forwards.pop((protocol, hostIP, hostPort), None)
         if forward is None:
-            raise ForwardError(f"no {protocol} forward on {hostIP}:{hostPort}", 404)
+            raise ForwardError(f"no {protocol} forward on {joinHostPort(hostIP, hostPort)}", 404)
         log.info("stopped forwarding {spec}", spec=str(forward.spec))
         return forward.close()
 
     def forwards(self):
         """
-        Every forward in force, sorted by local address then protocol.
+        Every forward in force, sorted by local address (IPv4 first)
+        then protocol.
         """
         return sorted(
             (f.spec for f in self._forwards.values()),
-            key=lambda s: (IPv4Address(s.hostIP), s.hostPort, s.protocol),
+            key=lambda s: (ip_address(s.hostIP).version, ip_address(s.hostIP), s.hostPort, s.protocol),
         )
 
     def stopService(self):
@@ -397,7 +480,7 @@ class PortForwarder(Service):
 class StackConnector:
     """
     Reach into the guests through a L{vpnkit.stack.Stack}'s own TCP and UDP
-    layers.
+    layers, with packed addresses: 4 bytes for IPv4, 16 for IPv6.
     """
 
     def __init__(self, stack):
@@ -405,11 +488,25 @@ class StackConnector:
 
     def connectTCP(self, guestIP, guestPort, srcIP, srcPort, protocol):
         return self._stack.tcp.connectToGuest(
-            packIP(guestIP), guestPort, packIP(srcIP), srcPort, protocol
+            _packed(guestIP), guestPort, _packed(srcIP), srcPort, protocol
         )
 
     def openUDP(self, guestIP, guestPort, srcIP, srcPort, deliver):
         return self._stack.udp.openInbound(
-            packIP(guestIP), guestPort, packIP(srcIP), srcPort, deliver
+            _packed(guestIP), guestPort, _packed(srcIP), srcPort, deliver
         )
+
+
+def _packed(text):
+    return ip_address(text).packed
+
+
+def _canonical(text):
+    """
+    An address's canonical text (C{0:0::1} is C{::1}); other text as it is.
+    """
+    try:
+        return str(ip_address(text))
+    except ValueError:
+        return text
 

@@ -7,14 +7,21 @@ re-read when it changes).  They are checked before vpnkit's own services on
 the gateway, so a UDP forward of port 53 replaces the built-in DNS server,
 as in the reference.
 
+The host-side (internal) address may be IPv4 or IPv6 (C{8080:[::1]:80} in
+the flags, a plain C{"::1"} in the file), and the forwards answer on the
+gateway's IPv6 addresses as on its IPv4 one: a guest reaches a forward over
+either family, whatever the family of the host address.
+
 L{GatewayForwardTable} is the policy (static entries first, then the
 file's); L{GatewayForwardRoute} is the first route of the TCP router;
 L{GatewayUDPForwards} is a small NAT whose replies come from the gateway's
 port.
 """
 
+import re
+import socket
 from dataclasses import dataclass
-from ipaddress import AddressValueError, IPv4Address
+from ipaddress import ip_address
 
 from zope.interface import implementer
 
@@ -58,25 +65,34 @@ def _port(value, where):
 
 def _ip(value, where):
     try:
-        return str(IPv4Address(value))
-    except (AddressValueError, ValueError):
-        raise ConfigError(f"{where}: {value!r} is not an IPv4 address") from None
+        address = ip_address(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {value!r} is not an IPv4 address or an IPv6 address") from None
+    if getattr(address, "scope_id", None):
+        raise ConfigError(f"{where}: {value!r}: addresses with a zone index are not supported")
+    return str(address)
+
+
+# lport:ip:rport, an IPv6 ip in brackets.
+_FLAG_ITEM = re.compile(r"([^:\[\]]*):(?:\[([^\[\]]*)\]|([^:\[\]]*)):([^:\[\]]*)")
 
 
 def parseForwardsFlag(text, protocol, flag):
     """
-    Parse C{lport:ip:rport,...}.
+    Parse C{lport:ip:rport,...} (an IPv6 C{ip} in brackets:
+    C{53:[::1]:5353}).
 
     @raise ConfigError: with the reference's wording, naming C{flag}.
     """
     forwards = []
     for item in filter(None, (part.strip() for part in text.split(","))):
-        parts = item.split(":")
-        if len(parts) != 3:
+        match = _FLAG_ITEM.fullmatch(item)
+        if match is None:
             raise ConfigError(
                 f"{flag}: Failed to parse forwards: expected "
                 f"<local-port>:<remote IP>:<remote port>, got {item!r}"
             )
+        parts = (match[1], match[2] if match[2] is not None else match[3], match[4])
         forwards.append(
             GatewayForward(
                 protocol,
@@ -91,7 +107,7 @@ def parseForwardsFlag(text, protocol, flag):
 def parseForwardsJSON(text, path="gateway-forwards"):
     """
     Parse the reference's JSON: a list of C{{"protocol": "tcp"|"udp",
-    "external_port": N, "internal_ip": "IPv4", "internal_port": N}}.
+    "external_port": N, "internal_ip": "IPv4 or IPv6", "internal_port": N}}.
 
     @raise ConfigError: naming C{path}.
     """
@@ -148,18 +164,19 @@ class GatewayForwardTable:
 @implementer(ITCPRoute)
 class GatewayForwardRoute:
     """
-    A connection to a forwarded gateway port is dialled to its host
-    address; any other is not this route's.
+    A connection to a forwarded port of the gateway (its IPv4 address, or
+    its IPv6 one when IPv6 is on) is dialled to its host address; any other
+    is not this route's.
     """
 
     def __init__(self, config, table, network, timeout=30.0):
-        self._gateway = config.gatewayPacked
+        self._gateways = _gatewayAddresses(config)
         self._table = table
         self._network = network
         self._timeout = timeout
 
     def route(self, flow):
-        if flow.localIP != self._gateway:
+        if flow.localIP not in self._gateways:
             return None
         forward = self._table.lookup("tcp", flow.localPort)
         if forward is None:
@@ -171,16 +188,16 @@ class GatewayForwardRoute:
 
 class GatewayUDPForwards:
     """
-    UDP to a forwarded gateway port: one host socket per (guest, guest port,
-    gateway port), replies sent back from the gateway's port.  Idle flows
-    expire after 60 s; at most C{maxFlows}, the oldest evicted.
+    UDP to a forwarded gateway port: one host socket (of the host address's
+    family) per (guest, guest port, gateway port, gateway address), replies
+    sent back from the gateway address and port the guest sent to.  Idle
+    flows expire after 60 s; at most C{maxFlows}, the oldest evicted.
 
     @param udp: the L{vpnkit.protocols.udp.UDPLayer} replies go through.
     @param sockets: the L{vpnkit.interfaces.IHostDatagramSockets}.
     """
 
     def __init__(self, config, table, udp, sockets, clock, counters, maxFlows=256, idle=60.0):
-        self._gateway = config.gatewayPacked
         self._table = table
         self._udp = udp
         self._sockets = sockets
@@ -200,7 +217,7 @@ class GatewayUDPForwards:
         forward = self._table.lookup("udp", udp.dstPort)
         if forward is None:
             return
-        key = (header.src, udp.srcPort, udp.dstPort)
+        key = (header.src, udp.srcPort, udp.dstPort, header.dst)
         now = self._clock.seconds()
         flow = self.flows.get(key)
         if flow is None:
@@ -208,7 +225,7 @@ class GatewayUDPForwards:
                 old.close()
             flow = SocketFlow(self, key)
             try:
-                flow.socket = self._sockets.openUDP(flow)
+                flow.socket = self._sockets.openUDP(flow, family=_family(forward.internalIP))
             except OSError as e:
                 self._counters.gatewayForwardFailed += 1
                 self._bindLog.warn("cannot open a UDP socket for a gateway forward: {e}", e=e)
@@ -218,7 +235,9 @@ class GatewayUDPForwards:
         else:
             self.flows.touch(key, now)
         try:
-            flow.socket.sendTo(payload, forward.internalIP, forward.internalPort, ttl=header.ttl)
+            flow.socket.sendTo(
+                payload, forward.internalIP, forward.internalPort, ttl=_hopLimit(header)
+            )
         except OSError:
             self._counters.gatewayForwardFailed += 1
             return
@@ -228,8 +247,8 @@ class GatewayUDPForwards:
         if self.flows.get(flow.key) is not flow:
             return
         self.flows.touch(flow.key, self._clock.seconds())
-        guestIP, guestPort, gatewayPort = flow.key
-        self._udp.sendDatagram(self._gateway, gatewayPort, guestIP, guestPort, data)
+        guestIP, guestPort, gatewayPort, gatewayIP = flow.key
+        self._udp.sendDatagram(gatewayIP, gatewayPort, guestIP, guestPort, data)
 
     def flowError(self, flow, error):
         pass
@@ -246,3 +265,26 @@ class GatewayUDPForwards:
         for flow in self.flows.removeAll():
             flow.close()
         self._expiry.stop()
+
+
+def _gatewayAddresses(config):
+    """
+    The gateway's packed addresses: IPv4, and IPv6 (its address in the
+    prefix and the router's link-local one) when IPv6 is on.
+    """
+    addresses = {config.gatewayPacked}
+    if config.ipv6 is not None:
+        addresses |= {config.ipv6.gatewayPacked, config.ipv6.routerLinkLocalPacked}
+    return frozenset(addresses)
+
+
+def _family(text):
+    return socket.AF_INET6 if ":" in text else socket.AF_INET
+
+
+def _hopLimit(header):
+    """
+    The TTL (IPv4) or hop limit (IPv6) a guest's datagram came with.
+    """
+    ttl = getattr(header, "ttl", None)
+    return ttl if ttl is not None else header.hopLimit

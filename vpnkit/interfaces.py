@@ -422,7 +422,7 @@ class IHostDatagramSockets(Interface):
 class IGuestConnector(Interface):
     """
     How port forwards reach into the guests (vpnkit's TCP and UDP layers).
-    Addresses are dotted-quad text.
+    Addresses are text, IPv4 or IPv6 (the source of the guest's family).
     """
 
     def connectTCP(guestIP, guestPort, srcIP, srcPort, protocol):

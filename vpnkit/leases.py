@@ -22,7 +22,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-__all__ = ["Lease", "AllocationError", "AddressPool", "guestMAC"]
+from vpnkit.config import ConfigError
+
+__all__ = ["Lease", "AllocationError", "AddressPool", "guestMAC", "ipv6ForLease"]
 
 
 def guestMAC(n):
@@ -31,6 +33,21 @@ def guestMAC(n):
     32-bit counter (locally administered, unicast).
     """
     return b"\x02\x50" + n.to_bytes(4, "big")
+
+
+def ipv6ForLease(config, lease):
+    """
+    The stable IPv6 address that goes with C{lease} (the guest whose IPv4
+    address is the n-th of the range has the n-th IPv6 address,
+    L{vpnkit.ipv6config.IPv6Config.guestAddress}), or C{None} when IPv6
+    is off.
+    """
+    if config.ipv6 is None:
+        return None
+    try:
+        return config.ipv6.guestAddress(int(lease.ip) - int(config.lowestIP))
+    except ConfigError:
+        return None
 
 
 @dataclass(frozen=True)

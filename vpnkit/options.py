@@ -20,7 +20,7 @@ import re
 import stat
 import sys
 from dataclasses import dataclass
-from ipaddress import AddressValueError, IPv4Address
+from ipaddress import AddressValueError, IPv4Address, ip_address
 from urllib.parse import unquote
 
 from twisted.python import usage
@@ -30,6 +30,8 @@ from vpnkit.dropin import DropInFlags
 from vpnkit.forwards import ForwardError, parseSpec
 from vpnkit.gatewayforwards import parseForwardsFlag, parseForwardsJSON
 from vpnkit.host.tundev import netnsPath
+from vpnkit.ipv6config import DEFAULT_PREFIX as DEFAULT_IPV6_PREFIX
+from vpnkit.ipv6config import IPv6Config
 from vpnkit.protocols.dhcp import parseDHCPSettings
 from vpnkit.protocols.dnsconfig import parseDNSConfig
 from vpnkit.watch import readConfigText
@@ -58,6 +60,20 @@ def _ip(flag, value):
         return IPv4Address(value)
     except AddressValueError:
         raise usage.UsageError(f"--{flag}: {value!r} is not an IPv4 address") from None
+
+
+def _bindAddress(value):
+    """
+    One C{--allowed-bind-addresses} entry: an IPv4 or IPv6 address, as
+    its canonical text.
+    """
+    try:
+        address = ip_address(value)
+    except ValueError:
+        raise usage.UsageError(
+            f"--allowed-bind-addresses: {value!r} is not an IPv4 or IPv6 address"
+        ) from None
+    return str(address)
 
 
 def _int(flag, value):
@@ -300,6 +316,8 @@ class Options(DropInFlags, usage.Options):
 
     optFlags = [
         ["debug", None, "Log debug events (also enabled by the VPNKIT_DEBUG variable)."],
+        ["no-ipv6", None, "IPv4 only: no IPv6 on the guests' link (no Router Advertisements, "
+         "DHCPv6 or AAAA for the builtin names)."],
     ]
     optParameters = [
         ["mtu", None, "1500", "MTU of the guest links (576..65520)."],
@@ -308,6 +326,8 @@ class Options(DropInFlags, usage.Options):
         ["lowest-ip", None, "192.168.65.3", "First address given to guests."],
         ["highest-ip", None, "192.168.65.254", "Last address given to guests."],
         ["server-macaddr", None, "f6:16:36:bc:f9:c6", "vpnkit's MAC address."],
+        ["ipv6-prefix", None, None, "The guests' IPv6 /64 (default fd00:65::/64): gateway ::1, "
+         "host alias ::2 (the host's ::1), guests from ::3."],
         ["domain", None, None, "DHCP domain name (wins over --dhcp-path)."],
         ["dhcp-path", None, None, "dhcp.json with searchDomains/domainName; re-read on change."],
         ["tap", None, "tap0", "Interface name for --netns when the spec names none."],
@@ -329,8 +349,8 @@ class Options(DropInFlags, usage.Options):
         ["vm-names", None, "vm.internal", "Comma-separated names DNS answers with --lowest-ip."],
         ["udp-max-flows", None, "1024", "Most guest UDP sources NATed at once (the least recently used goes)."],
         ["api", None, None, "Serve the HTTP control API on this Unix socket (mode 0600)."],
-        ["allowed-bind-addresses", None, None, "Comma-separated host addresses port forwards may bind "
-         "(0.0.0.0 allows any); default any."],
+        ["allowed-bind-addresses", None, None, "Comma-separated host addresses (IPv4 or IPv6) port "
+         "forwards may bind (0.0.0.0 allows any); default any."],
         ["tcpv4-forwards", None, "", "Gateway TCP forwards lport:ip:rport,... (guest -> gateway:lport -> ip:rport)."],
         ["udpv4-forwards", None, "", "Gateway UDP forwards lport:ip:rport,..."],
         ["gateway-forwards", None, None, "JSON file of gateway forwards; re-read on change."],
@@ -385,7 +405,8 @@ class Options(DropInFlags, usage.Options):
     def opt_expose(self, value):
         """
         Forward a host port into a guest: tcp:HOSTIP:HOSTPORT:tcp:GUESTIP:GUESTPORT
-        (or udp:...); host port 0 picks a free one (repeatable).
+        (or udp:...; IPv6 addresses in brackets, tcp:[::1]:8080:tcp:[fd00:65::3]:80);
+        host port 0 picks a free one (repeatable).
         """
         self["expose"].append(value)
 
@@ -438,6 +459,7 @@ class Options(DropInFlags, usage.Options):
                 highestIP=_ip("highest-ip", self["highest-ip"]),
                 serverMAC=mac,
                 domain=self["domain"],
+                ipv6Prefix=self._ipv6Prefix(mac),
             )
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
@@ -488,6 +510,23 @@ class Options(DropInFlags, usage.Options):
         self._captureOptions()
         self.checkDropIn(_listenAddress)
         self._httpOptions()
+
+    def _ipv6Prefix(self, serverMAC):
+        """
+        C{--ipv6-prefix} (checked as the plan L{IPv6Config.forPrefix}
+        builds from it, so a bad one stops start-up naming the flag even
+        on a link too small for IPv6), or C{None} for C{--no-ipv6}.
+
+        @raise ConfigError: not an IPv6 /64.
+        """
+        prefix = self["ipv6-prefix"]
+        if self["no-ipv6"]:
+            if prefix is not None:
+                raise usage.UsageError("--ipv6-prefix: cannot be given with --no-ipv6")
+            return None
+        if prefix is None:
+            return DEFAULT_IPV6_PREFIX
+        return IPv6Config.forPrefix(prefix, serverMAC=serverMAC).prefix
 
     def _httpOptions(self):
         """
@@ -544,7 +583,7 @@ class Options(DropInFlags, usage.Options):
         self.allowedBindAddresses = None
         if self["allowed-bind-addresses"]:
             self.allowedBindAddresses = [
-                str(_ip("allowed-bind-addresses", a.strip()))
+                _bindAddress(a.strip())
                 for a in self["allowed-bind-addresses"].split(",")
                 if a.strip()
             ]

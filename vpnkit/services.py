@@ -308,8 +308,9 @@ class VPNKitService(MultiService):
         config = self.stack.config
         log.info(
             "vpnkit {version} ready: gateway {gateway}, host alias {host}, guests "
-            "{lowest}..{highest}, MTU {mtu}",
+            "{lowest}..{highest}, MTU {mtu}, IPv6 {ipv6}",
             version=__version__,
+            ipv6=config.ipv6.prefix if config.ipv6 is not None else "off",
             gateway=config.gatewayIP,
             host=config.hostIP or "disabled",
             lowest=config.lowestIP,
@@ -326,8 +327,10 @@ class ExposeService(PortForwarder):
     that cannot be bound stops start-up.
     """
 
-    def __init__(self, reactor, connector, hostAlias, gateway, allowed, exposes, backlog=None):
-        super().__init__(reactor, connector, hostAlias, gateway, allowed, backlog)
+    def __init__(
+        self, reactor, connector, hostAlias, gateway, allowed, exposes, backlog=None, ipv6=None
+    ):
+        super().__init__(reactor, connector, hostAlias, gateway, allowed, backlog, ipv6=ipv6)
         self._exposes = exposes
 
     def startService(self):

@@ -8,6 +8,8 @@ one place the layers are composed; L{vpnkit.tap.makeService} adds the
 listeners and files around it.
 """
 
+from ipaddress import IPv6Address
+
 from vpnkit.counters import StackCounters
 from vpnkit.gatewayforwards import GatewayForwardRoute, GatewayForwardTable, GatewayUDPForwards
 from vpnkit.guests import Guests
@@ -15,13 +17,13 @@ from vpnkit.host.network import HostNetwork
 from vpnkit.host.proxy import HostRoute
 from vpnkit.host.resolvers import SystemResolver
 from vpnkit.host.sockets import HostDatagramSockets
-from vpnkit.leases import AddressPool
+from vpnkit.leases import AddressPool, ipv6ForLease
 from vpnkit.log import logger
 from vpnkit.protocols.arp import ARPResponder
 from vpnkit.protocols.dhcp import SERVER_PORT, DHCPServer, DHCPSettings
 from vpnkit.protocols.dhcpv6 import SERVER_PORT as DHCPV6_SERVER_PORT
 from vpnkit.protocols.dhcpv6 import DHCPv6Server
-from vpnkit.protocols.dns import BuiltinResolver, GatewayDNSFactory, HostsResolver
+from vpnkit.protocols.dns import BuiltinResolver, GatewayDNSFactory, HostsResolver, builtinAddresses
 from vpnkit.protocols.dnsupstream import UpstreamResolver
 from vpnkit.protocols.icmp import ICMPLayer
 from vpnkit.protocols.icmpv6 import ICMPv6Layer
@@ -158,7 +160,7 @@ class Stack:
             upstream = SystemResolver(systemLookup, self.dnsUpstream, counters)
         self.hosts = HostsResolver(counters)
         self.dns = GatewayDNSFactory(
-            [BuiltinResolver(config.builtinNames(), counters), self.hosts, upstream],
+            [BuiltinResolver(builtinAddresses(config), counters), self.hosts, upstream],
             counters,
             reactor,
         )
@@ -284,8 +286,8 @@ class Stack:
 
     def stats(self):
         """
-        Every counter, and the live state: guests (each with its MAC and
-        the frames its port dropped as spoofed), TCP connections (each
+        Every counter, and the live state: guests (each with its MAC, its
+        IPv6 addresses, and the frames its port dropped as spoofed), TCP connections (each
         with its state, bytes each way and retransmissions) and connects
         in flight.  Plain data, ready for JSON.
         """
@@ -308,6 +310,7 @@ class Stack:
                     "link": port.link.description,
                     "ip": str(port.lease.ip),
                     "mac": formatMAC(port.mac) if port.mac is not None else None,
+                    "ipv6": self._guestIPv6(port),
                     "dropped": {
                         "spoofedMAC": port.spoofedMAC,
                         "spoofedARP": port.spoofedARP,
@@ -321,6 +324,19 @@ class Stack:
             "icmp": {"flows": len(self.icmp.flows)},
             "http": {"upstreamFailures": dict(self.counters.http.upstreamFailures)},
         }
+
+    def _guestIPv6(self, port):
+        """
+        A guest's IPv6 addresses for L{stats}: the stable one its lease
+        gives it (DHCPv6) and those the switch saw it use (SLAAC,
+        link-local), or C{None} when IPv6 is off.
+        """
+        address = ipv6ForLease(self.config, port.lease)
+        if address is None:
+            return None
+        # SwitchPort.ipv6: the packed addresses the switch learned.
+        seen = sorted(IPv6Address(packed) for packed in port.ipv6)
+        return {"lease": str(address), "seen": [str(a) for a in seen]}
 
     # -- DHCP settings -------------------------------------------------------
 

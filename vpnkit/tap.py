@@ -301,6 +301,7 @@ def _forwardingServices(options, stack, reactor, top):
         options.allowedBindAddresses,
         options.exposes,
         backlog=options.listenBacklog,
+        ipv6=config.ipv6,
     )
     forwarder.setName("forwards")
     forwarder.setServiceParent(top)

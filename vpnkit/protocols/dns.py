@@ -10,7 +10,8 @@ Twisted's parser logs a warning for every invalid packet, which a guest
 could turn into a line per packet.  Policy is in L{GatewayDNSFactory} (a
 C{DNSServerFactory}) and in the resolver chain it asks, in order:
 
- 1. L{BuiltinResolver}: C{--host-names}, C{--gateway-names}, C{--vm-names};
+ 1. L{BuiltinResolver}: C{--host-names}, C{--gateway-names}, C{--vm-names}
+    (A, and AAAA when IPv6 is on: L{builtinAddresses});
  2. L{HostsResolver}: the hosts file (C{--hosts}), re-read when it changes;
  3. the upstream resolver (L{vpnkit.protocols.dnsupstream.UpstreamResolver}
     for C{--dns}, or L{vpnkit.host.resolvers.SystemResolver}).
@@ -60,6 +61,7 @@ __all__ = [
     "optRecord",
     "ednsPayloadSize",
     "BuiltinResolver",
+    "builtinAddresses",
     "HostsResolver",
     "GatewayDNSFactory",
     "DNSDatagramServer",
@@ -139,28 +141,70 @@ class NameResolver(common.ResolverBase):
         return self.query(dns.Query(name, type, cls), timeout)
 
 
+def builtinAddresses(config):
+    """
+    The names vpnkit's DNS answers itself, each with its addresses: the
+    IPv4 one of L{vpnkit.config.StackConfig.builtinNames} and, when IPv6 is
+    on (C{config.ipv6}), its IPv6 counterpart: the IPv6 host alias for
+    C{--host-names}, the IPv6 gateway for C{--gateway-names}, the first
+    guest's stable IPv6 address for C{--vm-names}.  A name the IPv4 plan
+    leaves out (the host names with C{--host-ip 0.0.0.0}) stays out, so A
+    answers are what they were.
+
+    @return: C{{name: (address, ...)}}.
+    """
+    names = {name: (address,) for name, address in config.builtinNames().items()}
+    ipv6 = config.ipv6
+    if ipv6 is None:
+        return names
+    counterparts = [(config.vmNames, ipv6.guestAddress(0)), (config.gatewayNames, ipv6.gateway)]
+    if ipv6.hostAlias is not None:
+        counterparts.insert(1, (config.hostNames, ipv6.hostAlias))
+    for group, address in counterparts:
+        for name in group:
+            if name in names:
+                names[name] = names[name][:1] + (address,)
+    return names
+
+
 @implementer(IResolver)
 class BuiltinResolver(NameResolver):
     """
-    The names vpnkit answers itself: each maps to one IPv4 address, with
-    TTL 0.  Other types for these names get NODATA.
+    The names vpnkit answers itself, each with one IPv4 address and, when
+    IPv6 is on, one IPv6 address (L{builtinAddresses}), with TTL 0.  A
+    type a name has no address for (AAAA with IPv6 off, MX, TXT...) gets
+    NODATA: the name exists.
 
-    @param names: C{{name: IPv4Address}}.
+    @param names: C{{name: address}} or C{{name: (address, ...)}}, the
+        addresses C{IPv4Address}es or C{IPv6Address}es.
     """
 
     def __init__(self, names, counters):
         super().__init__()
-        self._names = {normalName(n): IPv4Address(a) for n, a in names.items()}
+        self._names = {}
+        for name, addresses in names.items():
+            if isinstance(addresses, (str, IPv4Address, IPv6Address)):
+                addresses = (addresses,)
+            self._names[normalName(name)] = tuple(ip_address(a) for a in addresses)
         self._counters = counters.dns
 
     def query(self, query, timeout=None):
-        address = self._names.get(normalName(query.name))
-        if address is None:
+        addresses = self._names.get(normalName(query.name))
+        if addresses is None:
             return defer.fail(error.DomainError(query.name.name))
         self._counters.builtin += 1
-        if query.cls in (dns.IN, dns.ANY) and query.type in (dns.A, dns.ALL_RECORDS):
-            return defer.succeed(([addressRecord(query.name.name, address)], [], []))
-        return defer.succeed(([], [], []))
+        if query.cls not in (dns.IN, dns.ANY):
+            return defer.succeed(([], [], []))
+        if query.type == dns.ALL_RECORDS:
+            wanted = (IPv4Address, IPv6Address)
+        elif query.type == dns.A:
+            wanted = IPv4Address
+        elif query.type == dns.AAAA:
+            wanted = IPv6Address
+        else:
+            return defer.succeed(([], [], []))
+        answers = [addressRecord(query.name.name, a) for a in addresses if isinstance(a, wanted)]
+        return defer.succeed((answers, [], []))
 
 
 def parseHosts(text, path="hosts"):

@@ -115,7 +115,7 @@ class UpstreamExchange:
         message.additional = [optRecord()]
         self._data = message.toStr()
         try:
-            self._socket = self._sockets.openUDP(self, self.server.family)
+            self._socket = self._sockets.openUDP(self, family=self.server.family)
         except OSError as e:
             self._finish(e)
             return
