@@ -1213,6 +1213,24 @@ class IPv6BindingTests(SynchronousTestCase):
         self.sendFrom(self.b, address)
         self.assertIs(self.switch.portForIP(address), self.b.port)
 
+    def test_stableAddressReserved(self):
+        """
+        From attach on, the stable address of a port's lease (the one
+        DHCPv6 hands its guest: fd00:65::3 for the first) finds the port
+        before the guest has sent from it, another guest may not use it,
+        and detach frees it.
+        """
+        stable = self.ip6("fd00:65::3")
+        self.assertEqual(self.a.ip, bytes([192, 168, 65, 3]))
+        self.assertEqual(self.a.port.ipv6Lease, stable)
+        self.assertIs(self.switch.portForIP(stable), self.a.port)
+        self.sendFrom(self.b, stable)
+        self.assertEqual(self.b.port.spoofedIP, 1)
+        self.sendFrom(self.a, stable)
+        self.assertEqual(self.a.port.spoofedIP, 0)
+        self.stack.guests.detach(self.a.port)
+        self.assertIsNone(self.switch.portForIP(stable))
+
     def test_ipv6Off(self):
         """
         With IPv6 off, IPv6 frames are counted and dropped, unchecked.

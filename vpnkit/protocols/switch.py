@@ -103,6 +103,10 @@ class SwitchPort:
     @ivar ipv6: the packed IPv6 addresses the guest has been seen using
         (link-local and in the prefix), oldest first: a C{dict} used as
         an ordered set (only its keys mean anything).
+    @ivar ipv6Lease: the packed stable IPv6 address that goes with the
+        lease (the one DHCPv6 hands this guest), reserved for it from
+        attach on so that a port forward reaches it before the guest has
+        sent from it; C{None} with IPv6 off.
     @ivar speaksIPv6: the guest has sent an IPv6 datagram (one the port
         let through).
     @ivar spoofedIP: IPv4 and IPv6 datagrams dropped for a source not the
@@ -119,6 +123,7 @@ class SwitchPort:
         "segmentLimit",
         "ip",
         "ipv6",
+        "ipv6Lease",
         "speaksIPv6",
         "spoofedMAC",
         "spoofedIP",
@@ -142,6 +147,7 @@ class SwitchPort:
         self.segmentLimit = link.segmentLimit
         self.ip = lease.ip.packed
         self.ipv6 = {}
+        self.ipv6Lease = None
         self.speaksIPv6 = False
         self.spoofedMAC = self.spoofedIP = self.spoofedARP = 0
         self._wireFrame = wireFrame
@@ -292,6 +298,8 @@ class EthernetSwitch:
         # None with IPv6 off.
         self._ipv6Local = plan.localAddresses if plan is not None else None
         self._ipv6Prefix = plan.prefix.network_address.packed[:8] if plan is not None else None
+        self._ipv6Plan = plan
+        self._lowestIP = int(config.lowestIP)
         # Called with a port whose guest sent its first IPv6 datagram (the
         # ICMPv6 layer's first Router Advertisement), and with each port
         # detached.
@@ -336,6 +344,10 @@ class EthernetSwitch:
         )
         self._ports.append(port)
         self._byIP[lease.ip.packed] = port
+        stable = self._stableIPv6(lease)
+        if stable is not None and stable not in self._byIP:
+            port.ipv6Lease = stable
+            self._byIP[stable] = port
         if mac is not None:
             self._byMAC[mac] = port
         self._linkCounters.linksOpened += 1
@@ -354,7 +366,7 @@ class EthernetSwitch:
             del self._byIP[port.lease.ip.packed]
         if port.mac is not None and self._byMAC.get(port.mac) is port:
             del self._byMAC[port.mac]
-        for address in port.ipv6:
+        for address in (*port.ipv6, port.ipv6Lease):
             if self._byIP.get(address) is port:
                 del self._byIP[address]
         self._linkCounters.linksClosed += 1
@@ -364,6 +376,19 @@ class EthernetSwitch:
             hook(port)
         port.ipv6 = {}
         guestLog.info("guest detached: {port}", port=port)
+
+    def _stableIPv6(self, lease):
+        """
+        The packed stable IPv6 address of C{lease} (the guest whose IPv4
+        address is the n-th of the range has the n-th, as DHCPv6 hands
+        out), or C{None}.
+        """
+        if self._ipv6Plan is None:
+            return None
+        try:
+            return self._ipv6Plan.guestAddress(int(lease.ip) - self._lowestIP).packed
+        except ValueError:
+            return None
 
     # -- lookups ---------------------------------------------------------
 
@@ -492,13 +517,17 @@ class EthernetSwitch:
         ):
             return False
         owner = self._byIP.get(address)
-        if owner is not None:
-            return owner is port
+        if owner is not None and owner is not port:
+            return False
+        if address in port.ipv6:
+            return True
+        # Learned (the lease's stable address too, once used: it is then
+        # seen, and stays reserved when forgotten here).
         addresses = port.ipv6
         if len(addresses) >= MAX_IPV6_PER_PORT:
             oldest = next(iter(addresses))
             del addresses[oldest]
-            if self._byIP.get(oldest) is port:
+            if self._byIP.get(oldest) is port and oldest != port.ipv6Lease:
                 del self._byIP[oldest]
         addresses[address] = None
         self._byIP[address] = port
