@@ -257,9 +257,9 @@ class DNSTests(_DNSMixin, SynchronousTestCase):
     def test_builtinNames(self):
         """
         C{host.internal}, C{gateway.internal} and C{vm.internal} are
-        answered by vpnkit itself; AAAA for one of them is NOERROR with no
-        records; the guest's lease carries the C{--dns} search list
-        (option 119).
+        answered by vpnkit itself, AAAA too (the IPv6 host alias: guests
+        are dual-stack by default); the guest's lease carries the C{--dns}
+        search list (option 119).
         """
         for name, address in [
             ("host.internal", HOST_ALIAS),
@@ -269,7 +269,7 @@ class DNSTests(_DNSMixin, SynchronousTestCase):
             answer = self.dig(name)
             self.assertEqual((answer.status, answer.data()), ("NOERROR", [address]), answer.output)
         answer = self.dig("AAAA", "host.internal")
-        self.assertEqual((answer.status, answer.answers), ("NOERROR", []))
+        self.assertEqual((answer.status, answer.data("AAAA")), ("NOERROR", ["fd00:65::2"]))
         self.assertEqual(self.lease.get("search"), "corp.test")
         self.assertEqual(self.upstream.lines("QUERY"), [])
 
