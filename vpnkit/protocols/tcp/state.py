@@ -11,12 +11,11 @@ here reads a clock or touches a socket (Twisted only logs the state
 changes, at debug level).
 
 "Local" is vpnkit's end (the address it impersonates), "remote" the guest.
-The receive half lives in L{receiver}, loss recovery and the congestion
-window in L{recovery}; what is and is not implemented is listed in
+The states and the one table of changes between them live in
+L{transitions}, the receive half in L{receiver}, loss recovery and the
+congestion window in L{recovery}; what is and is not implemented is listed in
 C{docs/tcp.md}.
 """
-
-import enum
 
 from vpnkit.log import debugEnabled, logger
 from vpnkit.protocols.tcp.buffers import SendBuffer
@@ -25,6 +24,16 @@ from vpnkit.protocols.tcp.receiver import FILLED, IN_ORDER, Receiver
 from vpnkit.protocols.tcp.recovery import FIRST, NEXT, NewReno, Scoreboard
 from vpnkit.protocols.tcp.resets import refuse, resetFor
 from vpnkit.protocols.tcp.rtt import RTTEstimator
+from vpnkit.protocols.tcp.transitions import (
+    FIN_STATES,
+    RECEIVING,
+    SENDABLE,
+    SYNCHRONIZED,
+    TRANSITIONS,
+    WRITABLE,
+    S,
+    State,
+)
 from vpnkit.wire.seq import seqSub
 from vpnkit.wire.tcp import ACK, FIN, PSH, RST, SYN, Segment, TCPOptions
 
@@ -33,67 +42,6 @@ __all__ = ["State", "TCPConfig", "TCPControlBlock", "TRANSITIONS", "refuse", "re
 _MASK = 0xFFFFFFFF
 
 log = logger("vpnkit.tcp")
-
-
-class State(enum.Enum):
-    CLOSED = "CLOSED"
-    SYN_SENT = "SYN-SENT"
-    SYN_RECEIVED = "SYN-RECEIVED"
-    ESTABLISHED = "ESTABLISHED"
-    FIN_WAIT_1 = "FIN-WAIT-1"
-    FIN_WAIT_2 = "FIN-WAIT-2"
-    CLOSE_WAIT = "CLOSE-WAIT"
-    CLOSING = "CLOSING"
-    LAST_ACK = "LAST-ACK"
-    TIME_WAIT = "TIME-WAIT"
-
-    # Members are singletons compared by identity: hash them so too, in C,
-    # rather than by Enum's Python-level hash of the name (the state sets
-    # and TRANSITIONS are looked up several times per segment).
-    __hash__ = object.__hash__
-
-    def __str__(self):
-        return self.value
-
-
-S = State
-
-# Every state change, in one place, applied only by _transition: (state,
-# event) -> new state.  Events: "open" (active), "synReceived" (passive or
-# simultaneous open), "synAcked" (handshake done), "close" (the application
-# will send no more), "finAcked" (our FIN), "finReceived" (theirs, in
-# order), "timeWaitExpired", "refused" (RST for our SYN), and from any
-# state "reset" (their RST), "timeout" (given up), "aborted" (our RST).  A
-# close in SYN-RECEIVED waits for the handshake (RFC 9293 3.10.4).
-TRANSITIONS = {
-    (S.CLOSED, "open"): S.SYN_SENT,
-    (S.CLOSED, "synReceived"): S.SYN_RECEIVED,
-    (S.SYN_SENT, "synReceived"): S.SYN_RECEIVED,
-    (S.SYN_SENT, "synAcked"): S.ESTABLISHED,
-    (S.SYN_RECEIVED, "synAcked"): S.ESTABLISHED,
-    (S.SYN_SENT, "close"): S.CLOSED,
-    (S.ESTABLISHED, "close"): S.FIN_WAIT_1,
-    (S.CLOSE_WAIT, "close"): S.LAST_ACK,
-    (S.FIN_WAIT_1, "finAcked"): S.FIN_WAIT_2,
-    (S.CLOSING, "finAcked"): S.TIME_WAIT,
-    (S.LAST_ACK, "finAcked"): S.CLOSED,
-    (S.ESTABLISHED, "finReceived"): S.CLOSE_WAIT,
-    (S.FIN_WAIT_1, "finReceived"): S.CLOSING,
-    (S.FIN_WAIT_2, "finReceived"): S.TIME_WAIT,
-    (S.TIME_WAIT, "timeWaitExpired"): S.CLOSED,
-    (S.SYN_SENT, "refused"): S.CLOSED,
-    **{(s, e): S.CLOSED for s in S if s is not S.CLOSED for e in ("reset", "timeout", "aborted")},
-}
-
-_SYNCHRONIZED = frozenset(S) - {S.CLOSED, S.SYN_SENT, S.SYN_RECEIVED}  # handshake done
-# States in which data from the guest is still accepted.
-_RECEIVING = frozenset({S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2})
-# States in which queued data (and then our FIN) may still be sent.
-_SENDABLE = frozenset({S.ESTABLISHED, S.CLOSE_WAIT, S.FIN_WAIT_1, S.LAST_ACK, S.CLOSING})
-# States in which the application may still write.
-_WRITABLE = frozenset({S.SYN_SENT, S.SYN_RECEIVED, S.ESTABLISHED, S.CLOSE_WAIT})
-# States in which our FIN is due once the queue drains.
-_FIN_STATES = frozenset({S.FIN_WAIT_1, S.LAST_ACK, S.CLOSING})
 
 
 class TCPControlBlock:
@@ -270,7 +218,7 @@ class TCPControlBlock:
         """
         Whether L{send} still takes data (the application has not closed).
         """
-        return not self._closeRequested and self.state in _WRITABLE
+        return not self._closeRequested and self.state in WRITABLE
 
     def send(self, data):
         """
@@ -290,7 +238,7 @@ class TCPControlBlock:
         when reading opened the window enough to be worth announcing.
         """
         data, announce = self._rx.take(size)
-        if announce and self.state in _RECEIVING:
+        if announce and self.state in RECEIVING:
             # At once.  The first read after the handshake opens the 64 KiB
             # of the SYN-ACK: its update also acknowledges the guest's first
             # segment at once, as Linux's quick-ACK mode does at the start
@@ -325,7 +273,7 @@ class TCPControlBlock:
         # No RST from TIME-WAIT (RFC 9293 3.10.5): the guest has finished
         # both ways, and a RST could only hit a new connection on the pair.
         if self.state not in (S.SYN_SENT, S.TIME_WAIT) and (
-            self.accepted or self.state in _SYNCHRONIZED
+            self.accepted or self.state in SYNCHRONIZED
         ):
             out.append(self._make(self._acceptableSeq(), RST | ACK))
         self._enterClosed("aborted")
@@ -494,7 +442,7 @@ class TCPControlBlock:
         hole, nothing usable, or every second segment (or one of two MSS);
         else after the delayed-ACK time.
         """
-        if self.state not in _RECEIVING:
+        if self.state not in RECEIVING:
             return
         what, length = self._rx.accept(offset, payload)
         if what is IN_ORDER or what is FILLED:
@@ -512,7 +460,7 @@ class TCPControlBlock:
         (L{_checkFin} takes it in order); a FIN again means our ACK was lost.
         """
         state = self.state
-        if self._finSeq is None and state in _RECEIVING:
+        if self._finSeq is None and state in RECEIVING:
             self._finSeq = (seg.seq + len(seg.payload)) & _MASK
         elif state in (S.CLOSE_WAIT, S.CLOSING, S.LAST_ACK, S.TIME_WAIT):
             self._ackNow = True
@@ -667,12 +615,12 @@ class TCPControlBlock:
         state = self.state
         if state is S.SYN_RECEIVED or state is S.SYN_SENT:
             return self.sndMax == self.iss
-        if state not in _SENDABLE:
+        if state not in SENDABLE:
             return False
         total = len(self._sndBuf)
         offset = seqSub(self.sndNxt, self.sndUna)
         if offset >= total:
-            return self._closeRequested and not self._finSent and state in _FIN_STATES
+            return self._closeRequested and not self._finSent and state in FIN_STATES
         if self.sndWnd == 0:
             return offset == 0 and self._rtoAt is None
         window = min(self.sndWnd, self._congestionWindow())
@@ -743,7 +691,7 @@ class TCPControlBlock:
 
     def _sendData(self, now, out):
         state = self.state
-        if state not in _SENDABLE:
+        if state not in SENDABLE:
             return
         buf = self._sndBuf
         una = self.sndUna
@@ -793,7 +741,7 @@ class TCPControlBlock:
             if seqSub(end, self.sndMax) > 0:
                 self.sndMax = end
         self.sndNxt = (una + offset) & _MASK
-        if offset >= total and self._closeRequested and not self._finSent and state in _FIN_STATES:
+        if offset >= total and self._closeRequested and not self._finSent and state in FIN_STATES:
             out.append(self._make(self.sndNxt, FIN | ACK))
             self._finSent = True
             self._ourFinSeq = self.sndNxt
