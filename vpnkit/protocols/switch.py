@@ -40,7 +40,11 @@ forgotten first) and L{EthernetSwitch.portForIP} finds the port by it.  A
 Neighbor Advertisement whose target is vpnkit's or another port's address
 is dropped (it would take that address over); one for an address nobody
 holds teaches it to the sender's port.  Anything else is dropped and
-counted as a spoofed IP source.
+counted as a spoofed IP source.  The stable address of a port's lease (the
+one DHCPv6 hands out) is the port's from attach on.
+
+(Past 600 lines: the per-port source checks of both families belong with
+the frame path they guard.)
 """
 
 from struct import Struct
