@@ -93,7 +93,9 @@ _fixed = Struct("!IHBB16s16s")
 _fragment = Struct("!BBHI")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for the same reason as L{vpnkit.wire.ipv4.IPv4Header}: one
+# is built per datagram.  Treat instances as immutable (C{replace}).
+@dataclass(slots=True)
 class IPv6Header:
     """
     The fixed IPv6 header.  Addresses are 16-byte packed values.
