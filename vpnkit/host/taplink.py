@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from zope.interface import implementer
 
+from vpnkit.host.tundev import pythonReadFrames
 from vpnkit.interfaces import IChecksumOffloadLink
 from vpnkit.log import logger
 from vpnkit.wire import ParseError
@@ -116,6 +117,15 @@ class TapLink:
         self._closed = False
         self._reading = False
         self.description = description
+        # One wake-up's reads: the system's readFrames (in C for the real
+        # device) or the same loop over its read.
+        readFrames = getattr(system, "readFrames", None)
+        if readFrames is None:
+            read = system.read
+            readFrames = lambda fd, n, size: pythonReadFrames(read, fd, n, size)  # noqa: E731
+        self._readFrames = readFrames
+        # What a receiver's pauseProducing left of a batch: (frames, error).
+        self._pending = None
 
     def start(self, receiver):
         """
@@ -144,20 +154,27 @@ class TapLink:
             self._reactor.removeReader(self)
 
     def doRead(self):
+        if self._closed or not self._reading:
+            return None
+        batch = self._pending
+        if batch is not None:
+            self._pending = None
+            frames, error = batch
+        else:
+            frames, error = self._readFrames(self._fd, READ_BATCH, self._readSize)
         counters = self._counters
-        read = self._system.read
-        for _ in range(READ_BATCH):
-            if self._closed or not self._reading:
+        offload = self._offload
+        for i, frame in enumerate(frames):
+            if self._closed:
                 return None
-            try:
-                frame = read(self._fd, self._readSize)
-            except BlockingIOError:
+            if not self._reading:
+                # Paused by the receiver: the rest of the batch waits for
+                # resumeProducing.
+                self._pending = (frames[i:], error)
                 return None
-            except OSError as e:
-                return ConnectionLost(f"reading {self.description}: {e}")
             if not frame:
                 return ConnectionDone(f"{self.description} closed")
-            if self._offload:
+            if offload:
                 frame = self._unwrap(frame)
                 if frame is None:
                     continue
@@ -171,6 +188,11 @@ class TapLink:
             counters.framesIn += 1
             counters.bytesIn += n
             self.frameReceived(frame)
+        if error is not None and not self._closed:
+            if not self._reading:
+                self._pending = ((), error)
+                return None
+            return ConnectionLost(f"reading {self.description}: {error}")
         return None
 
     def _unwrap(self, data):
@@ -243,6 +265,7 @@ class TapLink:
         self.stopReading()
         self._reactor.removeWriter(self)
         self._closed = True
+        self._pending = None
         self._queue.clear()
         try:
             self._system.close(self._fd)
@@ -315,6 +338,12 @@ class TapLink:
 
     def resumeProducing(self):
         self.startReading()
+        if self._pending is not None and self._reading:
+            # Frames already read when the receiver paused: deliver them
+            # now, as no wake-up will come for them.
+            why = self.doRead()
+            if why is not None:
+                self.connectionLost(Failure(why))
 
     def stopProducing(self):
         self.closeLink("consumer stopped")
