@@ -8,6 +8,8 @@ import os
 import socket
 from unittest import SkipTest
 
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IPushProducer, IReadDescriptor, IWriteDescriptor
 from twisted.python.failure import Failure
@@ -158,10 +160,10 @@ class _BatchReadingTunSystem(_ScriptedTunSystem):
         super().__init__()
         self._cReadFrames = _cReadFrames()
 
-    def readFrames(self, fd, maxFrames, size):
+    def readFrames(self, fd, maxFrames, size, vnetHeader=0):
         if self.readErrors:
             return pythonReadFrames(self.read, fd, maxFrames, size)
-        return self._cReadFrames(fd, maxFrames, size)
+        return self._cReadFrames(fd, maxFrames, size, vnetHeader)
 
 
 class ReadFramesTests(SynchronousTestCase):
@@ -263,6 +265,58 @@ class ReadFramesTests(SynchronousTestCase):
             self.assertEqual(frames, [])
             self.assertIsInstance(error, OSError)
             self.assertEqual(error.errno, errno.EBADF)
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.binary(min_size=0, max_size=1600),
+        st.integers(0, 0xFF),
+        st.integers(0, 0xFFFF),
+        st.integers(0, 0xFFFF),
+    )
+    @example(bytes(60), 1, 34, 16)
+    @example(bytes(60), 1, 58, 0)
+    @example(bytes(60), 1, 59, 0)
+    @example(bytes(60), 1, 60, 0)
+    @example(bytes(13), 1, 0, 0)
+    @example(b"\xff" * 61, 3, 34, 6)
+    def test_vnetPartialChecksum(self, body, flags, start, offset):
+        """
+        With C{vnetHeader}, a frame whose virtio-net header says
+        C{F_NEEDS_CSUM} comes back with the checksum completed exactly as
+        L{completeChecksum} does it and the flag cleared (other header
+        bytes untouched); one whose checksum field lies outside the frame,
+        or too short to be a frame, or without the flag, comes back as
+        read.
+        """
+        from vpnkit.wire import MalformedError
+        from vpnkit.wire.virtio import VirtioNetHeader, completeChecksum, emitVirtioNetHeader
+
+        start = start % (len(body) + 4)
+        offset = offset % 40
+        vnet = emitVirtioNetHeader(VirtioNetHeader(flags, 0, 54, 0, start, offset))
+        self.guest.send(vnet + body)
+        (got,), error = self.cReadFrames(self.fd, 64, 2000, 10)
+        self.assertIsNone(error)
+        expected = vnet + body
+        if flags & 1 and len(body) >= 14:
+            try:
+                completed = completeChecksum(body, start, offset)
+            except MalformedError:
+                pass
+            else:
+                expected = bytes([flags & ~1]) + vnet[1:] + completed
+        self.assertEqual(got, expected)
+
+    def test_noVnetLeavesPartial(self):
+        """
+        Without C{vnetHeader} the frame comes back exactly as read, flag
+        and partial checksum included.
+        """
+        from vpnkit.wire.virtio import VirtioNetHeader, emitVirtioNetHeader
+
+        sent = emitVirtioNetHeader(VirtioNetHeader(1, 0, 54, 0, 34, 16)) + frame(1)
+        self.guest.send(sent)
+        self.assertEqual(self.cReadFrames(self.fd, 64, 2000), ([sent], None))
 
     def test_linuxSystemUsesC(self):
         """

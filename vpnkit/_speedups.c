@@ -128,20 +128,49 @@ done:
 }
 
 /*
- * readFrames(fd, maxFrames, size) -> (frames, error): the frames one
- * wake-up finds on a packet descriptor (a tap: one frame per read), each
- * read at most size bytes, until maxFrames are read or a read would block.
- * The read that finds nothing ends the batch without raising: error is
- * None then.  End of file appends b"" and ends the batch; any other read
- * error ends it too and is returned as error (an OSError), after the
- * frames read before it.
+ * A frame read behind a virtio-net header (vnet bytes: flags, gso_type,
+ * hdr_len, gso_size, csum_start, csum_offset, native byte order) whose
+ * checksum the guest's kernel left partial (VIRTIO_NET_HDR_F_NEEDS_CSUM):
+ * complete it in place, as vpnkit.wire.virtio.completeChecksum would, and
+ * clear the flag.  A field outside the frame is left for the Python code
+ * to count and drop.
+ */
+static void
+complete_partial(unsigned char *p, Py_ssize_t n, Py_ssize_t vnet)
+{
+    if (vnet < 10 || n < vnet + 14 || !(p[0] & 1))
+        return;
+    uint16_t start, offset;
+    memcpy(&start, p + 6, 2);
+    memcpy(&offset, p + 8, 2);
+    unsigned char *frame = p + vnet;
+    Py_ssize_t length = n - vnet;
+    Py_ssize_t position = (Py_ssize_t)start + offset;
+    if (position + 2 > length || start >= length)
+        return;
+    uint16_t csum = (uint16_t)~fold(add_words(frame + start, length - start, 0));
+    frame[position] = (unsigned char)(csum >> 8);
+    frame[position + 1] = (unsigned char)(csum & 0xFF);
+    p[0] &= (unsigned char)~1;
+}
+
+/*
+ * readFrames(fd, maxFrames, size, vnetHeader=0) -> (frames, error): the
+ * frames one wake-up finds on a packet descriptor (a tap: one frame per
+ * read), each read at most size bytes, until maxFrames are read or a read
+ * would block.  The read that finds nothing ends the batch without
+ * raising: error is None then.  End of file appends b"" and ends the
+ * batch; any other read error ends it too and is returned as error (an
+ * OSError), after the frames read before it.  With vnetHeader (its
+ * length, 10), partial checksums are completed on the way (see
+ * complete_partial).
  */
 static PyObject *
 read_frames(PyObject *self, PyObject *args)
 {
     int fd;
-    Py_ssize_t maxFrames, size;
-    if (!PyArg_ParseTuple(args, "inn:readFrames", &fd, &maxFrames, &size))
+    Py_ssize_t maxFrames, size, vnet = 0;
+    if (!PyArg_ParseTuple(args, "inn|n:readFrames", &fd, &maxFrames, &size, &vnet))
         return NULL;
     if (size <= 0) {
         PyErr_SetString(PyExc_ValueError, "readFrames: size must be positive");
@@ -174,6 +203,8 @@ read_frames(PyObject *self, PyObject *args)
                 goto fail;
             break;
         }
+        if (vnet)
+            complete_partial((unsigned char *)buffer, n, vnet);
         PyObject *frame = PyBytes_FromStringAndSize(buffer, n);
         if (frame == NULL)
             goto fail;
@@ -206,7 +237,7 @@ static PyMethodDef methods[] = {
     {"finishChecksum", finish_checksum, METH_VARARGS,
      "finishChecksum(header, start, offset, payload=b'') -> header with its partial checksum complete."},
     {"readFrames", read_frames, METH_VARARGS,
-     "readFrames(fd, maxFrames, size) -> (frames, error): the frames waiting on a packet descriptor, ending at EAGAIN without raising."},
+     "readFrames(fd, maxFrames, size, vnetHeader=0) -> (frames, error): the frames waiting on a packet descriptor, ending at EAGAIN without raising; partial checksums behind a virtio-net header completed."},
     {NULL, NULL, 0, NULL},
 };
 

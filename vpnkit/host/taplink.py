@@ -118,11 +118,12 @@ class TapLink:
         self._reading = False
         self.description = description
         # One wake-up's reads: the system's readFrames (in C for the real
-        # device) or the same loop over its read.
+        # device, which also completes partial checksums) or the same loop
+        # over its read.
         readFrames = getattr(system, "readFrames", None)
         if readFrames is None:
             read = system.read
-            readFrames = lambda fd, n, size: pythonReadFrames(read, fd, n, size)  # noqa: E731
+            readFrames = lambda fd, n, size, vnet: pythonReadFrames(read, fd, n, size)  # noqa: E731
         self._readFrames = readFrames
         # What a receiver's pauseProducing left of a batch: (frames, error).
         self._pending = None
@@ -156,14 +157,16 @@ class TapLink:
     def doRead(self):
         if self._closed or not self._reading:
             return None
+        offload = self._offload
         batch = self._pending
         if batch is not None:
             self._pending = None
             frames, error = batch
         else:
-            frames, error = self._readFrames(self._fd, READ_BATCH, self._readSize)
+            frames, error = self._readFrames(
+                self._fd, READ_BATCH, self._readSize, VNET_HEADER if offload else 0
+            )
         counters = self._counters
-        offload = self._offload
         for i, frame in enumerate(frames):
             if self._closed:
                 return None
