@@ -9,7 +9,9 @@ dropped, and the link stays up.
 With C{offload}, each frame travels behind a virtio-net header and the
 guest's kernel may hand over TCP segments of up to 64 KiB with partial
 checksums (see L{vpnkit.wire.virtio}); the link completes the checksums, so
-everything above it sees ordinary (if large) frames.  The other way, the
+everything above it sees ordinary (if large) frames.  Each wake-up reads
+what the device holds in one C{readFrames} call of the system (in C for
+the real device, where it also completes the checksums in its buffer).  The other way, the
 guest's kernel does that work: vpnkit's TCP segments come as headers and
 payload (L{TapLink.sendFrameParts}) with their checksums left partial, and
 go out in one C{writev} without being joined or summed in Python.  Writes
