@@ -124,8 +124,9 @@ class TapLink:
         # over its read.
         readFrames = getattr(system, "readFrames", None)
         if readFrames is None:
-            read = system.read
-            readFrames = lambda fd, n, size, vnet: pythonReadFrames(read, fd, n, size)  # noqa: E731
+            readFrames = lambda fd, n, size, vnet: pythonReadFrames(  # noqa: E731
+                system.read, fd, n, size
+            )
         self._readFrames = readFrames
         # What a receiver's pauseProducing left of a batch: (frames, error).
         self._pending = None
