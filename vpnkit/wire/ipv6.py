@@ -140,7 +140,8 @@ class FragmentHeader:
         return self.offset == 0 and not self.more
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, as IPv6Header: one is built for every datagram received.
+@dataclass(slots=True)
 class Extensions:
     """
     What the extension headers of a datagram say.
