@@ -5,7 +5,11 @@ tests run it over.
 
 import errno
 import os
+import socket
+from unittest import SkipTest
 
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IPushProducer, IReadDescriptor, IWriteDescriptor
 from twisted.python.failure import Failure
@@ -16,6 +20,7 @@ from tests.fakes import GUEST_MAC, FakeFDReactor, FakeTunSystem, drainSocket, fi
 from vpnkit.counters import LinkCounters
 from vpnkit.host import taplink
 from vpnkit.host.taplink import TapLink
+from vpnkit.host.tundev import LinuxTunSystem, pythonReadFrames
 from vpnkit.interfaces import IChecksumOffloadLink, ILink, ITunSystem
 
 
@@ -131,13 +136,211 @@ class _ScriptedTunSystem(FakeTunSystem):
         return super().write(fd, data)
 
 
-class TapLinkTests(SynchronousTestCase):
+def _cReadFrames():
     """
-    L{TapLink} over a L{FakeTunSystem}, with a reactor that only records.
+    The C C{readFrames}, or skip (with C{VPNKIT_NO_SPEEDUPS=1}) or fail
+    when the extension is not built.
+    """
+    try:
+        from vpnkit._speedups import readFrames
+    except ImportError:
+        if os.environ.get("VPNKIT_NO_SPEEDUPS") == "1":
+            raise SkipTest("VPNKIT_NO_SPEEDUPS=1: the C extension vpnkit._speedups is left out")
+        raise AssertionError("the C extension vpnkit._speedups is not built: `make install`")
+    return readFrames
+
+
+class _BatchReadingTunSystem(_ScriptedTunSystem):
+    """
+    The scripted fake with a C{readFrames}, as L{LinuxTunSystem} has: the C
+    one, unless read errors are scripted (they go through L{read}).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._cReadFrames = _cReadFrames()
+
+    def readFrames(self, fd, maxFrames, size, vnetHeader=0):
+        if self.readErrors:
+            return pythonReadFrames(self.read, fd, maxFrames, size)
+        return self._cReadFrames(fd, maxFrames, size, vnetHeader)
+
+
+class ReadFramesTests(SynchronousTestCase):
+    """
+    C{readFrames}: the C version in C{vpnkit._speedups} and the Python
+    L{pythonReadFrames} (its fallback and oracle) read a packet descriptor
+    the same way.
     """
 
     def setUp(self):
-        self.system = _ScriptedTunSystem()
+        self.cReadFrames = _cReadFrames()
+        tap, self.guest = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        tap.setblocking(False)
+        self.fd = tap.detach()
+        self.addCleanup(self.guest.close)
+        self.addCleanup(lambda: self.fd >= 0 and os.close(self.fd))
+
+    def both(self, maxFrames, size=2000):
+        """
+        What each version reads, C first; each reads its own copy of the
+        frames the guest sends next (the guest sends them twice).
+        """
+        return (
+            self.cReadFrames(self.fd, maxFrames, size),
+            pythonReadFrames(os.read, self.fd, maxFrames, size),
+        )
+
+    def sendTwice(self, frames):
+        for _ in range(2):
+            for f in frames:
+                self.guest.send(f)
+
+    def test_nothingWaiting(self):
+        """
+        With nothing to read, both return no frames and no error (no
+        exception escapes).
+        """
+        self.assertEqual(self.both(64), (([], None), ([], None)))
+
+    def test_framesThenEmpty(self):
+        """
+        Every waiting frame comes back, in order and whole, one per read;
+        the read that would block ends the batch.
+        """
+        sent = [frame(1), frame(2, 1514), frame(3, 14)]
+        for f in sent:
+            self.guest.send(f)
+        self.assertEqual(self.cReadFrames(self.fd, 64, 2000), (sent, None))
+        for f in sent:
+            self.guest.send(f)
+        self.assertEqual(pythonReadFrames(os.read, self.fd, 64, 2000), (sent, None))
+
+    def test_maxFrames(self):
+        """
+        At most C{maxFrames} are read; the rest stay for the next call.
+        """
+        for i in range(5):
+            self.guest.send(frame(i))
+        self.assertEqual(self.cReadFrames(self.fd, 3, 2000), ([frame(0), frame(1), frame(2)], None))
+        self.assertEqual(pythonReadFrames(os.read, self.fd, 3, 2000), ([frame(3), frame(4)], None))
+
+    def test_sizeTruncates(self):
+        """
+        A frame longer than C{size} comes back cut to C{size} bytes, as one
+        C{read} would return it.
+        """
+        self.sendTwice([frame(1, 100)])
+        self.assertEqual(self.both(1, 40), (([frame(1, 100)[:40]], None),) * 2)
+
+    def test_endOfFile(self):
+        """
+        The end of the descriptor is an empty frame after the others, and
+        ends the batch.
+        """
+        self.guest.send(frame(1))
+        self.guest.close()
+        self.assertEqual(self.cReadFrames(self.fd, 64, 2000), ([frame(1), b""], None))
+
+    def test_endOfFilePython(self):
+        """
+        The Python version reports the end the same way.
+        """
+        self.guest.send(frame(1))
+        self.guest.close()
+        self.assertEqual(pythonReadFrames(os.read, self.fd, 64, 2000), ([frame(1), b""], None))
+
+    def test_error(self):
+        """
+        A read error other than "would block" is returned, not raised, as
+        the L{OSError} it was, errno and all.
+        """
+        os.close(self.fd)
+        bad = self.fd
+        self.fd = -1
+        for frames, error in (
+            self.cReadFrames(bad, 64, 2000),
+            pythonReadFrames(os.read, bad, 64, 2000),
+        ):
+            self.assertEqual(frames, [])
+            self.assertIsInstance(error, OSError)
+            self.assertEqual(error.errno, errno.EBADF)
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.binary(min_size=0, max_size=1600),
+        st.integers(0, 0xFF),
+        st.integers(0, 0xFFFF),
+        st.integers(0, 0xFFFF),
+    )
+    @example(bytes(60), 1, 34, 16)
+    @example(bytes(60), 1, 58, 0)
+    @example(bytes(60), 1, 59, 0)
+    @example(bytes(60), 1, 60, 0)
+    @example(bytes(13), 1, 0, 0)
+    @example(b"\xff" * 61, 3, 34, 6)
+    def test_vnetPartialChecksum(self, body, flags, start, offset):
+        """
+        With C{vnetHeader}, a frame whose virtio-net header says
+        C{F_NEEDS_CSUM} comes back with the checksum completed exactly as
+        L{completeChecksum} does it and the flag cleared (other header
+        bytes untouched); one whose checksum field lies outside the frame,
+        or too short to be a frame, or without the flag, comes back as
+        read.
+        """
+        from vpnkit.wire import MalformedError
+        from vpnkit.wire.virtio import VirtioNetHeader, completeChecksum, emitVirtioNetHeader
+
+        start = start % (len(body) + 4)
+        offset = offset % 40
+        vnet = emitVirtioNetHeader(VirtioNetHeader(flags, 0, 54, 0, start, offset))
+        self.guest.send(vnet + body)
+        (got,), error = self.cReadFrames(self.fd, 64, 2000, 10)
+        self.assertIsNone(error)
+        expected = vnet + body
+        if flags & 1 and len(body) >= 14:
+            try:
+                completed = completeChecksum(body, start, offset)
+            except MalformedError:
+                pass
+            else:
+                expected = bytes([flags & ~1]) + vnet[1:] + completed
+        self.assertEqual(got, expected)
+
+    def test_noVnetLeavesPartial(self):
+        """
+        Without C{vnetHeader} the frame comes back exactly as read, flag
+        and partial checksum included.
+        """
+        from vpnkit.wire.virtio import VirtioNetHeader, emitVirtioNetHeader
+
+        sent = emitVirtioNetHeader(VirtioNetHeader(1, 0, 54, 0, 34, 16)) + frame(1)
+        self.guest.send(sent)
+        self.assertEqual(self.cReadFrames(self.fd, 64, 2000), ([sent], None))
+
+    def test_linuxSystemUsesC(self):
+        """
+        L{LinuxTunSystem.readFrames} reads through the C version when it is
+        built.
+        """
+        self.guest.send(frame(7))
+        self.assertEqual(LinuxTunSystem().readFrames(self.fd, 64, 2000), ([frame(7)], None))
+        from vpnkit.host import tundev
+
+        self.assertIs(tundev._cReadFrames, self.cReadFrames)
+
+
+class TapLinkTests(SynchronousTestCase):
+    """
+    L{TapLink} over a L{FakeTunSystem}, with a reactor that only records;
+    the fake has no C{readFrames}, so the link reads frame by frame
+    through L{pythonReadFrames}.
+    """
+
+    systemFactory = _ScriptedTunSystem
+
+    def setUp(self):
+        self.system = self.systemFactory()
         self.addCleanup(self.system.cleanup)
         self.fd = self.system.openTap(None, "tap0", GUEST_MAC, 1500)
         self.guest = self.system.opened[0].guest
@@ -370,6 +573,23 @@ class TapLinkTests(SynchronousTestCase):
         self.link.doRead()
         self.assertEqual(self.received, [frame(1)])
 
+    def test_resumeDeliversRestOfBatch(self):
+        """
+        Frames of a batch left behind by a pause are delivered, in order,
+        when the link resumes, before anything read later.
+        """
+        self.link.startReading()
+        self.link.frameReceived = lambda f: (self.received.append(f), self.link.pauseProducing())
+        self.guest.send(frame(1))
+        self.guest.send(frame(2))
+        self.link.doRead()
+        self.link.frameReceived = self.received.append
+        self.link.resumeProducing()
+        self.guest.send(frame(3))
+        self.assertIsNone(self.link.doRead())
+        self.assertEqual(self.received, [frame(1), frame(2), frame(3)])
+        self.assertEqual(self.counters.framesIn, 3)
+
     def test_closeInsideBatch(self):
         """
         A receiver that closes the link stops the batch and nothing more is
@@ -403,14 +623,25 @@ class TapLinkTests(SynchronousTestCase):
         self.assertEqual(self.system.closed, [self.fd])
 
 
+class BatchReadingTapLinkTests(TapLinkTests):
+    """
+    The same, over a system with C{readFrames} (the C version, as
+    L{LinuxTunSystem} uses): one call per wake-up.
+    """
+
+    systemFactory = _BatchReadingTunSystem
+
+
 class OffloadTests(SynchronousTestCase):
     """
     L{TapLink} with C{offload}: frames behind a virtio-net header, large
     TCP segments and partial checksums from the guest's kernel.
     """
 
+    systemFactory = FakeTunSystem
+
     def setUp(self):
-        self.system = FakeTunSystem()
+        self.system = self.systemFactory()
         self.addCleanup(self.system.cleanup)
         self.fd = self.system.openTap(None, "tap0", GUEST_MAC, 1500, offload=True)
         self.guest = self.system.opened[0].guest
@@ -672,3 +903,11 @@ class OffloadTests(SynchronousTestCase):
         self.link.sendFrame(b"\x02" * 12 + b"\x08\x06" + bytes(3000))
         self.assertEqual(drainSocket(self.guest), [])
         self.assertEqual(self.counters.txErrors, 1)
+
+
+class BatchReadingOffloadTests(OffloadTests):
+    """
+    The same, over a system with the C C{readFrames}.
+    """
+
+    systemFactory = _BatchReadingTunSystem

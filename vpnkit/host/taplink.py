@@ -9,7 +9,9 @@ dropped, and the link stays up.
 With C{offload}, each frame travels behind a virtio-net header and the
 guest's kernel may hand over TCP segments of up to 64 KiB with partial
 checksums (see L{vpnkit.wire.virtio}); the link completes the checksums, so
-everything above it sees ordinary (if large) frames.  The other way, the
+everything above it sees ordinary (if large) frames.  Each wake-up reads
+what the device holds in one C{readFrames} call of the system (in C for
+the real device, where it also completes the checksums in its buffer).  The other way, the
 guest's kernel does that work: vpnkit's TCP segments come as headers and
 payload (L{TapLink.sendFrameParts}) with their checksums left partial, and
 go out in one C{writev} without being joined or summed in Python.  Writes
@@ -25,6 +27,7 @@ from twisted.python.failure import Failure
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from zope.interface import implementer
 
+from vpnkit.host.tundev import pythonReadFrames
 from vpnkit.interfaces import IChecksumOffloadLink
 from vpnkit.log import logger
 from vpnkit.wire import ParseError
@@ -116,6 +119,17 @@ class TapLink:
         self._closed = False
         self._reading = False
         self.description = description
+        # One wake-up's reads: the system's readFrames (in C for the real
+        # device, which also completes partial checksums) or the same loop
+        # over its read.
+        readFrames = getattr(system, "readFrames", None)
+        if readFrames is None:
+            readFrames = lambda fd, n, size, vnet: pythonReadFrames(  # noqa: E731
+                system.read, fd, n, size
+            )
+        self._readFrames = readFrames
+        # What a receiver's pauseProducing left of a batch: (frames, error).
+        self._pending = None
 
     def start(self, receiver):
         """
@@ -144,20 +158,29 @@ class TapLink:
             self._reactor.removeReader(self)
 
     def doRead(self):
+        if self._closed or not self._reading:
+            return None
+        offload = self._offload
+        batch = self._pending
+        if batch is not None:
+            self._pending = None
+            frames, error = batch
+        else:
+            frames, error = self._readFrames(
+                self._fd, READ_BATCH, self._readSize, VNET_HEADER if offload else 0
+            )
         counters = self._counters
-        read = self._system.read
-        for _ in range(READ_BATCH):
-            if self._closed or not self._reading:
+        for i, frame in enumerate(frames):
+            if self._closed:
                 return None
-            try:
-                frame = read(self._fd, self._readSize)
-            except BlockingIOError:
+            if not self._reading:
+                # Paused by the receiver: the rest of the batch waits for
+                # resumeProducing.
+                self._pending = (frames[i:], error)
                 return None
-            except OSError as e:
-                return ConnectionLost(f"reading {self.description}: {e}")
             if not frame:
                 return ConnectionDone(f"{self.description} closed")
-            if self._offload:
+            if offload:
                 frame = self._unwrap(frame)
                 if frame is None:
                     continue
@@ -171,6 +194,11 @@ class TapLink:
             counters.framesIn += 1
             counters.bytesIn += n
             self.frameReceived(frame)
+        if error is not None and not self._closed:
+            if not self._reading:
+                self._pending = ((), error)
+                return None
+            return ConnectionLost(f"reading {self.description}: {error}")
         return None
 
     def _unwrap(self, data):
@@ -243,6 +271,7 @@ class TapLink:
         self.stopReading()
         self._reactor.removeWriter(self)
         self._closed = True
+        self._pending = None
         self._queue.clear()
         try:
             self._system.close(self._fd)
@@ -315,6 +344,12 @@ class TapLink:
 
     def resumeProducing(self):
         self.startReading()
+        if self._pending is not None and self._reading:
+            # Frames already read when the receiver paused: deliver them
+            # now, as no wake-up will come for them.
+            why = self.doRead()
+            if why is not None:
+                self.connectionLost(Failure(why))
 
     def stopProducing(self):
         self.closeLink("consumer stopped")

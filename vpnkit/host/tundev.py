@@ -153,6 +153,39 @@ def _configure(name, mac, mtu):
         control.close()
 
 
+def pythonReadFrames(read, fd, maxFrames, size, vnetHeader=0):
+    """
+    Read frames (one per C{read(fd, size)}) until C{maxFrames} are read or
+    a read would block.
+
+    @return: C{(frames, error)}: the frames in order, with C{b""} last if
+        the descriptor reached its end; C{error} is C{None}, or the
+        L{OSError} (other than "would block") that ended the batch after
+        those frames.  The C version in C{vpnkit._speedups} does the same
+        without raising and catching L{BlockingIOError} at the end of every
+        batch; this one is its fallback and test oracle.  C{vnetHeader} is
+        ignored here: partial checksums are left for the link to complete.
+    """
+    frames = []
+    while len(frames) < maxFrames:
+        try:
+            frame = read(fd, size)
+        except BlockingIOError:
+            break
+        except OSError as e:
+            return frames, e
+        frames.append(frame)
+        if not frame:
+            break
+    return frames, None
+
+
+try:
+    from vpnkit._speedups import readFrames as _cReadFrames
+except ImportError:  # pragma: no cover - the extension is optional
+    _cReadFrames = None
+
+
 @implementer(ITunSystem)
 class LinuxTunSystem:
     """
@@ -197,6 +230,19 @@ class LinuxTunSystem:
 
     def read(self, fd, size):
         return os.read(fd, size)
+
+    def readFrames(self, fd, maxFrames, size, vnetHeader=0):
+        """
+        The frames waiting on C{fd}, at most C{maxFrames}: see
+        L{pythonReadFrames}.  In C when C{vpnkit._speedups} is built; that
+        one also completes, with C{vnetHeader} (10), the partial checksums
+        of frames behind a virtio-net header and clears their
+        C{F_NEEDS_CSUM}, so that L{vpnkit.host.taplink.TapLink} has no
+        more to do (without it, the link completes them itself).
+        """
+        if _cReadFrames is not None:
+            return _cReadFrames(fd, maxFrames, size, vnetHeader)
+        return pythonReadFrames(os.read, fd, maxFrames, size)
 
     def write(self, fd, frame):
         return os.write(fd, frame)

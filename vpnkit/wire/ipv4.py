@@ -39,7 +39,11 @@ _fixed = Struct("!BBHHHBBH4s4s")
 _noChecksum = Struct("!BBHHHBB")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen (see L{vpnkit.wire.tcp.Segment}): a frozen dataclass's
+# C{__init__} goes through C{object.__setattr__} per field, and this one is
+# built for every datagram received.  Treat instances as immutable; derive
+# variants with C{dataclasses.replace}.
+@dataclass(slots=True)
 class IPv4Header:
     """
     A parsed IPv4 header.  Addresses are 4-byte packed values.

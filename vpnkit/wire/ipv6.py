@@ -93,7 +93,9 @@ _fixed = Struct("!IHBB16s16s")
 _fragment = Struct("!BBHI")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for the same reason as L{vpnkit.wire.ipv4.IPv4Header}: one
+# is built per datagram.  Treat instances as immutable (C{replace}).
+@dataclass(slots=True)
 class IPv6Header:
     """
     The fixed IPv6 header.  Addresses are 16-byte packed values.
@@ -138,7 +140,8 @@ class FragmentHeader:
         return self.offset == 0 and not self.more
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, as IPv6Header: one is built for every datagram received.
+@dataclass(slots=True)
 class Extensions:
     """
     What the extension headers of a datagram say.

@@ -16,7 +16,9 @@ HEADER_LENGTH = 8
 _PROTO = 17
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for the same reason as L{vpnkit.wire.ipv4.IPv4Header}: one
+# is built per datagram.  Treat instances as immutable (C{replace}).
+@dataclass(slots=True)
 class UDPHeader:
     """
     A UDP header.  C{checksum} is as received (0 means "not computed").
