@@ -27,6 +27,27 @@ _CWR = 0x80
 _ip = Struct("!BBHHHBBH4s4s")
 
 
+def _tcpBounds(frame, tcpStart, maxFrame):
+    """
+    The TCP header length, where the payload starts, and how much payload
+    each piece of at most C{maxFrame} bytes takes, for the TCP header at
+    C{tcpStart}.
+
+    @raise TruncatedError: the TCP header does not fit the frame.
+    @raise MalformedError: no room for any payload.
+    """
+    if len(frame) < tcpStart + 20:
+        raise TruncatedError("TCP header")
+    doff = (frame[tcpStart + 12] >> 4) * 4
+    payloadStart = tcpStart + doff
+    if doff < 20 or len(frame) < payloadStart:
+        raise TruncatedError("TCP header")
+    room = maxFrame - payloadStart
+    if room <= 0:
+        raise MalformedError("no room for payload")
+    return doff, payloadStart, room
+
+
 def segmentTCPv4(frame, maxFrame):
     """
     Split C{frame} (Ethernet + IPv4 + TCP) into frames of at most
@@ -41,15 +62,7 @@ def segmentTCPv4(frame, maxFrame):
     if frame[14 + 9] != 6:
         raise MalformedError("not TCP")
     tcpStart = 14 + ihl
-    if len(frame) < tcpStart + 20:
-        raise TruncatedError("TCP header")
-    doff = (frame[tcpStart + 12] >> 4) * 4
-    payloadStart = tcpStart + doff
-    if doff < 20 or len(frame) < payloadStart:
-        raise TruncatedError("TCP header")
-    room = maxFrame - payloadStart
-    if room <= 0:
-        raise MalformedError("no room for payload")
+    doff, payloadStart, room = _tcpBounds(frame, tcpStart, maxFrame)
     eth = frame[:14]
     vihl, tos, _, ident, fragField, ttl, proto, _, src, dst = _ip.unpack_from(frame, 14)
     ipOptions = frame[14 + 20 : tcpStart]
@@ -119,15 +132,7 @@ def segmentTCPv6(frame, maxFrame):
     if frame[14 + 6] != 6:
         raise MalformedError("not TCP")
     tcpStart = 14 + 40
-    if len(frame) < tcpStart + 20:
-        raise TruncatedError("TCP header")
-    doff = (frame[tcpStart + 12] >> 4) * 4
-    payloadStart = tcpStart + doff
-    if doff < 20 or len(frame) < payloadStart:
-        raise TruncatedError("TCP header")
-    room = maxFrame - payloadStart
-    if room <= 0:
-        raise MalformedError("no room for payload")
+    doff, payloadStart, room = _tcpBounds(frame, tcpStart, maxFrame)
     head = frame[:18]
     src = frame[22:38]
     dst = frame[38:54]
